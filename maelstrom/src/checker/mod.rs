@@ -1,0 +1,1 @@
+//! Checkers: pure functions from history/journal to Maelstrom's result maps.

@@ -1,0 +1,2 @@
+//! murmur: Maelstrom nodes (echo, unique-ids, broadcast) over one shared library.
+pub mod wire;
