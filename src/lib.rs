@@ -1,2 +1,16 @@
 //! murmur: Maelstrom nodes (echo, unique-ids, broadcast) over one shared library.
+//!
+//! Module map, in reading order:
+//! - [`wire`]: the Maelstrom wire format (envelope, body, error codes), shared with the runner.
+//! - [`node`]: the sans-IO core: the [`node::Workload`] trait, the output context, line parsing.
+//! - [`rpc`]: outstanding node-to-node calls with deadlines.
+//! - [`workload`]: one module per workload (echo, unique-ids, broadcast).
+//! - [`runtime`]: the thin tokio shell (stdin reader, stdout writer, listen and sync tasks).
+//!
+//! Each binary in `src/bin/` is a few lines: parse knobs, call [`runtime::main`].
+
+pub mod node;
+pub mod rpc;
+pub mod runtime;
 pub mod wire;
+pub mod workload;

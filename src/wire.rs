@@ -37,7 +37,11 @@ pub struct Body<P> {
 
 impl<P> Body<P> {
     pub fn new(payload: P) -> Self {
-        Body { msg_id: None, in_reply_to: None, payload }
+        Body {
+            msg_id: None,
+            in_reply_to: None,
+            payload,
+        }
     }
 }
 
@@ -48,7 +52,10 @@ impl<P> Body<P> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Common {
-    Init { node_id: String, node_ids: Vec<String> },
+    Init {
+        node_id: String,
+        node_ids: Vec<String>,
+    },
     InitOk,
     Error(ErrorBody),
 }
@@ -63,7 +70,10 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, text: impl Into<String>) -> Self {
-        ErrorBody { code: code as u32, text: Some(text.into()) }
+        ErrorBody {
+            code: code as u32,
+            text: Some(text.into()),
+        }
     }
 }
 
@@ -171,7 +181,10 @@ mod tests {
         assert_eq!(env.body.msg_id, Some(1));
         assert_eq!(
             env.body.payload,
-            Common::Init { node_id: "n0".into(), node_ids: vec!["n0".into(), "n1".into(), "n2".into()] }
+            Common::Init {
+                node_id: "n0".into(),
+                node_ids: vec!["n0".into(), "n1".into(), "n2".into()]
+            }
         );
     }
 
@@ -181,7 +194,11 @@ mod tests {
             id: None,
             src: "n0".into(),
             dest: "c3".into(),
-            body: Body { msg_id: None, in_reply_to: Some(1), payload: Common::InitOk },
+            body: Body {
+                msg_id: None,
+                in_reply_to: Some(1),
+                payload: Common::InitOk,
+            },
         };
         assert_eq!(
             serde_json::to_value(&env).unwrap(),
@@ -193,10 +210,20 @@ mod tests {
     fn error_body_round_trips_and_text_is_optional() {
         let v = json!({"type":"error","in_reply_to":5,"code":10});
         let b: Body<Common> = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(b.payload, Common::Error(ErrorBody { code: 10, text: None }));
+        assert_eq!(
+            b.payload,
+            Common::Error(ErrorBody {
+                code: 10,
+                text: None
+            })
+        );
         assert_eq!(serde_json::to_value(&b).unwrap(), v);
         let e = ErrorBody::new(ErrorCode::NotSupported, "no");
-        let b = Body { msg_id: None, in_reply_to: Some(2), payload: Common::Error(e) };
+        let b = Body {
+            msg_id: None,
+            in_reply_to: Some(2),
+            payload: Common::Error(e),
+        };
         assert_eq!(
             serde_json::to_value(&b).unwrap(),
             json!({"type":"error","in_reply_to":2,"code":10,"text":"no"})
