@@ -8,9 +8,20 @@
 //!   deadline queues with Maelstrom's head-of-line semantics, receive-time partition drops.
 //! - [`nemesis`]: partition shapes (grudges) and the fault schedule.
 //! - [`checker`]: pure functions from history and journal to Maelstrom's `results` keys.
+//! - [`cli`]: Maelstrom's `test` flags (clap), resolved and validated into `TestOpts`; exit codes.
+//! - [`process`]: real node processes over pipes: stdin writer, strict stdout line parsing,
+//!   stderr logs, kill/pause/resume and crash detection.
+//! - [`results`]: the run folder (`results/<workload>/<time>/`, `latest` links, JSON writers),
+//!   the terminal summary, and the progress bar.
 
+pub mod analysis;
 pub mod checker;
+pub mod cli;
 pub mod history;
 pub mod nemesis;
 pub mod net;
+pub mod process;
+pub mod results;
+pub mod run;
 pub mod topology;
+pub mod workload;

@@ -1,1 +1,41 @@
-fn main() {}
+//! `maelstrom test -w broadcast --bin target/release/broadcast --node-count 5 ...`: the runner's CLI.
+//! Exit codes as Maelstrom: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 aborted.
+
+use maelstrom::cli::{Cli, Command, EXIT_ABORTED};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let Command::Test(args) = Cli::parse_or_exit().command;
+    let opts = match args.resolve() {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("maelstrom: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    for w in &opts.warnings {
+        tracing::warn!("{w}");
+    }
+    match maelstrom::run::run(&opts) {
+        Ok(outcome) => {
+            let info = maelstrom::results::SummaryInfo {
+                seed: Some(opts.seed),
+                run_dir: outcome.dir.as_deref(),
+            };
+            println!("{}", maelstrom::results::summary(&outcome.results, &info));
+            ExitCode::from(outcome.exit_code as u8)
+        }
+        Err(e) => {
+            eprintln!("\nTest aborted: {e:#}");
+            ExitCode::from(EXIT_ABORTED as u8)
+        }
+    }
+}

@@ -1,1 +1,1354 @@
-//! TODO
+//! The simulated network: a clock-free, I/O-free state machine with Maelstrom's exact delivery
+//! model (spec §1 "Envelope", §3 "Network", §10 for killed nodes; Maelstrom's `src/maelstrom/net.clj`).
+//!
+//! Time is always passed in by the caller as nanoseconds since the test started, so the same code
+//! runs under the real-time driver (wall clock, threads) and the deterministic virtual-time
+//! simulator. All randomness (latency samples) comes from the caller-seeded [`ChaCha8Rng`].
+//!
+//! # Model
+//!
+//! - **Receivers.** Every id that can receive is registered with a [`PeerKind`]: a server node, a
+//!   client (`c<k>`) or a service (`lin-kv`, …). [`Net::send`] rejects a packet whose `src` or `dest`
+//!   is not registered ([`NetError::UnknownSrc`] / [`NetError::UnknownDest`]); the driver turns that
+//!   into Maelstrom's "Invalid dest for message" handling (spec §2 "Malformed output"). As in
+//!   Maelstrom (`send!` numbers the message before `validate-msg`), a rejected send still consumes a
+//!   message id.
+//! - **Ids.** One global counter from 0, assigned at send, shared by every sender (spec §1).
+//! - **Journal.** Every accepted send is journaled as [`JournalKind::Send`] at send time, before any
+//!   partition check; every delivery as [`JournalKind::Recv`] at its intended delivery time
+//!   (spec §3 "Journal"). Dropped messages get no `Recv`.
+//! - **Latency.** 0 ms if `src` or `dest` is a client (`murmur::wire::is_client`: first character
+//!   `c`); otherwise a sample from [`Latency`] (spec §3 table). Service traffic gets latency.
+//! - **Queues and head-of-line blocking.** Each receiver has a priority queue ordered by
+//!   deadline = send time + latency, ties broken by message id. A receiver holds at most one *taken*
+//!   message. Whenever it is free (idle when a message arrives, or just after a delivery) it takes
+//!   its queue head at once, even if that head is not due yet:
+//!   1. if a partition is active for (src → receiver) *at that moment* the message is dropped
+//!      (counted in [`Net::dropped_count`], no `Recv`) and it takes the next head;
+//!   2. otherwise it holds the message until max(deadline, take time) — its *intended* delivery
+//!      time — then delivers it and immediately takes the next head.
+//!
+//!   So a later-sent message with an earlier deadline (a 0-latency client request, say) waits
+//!   behind the held head: that is Maelstrom's receiver loop (`recv!` polls the head, checks
+//!   partitions, then sleeps until the deadline), reproduced on purpose.
+//! - **Partitions.** A grudge maps a receiver to the set of sources it drops ([`Grudge`], the shape
+//!   Jepsen's `drop-all!` takes). It only ever applies when both ends are registered as
+//!   [`PeerKind::Node`]: client and service traffic is never partitioned (spec §3). A grudge change
+//!   never affects a message already taken. [`Net::set_grudge`] replaces the grudge; Maelstrom's
+//!   `drop!` accumulates pairs until a heal, but the nemesis always heals between two partitions,
+//!   so the two agree.
+//! - **Killed nodes** (spec §10). [`Net::set_down`] makes a receiver stop taking: its messages pile
+//!   up and senders see no error. A message it held (taken, not yet due) goes back into its queue
+//!   un-journaled. [`Net::restart`] installs a fresh, empty queue and makes it take again. Paused
+//!   nodes are *not* special here: Maelstrom keeps writing into their pipes. A driver may also use
+//!   `set_down` to model a client that is not polling between RPCs.
+//!
+//! # Driving it
+//!
+//! Every mutating call takes `now`; the state machine first processes, in deadline order, every
+//! delivery (and the takes that follow it) due at or before `now`, so grudge changes, kills and
+//! sends interleave with deliveries exactly by time, whatever the order in which a real-time driver
+//! notices them. `now` values going backwards (racing threads) are clamped to the latest one seen.
+//! Deliveries processed that way are buffered until [`Net::deliver_due`] hands them out, with their
+//! lag (`now` − intended time); [`Net::next_deadline`] tells a driver when to wake up next.
+//!
+//! Per message the work is O(log n): a push and a pop on the receiver's queue and on a global heap of
+//! held messages' intended times; stale heap entries (after a kill, restart or deregister) are
+//! recognised by message id and skipped. Bodies are moved, never cloned.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fmt;
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::history::{JournalEvent, JournalKind};
+
+/// A partition: receiver id → the source ids whose messages it drops.
+pub type Grudge = HashMap<String, HashSet<String>>;
+
+const NANOS_PER_MS: u64 = 1_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// Latency
+
+/// The shape of the latency distribution (`--latency-dist`, default `constant`; spec §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LatencyDist {
+    /// Exactly the mean.
+    #[default]
+    Constant,
+    /// An integer uniform in [0, 2·mean) ms.
+    Uniform,
+    /// Exponential with rate 1/mean, truncated toward 0 to whole ms.
+    Exponential,
+}
+
+impl LatencyDist {
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyDist::Constant => "constant",
+            LatencyDist::Uniform => "uniform",
+            LatencyDist::Exponential => "exponential",
+        }
+    }
+}
+
+impl fmt::Display for LatencyDist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown `--latency-dist` name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown latency distribution {name:?}; expected one of: constant, uniform, exponential")]
+pub struct ParseLatencyDistError {
+    pub name: String,
+}
+
+impl FromStr for LatencyDist {
+    type Err = ParseLatencyDistError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "constant" => Ok(LatencyDist::Constant),
+            "uniform" => Ok(LatencyDist::Uniform),
+            "exponential" => Ok(LatencyDist::Exponential),
+            _ => Err(ParseLatencyDistError {
+                name: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// The latency of server traffic: a distribution and its mean in ms (`--latency`, default 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Latency {
+    dist: LatencyDist,
+    mean_ms: u64,
+}
+
+impl Latency {
+    /// Validates the pair. **Deviation:** Maelstrom hangs (`uniform`: a rejection sampler over an
+    /// empty range) or divides by zero (`exponential`) with mean 0; we reject those combinations
+    /// with [`NetError::ZeroMeanLatency`] instead.
+    pub fn new(dist: LatencyDist, mean_ms: u64) -> Result<Latency, NetError> {
+        if mean_ms == 0 && dist != LatencyDist::Constant {
+            return Err(NetError::ZeroMeanLatency { dist });
+        }
+        Ok(Latency { dist, mean_ms })
+    }
+
+    /// `constant` with mean `mean_ms`; always valid.
+    pub fn constant(mean_ms: u64) -> Latency {
+        Latency {
+            dist: LatencyDist::Constant,
+            mean_ms,
+        }
+    }
+
+    pub fn dist(&self) -> LatencyDist {
+        self.dist
+    }
+
+    pub fn mean_ms(&self) -> u64 {
+        self.mean_ms
+    }
+
+    /// One latency sample in whole milliseconds.
+    pub fn sample_ms<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
+        match self.dist {
+            LatencyDist::Constant => self.mean_ms,
+            LatencyDist::Uniform => match self.mean_ms.checked_mul(2) {
+                Some(0) => 0,
+                Some(hi) => rng.random_range(0..hi),
+                None => rng.random_range(0..=u64::MAX),
+            },
+            LatencyDist::Exponential => {
+                // Inverse CDF: -ln(U)·mean with U in (0, 1]; `as` truncates toward 0 and saturates.
+                let u: f64 = rng.random::<f64>();
+                let x = -(1.0 - u).ln() * self.mean_ms as f64;
+                if x > 0.0 {
+                    x as u64
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packets and deliveries
+
+/// A message in flight. `body` is the raw JSON text of the body object, inserted verbatim into the
+/// stdin line: the driver must pass compact JSON it has already validated (no newlines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub src: String,
+    pub dest: String,
+    /// Raw JSON text of the body object, e.g. `{"type":"echo","echo":"hi","msg_id":1}`.
+    pub body: String,
+    /// The body's `type`, or empty when it has none (journaled for the per-type breakdown).
+    pub body_type: String,
+}
+
+impl Packet {
+    pub fn new(
+        src: impl Into<String>,
+        dest: impl Into<String>,
+        body: impl Into<String>,
+        body_type: impl Into<String>,
+    ) -> Packet {
+        Packet {
+            src: src.into(),
+            dest: dest.into(),
+            body: body.into(),
+            body_type: body_type.into(),
+        }
+    }
+
+    /// Builds a packet from a parsed body, taking `body_type` from its `type` string (or empty).
+    pub fn from_value(
+        src: impl Into<String>,
+        dest: impl Into<String>,
+        body: &serde_json::Value,
+    ) -> Packet {
+        let body_type = body
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_string();
+        Packet::new(src, dest, body.to_string(), body_type)
+    }
+
+    /// Appends the stdin line `{"id":N,"src":"..","dest":"..","body":<body>}` (compact JSON, fields
+    /// in Maelstrom's order, no trailing newline) to `out`.
+    pub fn write_line(&self, id: u64, out: &mut String) {
+        out.reserve(self.body.len() + self.src.len() + self.dest.len() + 40);
+        let _ = write!(out, "{{\"id\":{id},\"src\":");
+        write_json_str(out, &self.src);
+        out.push_str(",\"dest\":");
+        write_json_str(out, &self.dest);
+        out.push_str(",\"body\":");
+        out.push_str(&self.body);
+        out.push('}');
+    }
+
+    /// The stdin line for this packet with message id `id`; see [`Packet::write_line`].
+    pub fn line(&self, id: u64) -> String {
+        let mut out = String::new();
+        self.write_line(id, &mut out);
+        out
+    }
+}
+
+/// Writes `s` as a JSON string literal, escaping exactly as serde_json's compact writer does.
+fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// A message handed to a receiver by [`Net::deliver_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The global message id (the `id` on the stdin line).
+    pub id: u64,
+    pub packet: Packet,
+    /// When the network meant to deliver it: max(deadline, time it was taken), ns.
+    pub intended: u64,
+    /// How late the driver collected it: `now` passed to `deliver_due` − `intended`, ns.
+    pub lag: u64,
+}
+
+/// Delivery-lag summary in microseconds (quantiles from a log-linear histogram, ≤ 1.6 % error;
+/// `max_us` is exact). Quantile q is the value at rank min(n−1, ⌊n·q⌋) in sorted order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LagStats {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// What a registered id is; partitions only ever apply between two `Node`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerKind {
+    /// A server node (`n0`, …): the only kind a grudge applies to.
+    Node,
+    /// A Maelstrom client (`c<k>`).
+    Client,
+    /// A built-in service (`lin-kv`, `seq-kv`, `lww-kv`, `lin-tso`).
+    Service,
+}
+
+/// Errors from the network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// `src` is not registered; message id `id` was consumed (as in Maelstrom).
+    #[error("Invalid source for message {id}: {src:?} is not registered in the network")]
+    UnknownSrc { id: u64, src: String },
+    /// `dest` is not registered; message id `id` was consumed (as in Maelstrom).
+    #[error("Invalid dest for message {id}: {dest:?} is not registered in the network")]
+    UnknownDest { id: u64, dest: String },
+    #[error("no such receiver in the network: {0:?}")]
+    UnknownReceiver(String),
+    #[error("{0:?} is already registered in the network")]
+    AlreadyRegistered(String),
+    #[error(
+        "--latency-dist {dist} needs --latency above 0 ms (Maelstrom would hang or divide by zero)"
+    )]
+    ZeroMeanLatency { dist: LatencyDist },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state machine
+
+/// A queued message, ordered by (deadline, id).
+#[derive(Debug)]
+struct Queued {
+    deadline: u64,
+    id: u64,
+    /// Whether `src` was registered as a node when sent (partitions apply only node → node).
+    src_is_node: bool,
+    packet: Packet,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline, self.id) == (other.deadline, other.id)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.deadline, self.id).cmp(&(other.deadline, other.id))
+    }
+}
+
+#[derive(Debug)]
+struct Held {
+    msg: Queued,
+    intended: u64,
+}
+
+#[derive(Debug)]
+struct Receiver {
+    id: String,
+    kind: PeerKind,
+    queue: BinaryHeap<Reverse<Queued>>,
+    held: Option<Held>,
+    down: bool,
+}
+
+#[derive(Debug)]
+struct Ready {
+    id: u64,
+    packet: Packet,
+    intended: u64,
+}
+
+/// The simulated network. See the module docs for the model.
+#[derive(Debug)]
+pub struct Net {
+    latency: Latency,
+    rng: ChaCha8Rng,
+    next_id: u64,
+    index: HashMap<String, usize>,
+    slots: Vec<Option<Receiver>>,
+    free: Vec<usize>,
+    grudge: Grudge,
+    /// (intended delivery time, message id, slot) of every held message, plus stale entries.
+    timers: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    ready: Vec<Ready>,
+    journal: Vec<JournalEvent>,
+    now: u64,
+    dropped: u64,
+    lag: LagHistogram,
+}
+
+impl Net {
+    /// An empty network with no receivers and no partition.
+    pub fn new(latency: Latency, rng: ChaCha8Rng) -> Net {
+        Net {
+            latency,
+            rng,
+            next_id: 0,
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            grudge: Grudge::new(),
+            timers: BinaryHeap::new(),
+            ready: Vec::new(),
+            journal: Vec::new(),
+            now: 0,
+            dropped: 0,
+            lag: LagHistogram::default(),
+        }
+    }
+
+    pub fn latency(&self) -> Latency {
+        self.latency
+    }
+
+    /// Registers a receiver with an empty queue. Ids are never silently replaced: registering a
+    /// registered id is an error (use [`Net::restart`] for a restarted node).
+    pub fn register(&mut self, id: &str, kind: PeerKind) -> Result<(), NetError> {
+        if self.index.contains_key(id) {
+            return Err(NetError::AlreadyRegistered(id.to_string()));
+        }
+        let receiver = Receiver {
+            id: id.to_string(),
+            kind,
+            queue: BinaryHeap::new(),
+            held: None,
+            down: false,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(receiver);
+                slot
+            }
+            None => {
+                self.slots.push(Some(receiver));
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(id.to_string(), slot);
+        Ok(())
+    }
+
+    pub fn register_node(&mut self, id: &str) -> Result<(), NetError> {
+        self.register(id, PeerKind::Node)
+    }
+
+    pub fn register_client(&mut self, id: &str) -> Result<(), NetError> {
+        self.register(id, PeerKind::Client)
+    }
+
+    pub fn register_service(&mut self, id: &str) -> Result<(), NetError> {
+        self.register(id, PeerKind::Service)
+    }
+
+    /// Removes a receiver (a closed client, a torn-down node). Deliveries due up to `now` are
+    /// processed first; whatever it still queues or holds is discarded without a `Recv`.
+    /// Returns how many messages were discarded.
+    pub fn deregister(&mut self, now: u64, id: &str) -> Result<usize, NetError> {
+        let now = self.clock(now);
+        self.advance(now);
+        let slot = self
+            .index
+            .remove(id)
+            .ok_or_else(|| NetError::UnknownReceiver(id.to_string()))?;
+        let receiver = self.slots[slot].take().expect("indexed slot is occupied");
+        self.free.push(slot);
+        Ok(receiver.queue.len() + usize::from(receiver.held.is_some()))
+    }
+
+    pub fn is_registered(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// The kind `id` was registered with.
+    pub fn kind(&self, id: &str) -> Option<PeerKind> {
+        self.receiver(id).map(|r| r.kind)
+    }
+
+    /// Whether `id` is down (see [`Net::set_down`]).
+    pub fn is_down(&self, id: &str) -> Option<bool> {
+        self.receiver(id).map(|r| r.down)
+    }
+
+    /// Messages waiting for `id`, the held one included.
+    pub fn pending(&self, id: &str) -> Option<usize> {
+        self.receiver(id)
+            .map(|r| r.queue.len() + usize::from(r.held.is_some()))
+    }
+
+    /// The id the next send will get (= the number of sends attempted so far).
+    pub fn next_message_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Messages dropped by partitions so far.
+    pub fn dropped_count(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The current grudge.
+    pub fn grudge(&self) -> &Grudge {
+        &self.grudge
+    }
+
+    /// Sends a packet at `now`: assigns the next global id, journals the send, samples the latency
+    /// and queues it for `dest`. Fails if `src` or `dest` is not registered (the id is consumed and
+    /// nothing is journaled).
+    pub fn send(&mut self, now: u64, packet: Packet) -> Result<u64, NetError> {
+        let now = self.clock(now);
+        self.advance(now);
+        let id = self.next_id;
+        self.next_id += 1;
+        let Some(&src_slot) = self.index.get(packet.src.as_str()) else {
+            return Err(NetError::UnknownSrc {
+                id,
+                src: packet.src,
+            });
+        };
+        let Some(&dest_slot) = self.index.get(packet.dest.as_str()) else {
+            return Err(NetError::UnknownDest {
+                id,
+                dest: packet.dest,
+            });
+        };
+        let latency_ms =
+            if murmur::wire::is_client(&packet.src) || murmur::wire::is_client(&packet.dest) {
+                0
+            } else {
+                self.latency.sample_ms(&mut self.rng)
+            };
+        self.journal.push(JournalEvent {
+            kind: JournalKind::Send,
+            time: now,
+            id,
+            src: packet.src.clone(),
+            dest: packet.dest.clone(),
+            body_type: packet.body_type.clone(),
+        });
+        let src_is_node = self.slots[src_slot]
+            .as_ref()
+            .is_some_and(|r| r.kind == PeerKind::Node);
+        let deadline = now.saturating_add(latency_ms.saturating_mul(NANOS_PER_MS));
+        let receiver = self.slots[dest_slot]
+            .as_mut()
+            .expect("indexed slot is occupied");
+        receiver.queue.push(Reverse(Queued {
+            deadline,
+            id,
+            src_is_node,
+            packet,
+        }));
+        if receiver.held.is_none() && !receiver.down {
+            self.take(dest_slot, now);
+        }
+        Ok(id)
+    }
+
+    /// The earliest time at which something becomes deliverable: a buffered delivery (already due)
+    /// or a held message's intended time. `None` when nothing is held.
+    pub fn next_deadline(&mut self) -> Option<u64> {
+        if let Some(first) = self.ready.first() {
+            return Some(first.intended);
+        }
+        while let Some(&Reverse((t, id, slot))) = self.timers.peek() {
+            if self.is_live_timer(t, id, slot) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Appends to `out`, in (intended time, id) order, every delivery whose intended time is ≤ `now`
+    /// (journaling each as `Recv` at its intended time), records their lags, and makes each
+    /// receiver take its next message.
+    pub fn deliver_due(&mut self, now: u64, out: &mut Vec<Delivery>) {
+        let now = self.clock(now);
+        self.advance(now);
+        out.reserve(self.ready.len());
+        for r in self.ready.drain(..) {
+            let lag = now.saturating_sub(r.intended);
+            self.lag.record(lag / 1_000);
+            out.push(Delivery {
+                id: r.id,
+                packet: r.packet,
+                intended: r.intended,
+                lag,
+            });
+        }
+    }
+
+    /// Installs a partition from `now` on (replacing the previous one). Messages already taken are
+    /// unaffected; the grudge is consulted each time a node takes a message from another node.
+    pub fn set_grudge(&mut self, now: u64, grudge: Grudge) {
+        let now = self.clock(now);
+        self.advance(now);
+        self.grudge = grudge;
+    }
+
+    /// Removes every partition from `now` on.
+    pub fn heal(&mut self, now: u64) {
+        let now = self.clock(now);
+        self.advance(now);
+        self.grudge.clear();
+    }
+
+    /// Marks a receiver down (it stops taking; its held message returns to its queue) or up again
+    /// (it takes its queue head at `now`). Idempotent.
+    pub fn set_down(&mut self, now: u64, id: &str, down: bool) -> Result<(), NetError> {
+        let now = self.clock(now);
+        self.advance(now);
+        let slot = self.slot(id)?;
+        let receiver = self.slots[slot].as_mut().expect("indexed slot is occupied");
+        if down && !receiver.down {
+            receiver.down = true;
+            if let Some(held) = receiver.held.take() {
+                receiver.queue.push(Reverse(held.msg));
+            }
+        } else if !down && receiver.down {
+            receiver.down = false;
+            self.take(slot, now);
+        }
+        Ok(())
+    }
+
+    /// Restarts a killed node (spec §10): a fresh, empty queue, and the receiver takes again.
+    /// Returns how many queued messages were discarded (never journaled as received).
+    ///
+    /// Jepsen's `start` targets every node and is a no-op for running ones: call this only for
+    /// nodes that are actually down, or their pending messages are discarded too.
+    pub fn restart(&mut self, now: u64, id: &str) -> Result<usize, NetError> {
+        let now = self.clock(now);
+        self.advance(now);
+        let slot = self.slot(id)?;
+        let receiver = self.slots[slot].as_mut().expect("indexed slot is occupied");
+        let discarded = receiver.queue.len() + usize::from(receiver.held.is_some());
+        receiver.queue = BinaryHeap::new();
+        receiver.held = None;
+        receiver.down = false;
+        Ok(discarded)
+    }
+
+    /// Returns and clears the journal events recorded so far, in the order they happened.
+    pub fn take_journal(&mut self) -> Vec<JournalEvent> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// Summary of every lag recorded by [`Net::deliver_due`].
+    pub fn lag_stats(&self) -> LagStats {
+        self.lag.stats()
+    }
+
+    // --- internals ---
+
+    fn clock(&mut self, now: u64) -> u64 {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn slot(&self, id: &str) -> Result<usize, NetError> {
+        self.index
+            .get(id)
+            .copied()
+            .ok_or_else(|| NetError::UnknownReceiver(id.to_string()))
+    }
+
+    fn receiver(&self, id: &str) -> Option<&Receiver> {
+        self.index
+            .get(id)
+            .and_then(|&slot| self.slots[slot].as_ref())
+    }
+
+    fn is_live_timer(&self, t: u64, id: u64, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .and_then(|r| r.held.as_ref())
+            .is_some_and(|h| h.msg.id == id && h.intended == t)
+    }
+
+    /// The receiver in `slot` is free at time `t`: it takes queue heads, dropping partitioned ones,
+    /// until it holds one or its queue is empty.
+    fn take(&mut self, slot: usize, t: u64) {
+        let Some(receiver) = self.slots[slot].as_mut() else {
+            return;
+        };
+        debug_assert!(receiver.held.is_none() && !receiver.down);
+        let grudge = (receiver.kind == PeerKind::Node)
+            .then(|| self.grudge.get(receiver.id.as_str()))
+            .flatten()
+            .filter(|srcs| !srcs.is_empty());
+        while let Some(Reverse(msg)) = receiver.queue.pop() {
+            if msg.src_is_node && grudge.is_some_and(|srcs| srcs.contains(msg.packet.src.as_str()))
+            {
+                self.dropped += 1;
+                continue;
+            }
+            let intended = msg.deadline.max(t);
+            self.timers.push(Reverse((intended, msg.id, slot)));
+            receiver.held = Some(Held { msg, intended });
+            return;
+        }
+    }
+
+    /// Processes, in (intended time, id) order, every held message due at or before `now`:
+    /// journal, buffer for `deliver_due`, then let its receiver take the next one at that time.
+    fn advance(&mut self, now: u64) {
+        while let Some(&Reverse((t, id, slot))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if !self.is_live_timer(t, id, slot) {
+                continue;
+            }
+            let receiver = self.slots[slot]
+                .as_mut()
+                .expect("live timer has a receiver");
+            let held = receiver.held.take().expect("live timer has a held message");
+            let packet = held.msg.packet;
+            self.journal.push(JournalEvent {
+                kind: JournalKind::Recv,
+                time: t,
+                id,
+                src: packet.src.clone(),
+                dest: packet.dest.clone(),
+                body_type: packet.body_type.clone(),
+            });
+            self.ready.push(Ready {
+                id,
+                packet,
+                intended: t,
+            });
+            if !receiver.down {
+                self.take(slot, t);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lag histogram
+
+/// Log-linear histogram: exact below 128, then 64 sub-buckets per power of two (< 1/64 relative
+/// error). 3,776 counters cover all of u64.
+#[derive(Debug, Clone)]
+struct LagHistogram {
+    counts: Vec<u64>,
+    count: u64,
+    max: u64,
+}
+
+const EXACT: u64 = 128;
+const SUB_BITS: u32 = 6;
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        let buckets = EXACT as usize + (64 - 7) * (1 << SUB_BITS);
+        LagHistogram {
+            counts: vec![0; buckets],
+            count: 0,
+            max: 0,
+        }
+    }
+}
+
+impl LagHistogram {
+    fn bucket(v: u64) -> usize {
+        if v < EXACT {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros(); // 7..=63
+        let mantissa = v >> (e - SUB_BITS); // in [64, 128)
+        EXACT as usize + (e as usize - 7) * (1 << SUB_BITS) + (mantissa as usize - 64)
+    }
+
+    /// The largest value that falls into bucket `b`.
+    fn upper(b: usize) -> u64 {
+        if b < EXACT as usize {
+            return b as u64;
+        }
+        let k = b - EXACT as usize;
+        let e = (k >> SUB_BITS) as u32 + 7;
+        let mantissa = (k & ((1 << SUB_BITS) - 1)) as u64 + 64;
+        let shift = e - SUB_BITS;
+        ((mantissa + 1) << shift).wrapping_sub(1)
+    }
+
+    fn record(&mut self, v: u64) {
+        self.counts[Self::bucket(v)] += 1;
+        self.count += 1;
+        self.max = self.max.max(v);
+    }
+
+    fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((self.count as f64 * q) as u64).min(self.count - 1);
+        let mut seen = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                return Self::upper(b).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    fn stats(&self) -> LagStats {
+        LagStats {
+            count: self.count,
+            p50_us: self.quantile(0.5),
+            p99_us: self.quantile(0.99),
+            max_us: self.max,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    const MS: u64 = NANOS_PER_MS;
+
+    fn rng(seed: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(seed)
+    }
+
+    fn mk_net(mean_ms: u64) -> Net {
+        let mut net = Net::new(Latency::constant(mean_ms), rng(1));
+        for n in ["n0", "n1", "n2"] {
+            net.register_node(n).unwrap();
+        }
+        net.register_client("c0").unwrap();
+        net.register_service("lin-kv").unwrap();
+        net
+    }
+
+    fn pkt(src: &str, dest: &str, ty: &str) -> Packet {
+        Packet::new(src, dest, format!("{{\"type\":\"{ty}\"}}"), ty)
+    }
+
+    fn deliver(net: &mut Net, now: u64) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        net.deliver_due(now, &mut out);
+        out
+    }
+
+    fn ids(ds: &[Delivery]) -> Vec<u64> {
+        ds.iter().map(|d| d.id).collect()
+    }
+
+    fn grudge(pairs: &[(&str, &[&str])]) -> Grudge {
+        pairs
+            .iter()
+            .map(|(r, srcs)| (r.to_string(), srcs.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn dist_names_parse() {
+        for d in [
+            LatencyDist::Constant,
+            LatencyDist::Uniform,
+            LatencyDist::Exponential,
+        ] {
+            assert_eq!(d.name().parse::<LatencyDist>().unwrap(), d);
+        }
+        let err = "normal".parse::<LatencyDist>().unwrap_err().to_string();
+        assert!(err.contains("constant, uniform, exponential"), "{err}");
+        assert_eq!(LatencyDist::default(), LatencyDist::Constant);
+    }
+
+    #[test]
+    fn zero_mean_is_rejected_for_random_dists() {
+        assert!(Latency::new(LatencyDist::Constant, 0).is_ok());
+        for d in [LatencyDist::Uniform, LatencyDist::Exponential] {
+            let err = Latency::new(d, 0).unwrap_err();
+            assert_eq!(err, NetError::ZeroMeanLatency { dist: d });
+            assert!(err.to_string().contains(d.name()));
+            assert!(Latency::new(d, 1).is_ok());
+        }
+    }
+
+    #[test]
+    fn uniform_samples_integers_in_zero_to_twice_mean() {
+        let lat = Latency::new(LatencyDist::Uniform, 100).unwrap();
+        let mut r = rng(7);
+        let samples: Vec<u64> = (0..20_000).map(|_| lat.sample_ms(&mut r)).collect();
+        assert!(samples.iter().all(|&s| s < 200));
+        assert!(samples.contains(&0));
+        assert!(samples.contains(&199));
+        let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64;
+        assert!((mean - 99.5).abs() < 2.0, "{mean}");
+        // Mean 1: always 0 or 1.
+        let lat = Latency::new(LatencyDist::Uniform, 1).unwrap();
+        assert!((0..1000).all(|_| lat.sample_ms(&mut r) < 2));
+    }
+
+    #[test]
+    fn exponential_samples_truncate_to_whole_ms() {
+        let lat = Latency::new(LatencyDist::Exponential, 100).unwrap();
+        let mut r = rng(8);
+        let samples: Vec<u64> = (0..50_000).map(|_| lat.sample_ms(&mut r)).collect();
+        let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64;
+        // Truncation lowers the mean of Exp(100) by ≈ 0.5 ms.
+        assert!((mean - 99.5).abs() < 2.5, "{mean}");
+        let median = {
+            let mut s = samples.clone();
+            s.sort_unstable();
+            s[s.len() / 2]
+        };
+        // ln 2 · 100 = 69.3, truncated.
+        assert!((66..=72).contains(&median), "{median}");
+        assert!(samples.iter().any(|&s| s > 500));
+    }
+
+    #[test]
+    fn sampling_is_deterministic_per_seed() {
+        let lat = Latency::new(LatencyDist::Exponential, 50).unwrap();
+        let a: Vec<u64> = {
+            let mut r = rng(3);
+            (0..100).map(|_| lat.sample_ms(&mut r)).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = rng(3);
+            (0..100).map(|_| lat.sample_ms(&mut r)).collect()
+        };
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn constant_latency_is_fifo() {
+        let mut net = mk_net(100);
+        for i in 0..5u64 {
+            net.send(i * MS, pkt("n0", "n1", "gossip")).unwrap();
+        }
+        assert_eq!(net.next_deadline(), Some(100 * MS));
+        assert!(deliver(&mut net, 99 * MS).is_empty());
+        let ds = deliver(&mut net, 104 * MS);
+        assert_eq!(ids(&ds), [0, 1, 2, 3, 4]);
+        let intended: Vec<u64> = ds.iter().map(|d| d.intended).collect();
+        assert_eq!(intended, [100 * MS, 101 * MS, 102 * MS, 103 * MS, 104 * MS]);
+        let lags: Vec<u64> = ds.iter().map(|d| d.lag).collect();
+        assert_eq!(lags, [4 * MS, 3 * MS, 2 * MS, MS, 0]);
+        assert_eq!(net.next_deadline(), None);
+    }
+
+    #[test]
+    fn client_and_service_traffic() {
+        let mut net = mk_net(100);
+        // Client traffic has no latency in either direction.
+        net.send(5, pkt("c0", "n0", "broadcast")).unwrap();
+        net.send(5, pkt("n1", "c0", "read_ok")).unwrap();
+        assert_eq!(net.next_deadline(), Some(5));
+        let ds = deliver(&mut net, 5);
+        assert_eq!(ids(&ds), [0, 1]);
+        assert!(ds.iter().all(|d| d.intended == 5 && d.lag == 0));
+        // Service traffic is server traffic: it gets latency.
+        net.send(10, pkt("n0", "lin-kv", "read")).unwrap();
+        assert_eq!(net.next_deadline(), Some(10 + 100 * MS));
+    }
+
+    #[test]
+    fn head_of_line_blocking() {
+        // A node→node message is taken at once and held until its deadline; a client request sent
+        // later with an earlier deadline waits behind it (spec §3 [!]).
+        let mut net = mk_net(100);
+        let slow = net.send(0, pkt("n1", "n0", "gossip")).unwrap();
+        let fast = net.send(10 * MS, pkt("c0", "n0", "read")).unwrap();
+        assert!(deliver(&mut net, 50 * MS).is_empty());
+        let ds = deliver(&mut net, 100 * MS);
+        assert_eq!(ids(&ds), [slow, fast]);
+        assert_eq!(
+            ds[1].intended,
+            100 * MS,
+            "the client request is delayed to the head's deadline"
+        );
+        // Once free, the receiver takes the earliest deadline first: a fresh queue orders by deadline.
+        let mut net2 = mk_net(100);
+        net2.send(0, pkt("n1", "n0", "gossip")).unwrap(); // held until 100 ms
+        let a = net2.send(MS, pkt("n2", "n0", "gossip")).unwrap(); // deadline 101 ms
+        let b = net2.send(2 * MS, pkt("c0", "n0", "read")).unwrap(); // deadline 2 ms
+        let ds = deliver(&mut net2, 200 * MS);
+        assert_eq!(ids(&ds), [0, b, a]);
+        assert_eq!(ds[1].intended, 100 * MS);
+        assert_eq!(ds[2].intended, 101 * MS);
+    }
+
+    #[test]
+    fn ties_break_by_id() {
+        let mut net = mk_net(0);
+        let a = net.send(0, pkt("n1", "n0", "x")).unwrap();
+        let b = net.send(0, pkt("n2", "n0", "x")).unwrap();
+        let c = net.send(0, pkt("c0", "n0", "x")).unwrap();
+        assert_eq!(ids(&deliver(&mut net, 0)), [a, b, c]);
+    }
+
+    #[test]
+    fn partition_is_checked_when_taken() {
+        let mut net = mk_net(100);
+        // Held by n0 (taken at send, before the grudge): still delivered.
+        let held = net.send(0, pkt("n1", "n0", "gossip")).unwrap();
+        // Queued behind it; it will be taken at 100 ms, while the grudge is active: dropped.
+        let queued = net.send(MS, pkt("n1", "n0", "gossip")).unwrap();
+        // From n2, not in the grudge: delivered.
+        let other = net.send(2 * MS, pkt("n2", "n0", "gossip")).unwrap();
+        net.set_grudge(10 * MS, grudge(&[("n0", &["n1"])]));
+        let ds = deliver(&mut net, 300 * MS);
+        assert_eq!(ids(&ds), [held, other]);
+        assert_eq!(net.dropped_count(), 1);
+        let journal = net.take_journal();
+        let recvs: Vec<u64> = journal
+            .iter()
+            .filter(|e| e.kind == JournalKind::Recv)
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(recvs, [held, other]);
+        assert!(journal
+            .iter()
+            .any(|e| e.kind == JournalKind::Send && e.id == queued));
+        // One direction only: n1 still hears n0.
+        let back = net.send(300 * MS, pkt("n0", "n1", "gossip")).unwrap();
+        assert_eq!(ids(&deliver(&mut net, 400 * MS)), [back]);
+        // Sent during the grudge but taken after the heal: delivered.
+        net.send(400 * MS, pkt("n2", "n0", "gossip")).unwrap(); // n0 holds this until 500 ms
+        let late = net.send(401 * MS, pkt("n1", "n0", "gossip")).unwrap();
+        net.heal(450 * MS);
+        let ds = deliver(&mut net, 600 * MS);
+        assert_eq!(ds.len(), 2);
+        assert_eq!(ds[1].id, late);
+        assert_eq!(net.dropped_count(), 1);
+    }
+
+    #[test]
+    fn grudge_applies_at_logical_time_even_if_driver_is_late() {
+        // The driver only notices at 300 ms that n0 delivered at 100 ms; installing the grudge at
+        // 150 ms must still see n0 having taken message 1 at 100 ms (before the grudge).
+        let mut net = mk_net(100);
+        net.send(0, pkt("n1", "n0", "gossip")).unwrap();
+        net.send(MS, pkt("n1", "n0", "gossip")).unwrap();
+        net.set_grudge(150 * MS, grudge(&[("n0", &["n1"])]));
+        let ds = deliver(&mut net, 300 * MS);
+        assert_eq!(ids(&ds), [0, 1]);
+        assert_eq!(ds[0].lag, 200 * MS);
+        assert_eq!(ds[1].intended, 101 * MS);
+    }
+
+    #[test]
+    fn clients_and_services_are_never_partitioned() {
+        let mut net = mk_net(10);
+        net.set_grudge(
+            0,
+            grudge(&[
+                ("n0", &["c0", "lin-kv", "n1"]),
+                ("c0", &["n0"]),
+                ("lin-kv", &["n0"]),
+            ]),
+        );
+        net.send(0, pkt("c0", "n0", "read")).unwrap();
+        net.send(0, pkt("n0", "c0", "read_ok")).unwrap();
+        net.send(0, pkt("lin-kv", "n0", "read_ok")).unwrap();
+        net.send(0, pkt("n0", "lin-kv", "read")).unwrap();
+        net.send(0, pkt("n1", "n0", "gossip")).unwrap();
+        let ds = deliver(&mut net, 100 * MS);
+        assert_eq!(ds.len(), 4);
+        assert_eq!(net.dropped_count(), 1);
+    }
+
+    #[test]
+    fn down_and_restart() {
+        let mut net = mk_net(100);
+        net.send(0, pkt("n1", "n0", "gossip")).unwrap(); // held by n0
+        net.set_down(50 * MS, "n0", true).unwrap();
+        assert_eq!(net.is_down("n0"), Some(true));
+        net.send(60 * MS, pkt("n2", "n0", "gossip")).unwrap(); // piles up, no error
+        assert!(deliver(&mut net, 500 * MS).is_empty());
+        assert_eq!(net.pending("n0"), Some(2));
+        assert_eq!(net.next_deadline(), None);
+        // Other receivers are unaffected.
+        net.send(500 * MS, pkt("n0", "n1", "gossip")).unwrap();
+        assert_eq!(deliver(&mut net, 600 * MS).len(), 1);
+        // Restart discards the pile and takes again.
+        assert_eq!(net.restart(700 * MS, "n0").unwrap(), 2);
+        assert_eq!(net.is_down("n0"), Some(false));
+        let id = net.send(700 * MS, pkt("n1", "n0", "gossip")).unwrap();
+        assert_eq!(ids(&deliver(&mut net, 800 * MS)), [id]);
+        let journal = net.take_journal();
+        let recv = journal
+            .iter()
+            .filter(|e| e.kind == JournalKind::Recv)
+            .count();
+        let send = journal
+            .iter()
+            .filter(|e| e.kind == JournalKind::Send)
+            .count();
+        assert_eq!((send, recv), (4, 2));
+    }
+
+    #[test]
+    fn set_down_false_resumes_the_same_queue() {
+        let mut net = mk_net(100);
+        net.send(0, pkt("n1", "n0", "gossip")).unwrap();
+        net.set_down(10 * MS, "n0", true).unwrap();
+        net.set_down(10 * MS, "n0", true).unwrap(); // idempotent
+        net.set_down(200 * MS, "n0", false).unwrap();
+        let ds = deliver(&mut net, 200 * MS);
+        assert_eq!(ids(&ds), [0]);
+        assert_eq!(ds[0].intended, 200 * MS);
+        assert!(net.set_down(0, "n9", true).is_err());
+        assert!(net.restart(0, "n9").is_err());
+    }
+
+    #[test]
+    fn ids_are_global_and_monotonic_and_invalid_sends_consume_one() {
+        let mut net = mk_net(0);
+        assert_eq!(net.send(0, pkt("c0", "n0", "init")).unwrap(), 0);
+        assert_eq!(net.send(0, pkt("n0", "n1", "x")).unwrap(), 1);
+        assert_eq!(net.send(0, pkt("lin-kv", "n2", "x")).unwrap(), 2);
+        let err = net.send(0, pkt("n0", "c9", "x")).unwrap_err();
+        assert_eq!(
+            err,
+            NetError::UnknownDest {
+                id: 3,
+                dest: "c9".into()
+            }
+        );
+        assert!(err.to_string().starts_with("Invalid dest for message"));
+        let err = net.send(0, pkt("n7", "n0", "x")).unwrap_err();
+        assert_eq!(
+            err,
+            NetError::UnknownSrc {
+                id: 4,
+                src: "n7".into()
+            }
+        );
+        assert_eq!(net.send(0, pkt("n2", "n1", "x")).unwrap(), 5);
+        assert_eq!(net.next_message_id(), 6);
+        let journal = net.take_journal();
+        assert_eq!(
+            journal
+                .iter()
+                .filter(|e| e.kind == JournalKind::Send)
+                .count(),
+            4
+        );
+        assert!(net.take_journal().is_empty());
+    }
+
+    #[test]
+    fn journal_records_sends_then_recvs() {
+        let mut net = mk_net(10);
+        net.send(0, pkt("c0", "n0", "broadcast")).unwrap();
+        net.send(MS, pkt("n0", "n1", "gossip")).unwrap();
+        net.send(MS, pkt("n0", "n2", "")).unwrap();
+        deliver(&mut net, 20 * MS);
+        let j = net.take_journal();
+        assert_eq!(j.len(), 6);
+        assert_eq!(j[0].kind, JournalKind::Send);
+        assert_eq!(j[0].body_type, "broadcast");
+        let recv_times: Vec<(u64, u64)> = j
+            .iter()
+            .filter(|e| e.kind == JournalKind::Recv)
+            .map(|e| (e.id, e.time))
+            .collect();
+        assert!(recv_times.contains(&(0, 0)));
+        assert!(recv_times.contains(&(1, 11 * MS)));
+        assert!(recv_times.contains(&(2, 11 * MS)));
+        let e = j
+            .iter()
+            .find(|e| e.id == 2 && e.kind == JournalKind::Recv)
+            .unwrap();
+        assert_eq!(
+            (e.src.as_str(), e.dest.as_str(), e.body_type.as_str()),
+            ("n0", "n2", "")
+        );
+    }
+
+    #[test]
+    fn registration_rules() {
+        let mut net = mk_net(100);
+        assert_eq!(
+            net.register_node("n0"),
+            Err(NetError::AlreadyRegistered("n0".into()))
+        );
+        assert_eq!(net.kind("c0"), Some(PeerKind::Client));
+        assert_eq!(net.kind("lin-kv"), Some(PeerKind::Service));
+        net.send(0, pkt("n0", "n1", "x")).unwrap(); // held by n1 until 100 ms
+        net.send(0, pkt("n0", "n1", "y")).unwrap(); // queued
+                                                    // Removed with undelivered messages: discarded, never journaled as received.
+        assert_eq!(net.deregister(50 * MS, "n1").unwrap(), 2);
+        assert!(!net.is_registered("n1"));
+        assert!(net.deregister(50 * MS, "n1").is_err());
+        assert!(net.send(50 * MS, pkt("n0", "n1", "z")).is_err());
+        // The freed slot is reused; the stale 100 ms timer must not fire for the newcomer.
+        net.register_client("c1").unwrap();
+        net.set_down(55 * MS, "c1", true).unwrap(); // a client not polling
+        net.send(60 * MS, pkt("c0", "c1", "w")).unwrap(); // latency 0, waits in c1's queue
+        assert!(deliver(&mut net, 150 * MS).is_empty());
+        net.set_down(160 * MS, "c1", false).unwrap();
+        let ds = deliver(&mut net, 160 * MS);
+        assert_eq!(ids(&ds), [3]);
+        assert_eq!(net.next_deadline(), None);
+        let recvs = net
+            .take_journal()
+            .iter()
+            .filter(|e| e.kind == JournalKind::Recv)
+            .count();
+        assert_eq!(recvs, 1);
+    }
+
+    #[test]
+    fn time_going_backwards_is_clamped() {
+        let mut net = mk_net(10);
+        net.send(100 * MS, pkt("n0", "n1", "x")).unwrap();
+        net.send(50 * MS, pkt("n0", "n2", "x")).unwrap(); // treated as sent at 100 ms
+        let ds = deliver(&mut net, 0);
+        assert!(ds.is_empty());
+        let ds = deliver(&mut net, 110 * MS);
+        assert_eq!(ds.len(), 2);
+        assert!(ds.iter().all(|d| d.intended == 110 * MS));
+    }
+
+    #[test]
+    fn lag_stats() {
+        let mut net = mk_net(0);
+        assert_eq!(net.lag_stats(), LagStats::default());
+        // Latency 0: message i is due at its send time, i µs.
+        for i in 0..100u64 {
+            net.send(i * 1_000, pkt("n0", "n1", "x")).unwrap();
+        }
+        let mut out = Vec::new();
+        net.deliver_due(MS, &mut out);
+        assert_eq!(out.len(), 100);
+        for (i, d) in out.iter().enumerate() {
+            assert_eq!(d.intended, i as u64 * 1_000);
+            assert_eq!(d.lag, MS - i as u64 * 1_000);
+        }
+        // Lags 901..=1000 µs: rank 50 is 951, rank 99 is 1000.
+        let stats = net.lag_stats();
+        assert_eq!(stats.count, 100);
+        assert_eq!(stats.max_us, 1000);
+        assert!((951..=966).contains(&stats.p50_us), "{stats:?}");
+        assert_eq!(stats.p99_us, 1000, "{stats:?}");
+    }
+
+    #[test]
+    fn histogram_buckets_round_trip() {
+        let mut prev_upper = None;
+        for b in 0..LagHistogram::default().counts.len() {
+            let up = LagHistogram::upper(b);
+            assert_eq!(LagHistogram::bucket(up), b);
+            if let Some(p) = prev_upper {
+                assert_eq!(LagHistogram::bucket(p + 1), b);
+                assert!(up > p);
+            }
+            prev_upper = Some(up);
+        }
+        assert_eq!(prev_upper, Some(u64::MAX));
+        let mut h = LagHistogram::default();
+        for v in [5u64, 5, 5, 10_000, 1_000_000] {
+            h.record(v);
+        }
+        let s = h.stats();
+        assert_eq!((s.count, s.p50_us, s.max_us), (5, 5, 1_000_000));
+        assert_eq!(s.p99_us, 1_000_000);
+    }
+
+    #[test]
+    fn packet_lines() {
+        let p = Packet::new("c3", "n0", r#"{"type":"init","msg_id":1}"#, "init");
+        assert_eq!(
+            p.line(3),
+            r#"{"id":3,"src":"c3","dest":"n0","body":{"type":"init","msg_id":1}}"#
+        );
+        let weird = "a\"b\\c\n\t\u{1}\u{7f}é/\u{8}\u{c}\r";
+        let p = Packet::new(weird, "n0", "{}", "");
+        let line = p.line(0);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["src"], weird);
+        assert!(line.contains(&serde_json::to_string(weird).unwrap()));
+        let p = Packet::from_value("n0", "n1", &serde_json::json!({"type": "gossip", "x": [1]}));
+        assert_eq!(p.body_type, "gossip");
+        let v: serde_json::Value = serde_json::from_str(&p.line(9)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id":9,"src":"n0","dest":"n1","body":{"type":"gossip","x":[1]}})
+        );
+        assert_eq!(
+            Packet::from_value("n0", "n1", &serde_json::json!({"type": 5})).body_type,
+            ""
+        );
+    }
+
+    #[test]
+    fn many_receivers_stay_consistent() {
+        // A randomised run: every accepted message is delivered exactly once, in per-receiver
+        // (intended, id) order, never before its deadline, and the journal matches.
+        let lat = Latency::new(LatencyDist::Exponential, 20).unwrap();
+        let mut net = Net::new(lat, rng(11));
+        let nodes: Vec<String> = (0..25).map(|i| format!("n{i}")).collect();
+        for n in &nodes {
+            net.register_node(n).unwrap();
+        }
+        net.register_client("c0").unwrap();
+        let mut r = rng(12);
+        let mut out = Vec::new();
+        let mut sent = 0u64;
+        let mut send_time = HashMap::new();
+        let mut now = 0u64;
+        for step in 0..20_000u64 {
+            now += r.random_range(0..200_000u64);
+            let src = &nodes[r.random_range(0..25)];
+            let dest = if step % 10 == 0 {
+                "c0"
+            } else {
+                &nodes[r.random_range(0..25)]
+            };
+            let id = net.send(now, pkt(src, dest, "gossip")).unwrap();
+            send_time.insert(id, now);
+            sent += 1;
+            if step % 7 == 0 {
+                net.deliver_due(now, &mut out);
+            }
+        }
+        net.deliver_due(u64::MAX / 2, &mut out);
+        assert_eq!(out.len() as u64, sent);
+        let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
+        for d in &out {
+            assert!(d.intended >= send_time[&d.id]);
+            let prev = last.insert(d.packet.dest.as_str(), (d.intended, d.id));
+            if let Some(p) = prev {
+                assert!(p.0 <= d.intended);
+            }
+        }
+        let j = net.take_journal();
+        assert_eq!(j.len() as u64, 2 * sent);
+        assert_eq!(net.next_deadline(), None);
+    }
+}

@@ -1,0 +1,42 @@
+# murmur: gossip nodes for Maelstrom, and a Maelstrom-compatible runner.
+# `just` lists recipes. The built-in runner is used unless MAELSTROM points at a real Maelstrom
+# (the `maelstrom` launcher script of a release, which needs a JVM).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+runner := env_var_or_default("MAELSTROM", "target/release/maelstrom")
+
+default:
+    @just --list
+
+# Build every node binary and the runner (release).
+build:
+    cargo build --release --workspace
+
+# The gate: format, lint, test. This is what CI runs.
+test:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo test --workspace
+
+# Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
+maelstrom-run workload="broadcast" *flags="": build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "{{workload}}" in
+      echo)       cfg="--node-count 1 --time-limit 10" ;;
+      unique-ids) cfg="--time-limit 30 --rate 1000 --node-count 3 --availability total --nemesis partition" ;;
+      broadcast)  cfg="--node-count 25 --time-limit 20 --rate 100 --latency 100" ;;
+      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast)" >&2; exit 254 ;;
+    esac
+    exec {{runner}} test -w {{workload}} --bin target/release/{{workload}} $cfg {{flags}}
+
+# The Gossip Glomers challenge configurations (spec §6), one after another.
+challenges: build
+    {{runner}} test -w echo --bin target/release/echo --node-count 1 --time-limit 10
+    {{runner}} test -w unique-ids --bin target/release/unique-ids --time-limit 30 --rate 1000 --node-count 3 --availability total --nemesis partition
+    {{runner}} test -w broadcast --bin target/release/broadcast --node-count 1 --time-limit 20 --rate 10
+    {{runner}} test -w broadcast --bin target/release/broadcast --node-count 5 --time-limit 20 --rate 10
+    {{runner}} test -w broadcast --bin target/release/broadcast --node-count 5 --time-limit 20 --rate 10 --nemesis partition
+    {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100
+    {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100 --nemesis partition

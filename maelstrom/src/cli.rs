@@ -1,0 +1,1229 @@
+//! The command line: Maelstrom's `test` flags (spec §6) parsed with clap, then resolved into a
+//! validated [`TestOpts`].
+//!
+//! Two steps, so that each has one job:
+//! 1. [`Cli`] is the clap derive. It accepts every flag real Maelstrom accepts, with the same
+//!    spellings and defaults, so a Gossip Glomers command line works unchanged. Flags that only
+//!    matter to SSH or to workloads we do not implement are accepted and ignored.
+//! 2. [`TestArgs::resolve`] turns the raw flags into [`TestOpts`]: the node list is built
+//!    (`--node-count` gives `n0..n(N-1)`, the default is Jepsen's `n1..n5`), `--concurrency 2n`
+//!    is multiplied out, `--bin` is canonicalised, the seed is drawn, and the combinations that
+//!    real Maelstrom would hang or crash on (uniform latency with mean 0, ...) are rejected with
+//!    a clear message.
+//!
+//! Every argument error maps to exit code [`EXIT_BAD_ARGS`] (254), as in Jepsen's `cli/run!`;
+//! clap's own errors too (clap would use 2, which Jepsen reserves for "unknown" results), see
+//! [`Cli::parse_or_exit`] and [`clap_exit_code`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Exit code: the analysis found the test valid.
+pub const EXIT_VALID: i32 = 0;
+/// Exit code: the analysis found the test invalid.
+pub const EXIT_INVALID: i32 = 1;
+/// Exit code: the analysis could not decide (`valid?` is `unknown`: a checker failed).
+pub const EXIT_UNKNOWN: i32 = 2;
+/// Exit code: bad command-line arguments (Jepsen's `cli/run!`).
+pub const EXIT_BAD_ARGS: i32 = 254;
+/// Exit code: the test aborted (crash, init failure, internal error): no analysis.
+pub const EXIT_ABORTED: i32 = 255;
+
+/// Jepsen's default node list, used when neither `--node-count` nor a node list is given
+/// (jepsen: cli.clj `default-nodes`). Note it starts at `n1`, unlike `--node-count`.
+pub const DEFAULT_NODES: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
+
+/// Maelstrom's built-in service ids; a server node may not take one of these names.
+pub const SERVICE_IDS: [&str; 4] = ["lin-kv", "seq-kv", "lww-kv", "lin-tso"];
+
+/// `maelstrom <command>`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "maelstrom",
+    version,
+    about = "A Maelstrom-compatible test runner: same flags, same semantics, same numbers, no JVM",
+    long_about = None,
+    after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 aborted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. Only `test` exists so far (Maelstrom also has `analyze`, `serve`, `demo`).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a test against a node binary.
+    // tools.cli lets a repeated option override the earlier one; clap rejects it unless told.
+    #[command(args_override_self = true)]
+    Test(TestArgs),
+}
+
+impl Cli {
+    /// Parses `std::env::args`, printing help/version (exit 0) or the error (exit
+    /// [`EXIT_BAD_ARGS`]) and exiting the process when parsing does not succeed.
+    pub fn parse_or_exit() -> Cli {
+        match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(err) => {
+                let code = clap_exit_code(&err);
+                // If even printing fails there is nothing better to do than exit with the code.
+                let _ = err.print();
+                std::process::exit(code)
+            }
+        }
+    }
+}
+
+/// The exit code for a clap error: 0 for `--help`/`--version` (which clap reports as errors),
+/// [`EXIT_BAD_ARGS`] for everything else (clap itself would use 2).
+pub fn clap_exit_code(err: &clap::Error) -> i32 {
+    if err.use_stderr() {
+        EXIT_BAD_ARGS
+    } else {
+        EXIT_VALID
+    }
+}
+
+/// The raw flags of `maelstrom test`, as typed. Flags and defaults are Maelstrom's (spec §6),
+/// except those under the "Runner (murmur)" help heading, which are ours. Call
+/// [`TestArgs::resolve`] to get validated [`TestOpts`].
+#[derive(Debug, Clone, Args)]
+pub struct TestArgs {
+    /// What workload to run. All of Maelstrom's names are accepted; this runner implements
+    /// echo, unique-ids and broadcast.
+    #[arg(
+        short = 'w',
+        long,
+        value_enum,
+        default_value = "lin-kv",
+        value_name = "NAME"
+    )]
+    pub workload: Workload,
+
+    /// Path to the binary which runs a node (resolved against the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub bin: PathBuf,
+
+    /// Arguments passed to the node binary (use `--` before any that start with `-`).
+    #[arg(value_name = "NODE_ARGS")]
+    pub args: Vec<String>,
+
+    /// Excluding setup, the final phase and teardown, how long the test runs, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub time_limit: u64,
+
+    /// Approximate number of client requests per second, over all clients; 0 = no client ops.
+    #[arg(
+        long,
+        default_value_t = 5.0,
+        value_name = "RATE",
+        allow_negative_numbers = true
+    )]
+    pub rate: f64,
+
+    /// How many client workers: an integer, optionally followed by `n` to multiply by the
+    /// number of nodes (e.g. `2n`).
+    #[arg(long, default_value = "1n", value_parser = parse_concurrency, value_name = "NUMBER")]
+    pub concurrency: ConcurrencySpec,
+
+    /// Mean network latency between servers, in ms (clients always get 0).
+    #[arg(long, default_value_t = 0, value_name = "MILLIS")]
+    pub latency: u64,
+
+    /// Shape of the latency distribution around `--latency`.
+    #[arg(long, value_enum, default_value = "constant", value_name = "DIST")]
+    pub latency_dist: LatencyDist,
+
+    /// Which topology to hand broadcast nodes.
+    #[arg(long, value_enum, default_value = "grid", value_name = "TOPOLOGY")]
+    pub topology: Topology,
+
+    /// Required fraction of ok client ops: `total` or a number in 0..1. Unset: no requirement.
+    #[arg(long, value_parser = parse_availability, value_name = "total|FRACTION")]
+    pub availability: Option<Availability>,
+
+    /// Print each node's stderr on the console too (it always goes to `node-logs/<id>.log`).
+    #[arg(long)]
+    pub log_stderr: bool,
+
+    /// How many nodes to run, named `n0..n(N-1)`. Overrides `--nodes`/`--node`.
+    #[arg(long, value_name = "NUM", help_heading = "Nodes")]
+    pub node_count: Option<usize>,
+
+    /// Comma-separated list of node ids (default n1,n2,n3,n4,n5).
+    #[arg(long, value_name = "NODE_LIST", help_heading = "Nodes")]
+    pub nodes: Option<String>,
+
+    /// A node id; may be given several times. Added to `--nodes`.
+    #[arg(short = 'n', long = "node", value_name = "ID", help_heading = "Nodes")]
+    pub node: Vec<String>,
+
+    /// A file with node ids, one per line. Added to `--nodes`.
+    #[arg(long, value_name = "FILENAME", help_heading = "Nodes")]
+    pub nodes_file: Option<PathBuf>,
+
+    /// Comma-separated list of faults to inject: partition, kill, pause.
+    #[arg(long, value_name = "FAULTS", help_heading = "Faults")]
+    pub nemesis: Option<String>,
+
+    /// Mean seconds between nemesis operations.
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        value_name = "SECONDS",
+        allow_negative_numbers = true,
+        help_heading = "Faults"
+    )]
+    pub nemesis_interval: f64,
+
+    /// Seed for every random choice of the runner (latency, schedules, values).
+    /// Default: drawn from OS entropy; the seed is always printed so a run can be replayed.
+    #[arg(long, value_name = "U64", help_heading = "Runner (murmur)")]
+    pub seed: Option<u64>,
+
+    /// Where run folders go (`<results-dir>/<workload>/<timestamp>/`).
+    #[arg(
+        long,
+        default_value = "results",
+        value_name = "DIR",
+        help_heading = "Runner (murmur)"
+    )]
+    pub results_dir: PathBuf,
+
+    /// Keep the nodes' working directory (their persisted data) after the run.
+    #[arg(long, help_heading = "Runner (murmur)")]
+    pub keep_data: bool,
+
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long, help_heading = "Runner (murmur)")]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub compat: CompatArgs,
+}
+
+/// Flags real Maelstrom accepts that this runner ignores: SSH settings (Maelstrom forces a
+/// dummy SSH), logging switches, and generator knobs of workloads we do not implement. They are
+/// parsed (with Maelstrom's value types) only so existing command lines keep working.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Accepted for compatibility (ignored)")]
+pub struct CompatArgs {
+    /// Ignored: no SSH (Maelstrom forces a dummy SSH too).
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Ignored: no SSH.
+    #[arg(long, value_name = "PASS")]
+    pub password: Option<String>,
+    /// Ignored: no SSH.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_private_key: Option<PathBuf>,
+    /// Ignored: no SSH.
+    #[arg(long)]
+    pub strict_host_key_checking: bool,
+    /// Ignored: never SSH.
+    #[arg(long)]
+    pub no_ssh: bool,
+    /// Ignored: never SSH.
+    #[arg(long, hide = true)]
+    pub dummy_ssh: bool,
+    /// Ignored: every message is in messages.jsonl.
+    #[arg(long)]
+    pub log_net_send: bool,
+    /// Ignored: every message is in messages.jsonl.
+    #[arg(long)]
+    pub log_net_recv: bool,
+    /// Ignored: the test runs once.
+    #[arg(long, value_name = "NUMBER")]
+    pub test_count: Option<u64>,
+    /// Ignored: nodes are always stopped.
+    #[arg(long)]
+    pub leave_db_running: bool,
+    /// Ignored.
+    #[arg(long)]
+    pub logging_json: bool,
+    /// Ignored: only for txn workloads (not implemented).
+    #[arg(long, value_name = "MODELS")]
+    pub consistency_models: Option<String>,
+    /// Ignored: only for workloads not implemented.
+    #[arg(long, value_name = "INT")]
+    pub key_count: Option<u64>,
+    /// Ignored: only for txn workloads (not implemented).
+    #[arg(long, value_name = "INT")]
+    pub max_txn_length: Option<u64>,
+    /// Ignored: only for workloads not implemented.
+    #[arg(long, value_name = "INT")]
+    pub max_writes_per_key: Option<u64>,
+}
+
+/// Maelstrom's workloads (spec §6 `-w`). All names parse; see [`Workload::is_implemented`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    #[value(name = "broadcast")]
+    Broadcast,
+    #[value(name = "echo")]
+    Echo,
+    #[value(name = "g-counter")]
+    GCounter,
+    #[value(name = "g-set")]
+    GSet,
+    #[value(name = "kafka")]
+    Kafka,
+    #[value(name = "lin-kv")]
+    LinKv,
+    #[value(name = "pn-counter")]
+    PnCounter,
+    #[value(name = "txn-list-append")]
+    TxnListAppend,
+    #[value(name = "txn-rw-register")]
+    TxnRwRegister,
+    #[value(name = "unique-ids")]
+    UniqueIds,
+}
+
+impl Workload {
+    /// The workloads this runner can drive today.
+    pub const IMPLEMENTED: [Workload; 3] =
+        [Workload::Broadcast, Workload::Echo, Workload::UniqueIds];
+
+    /// Maelstrom's name for the workload, as used on the command line and in the results path.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Broadcast => "broadcast",
+            Workload::Echo => "echo",
+            Workload::GCounter => "g-counter",
+            Workload::GSet => "g-set",
+            Workload::Kafka => "kafka",
+            Workload::LinKv => "lin-kv",
+            Workload::PnCounter => "pn-counter",
+            Workload::TxnListAppend => "txn-list-append",
+            Workload::TxnRwRegister => "txn-rw-register",
+            Workload::UniqueIds => "unique-ids",
+        }
+    }
+
+    pub fn is_implemented(self) -> bool {
+        Self::IMPLEMENTED.contains(&self)
+    }
+
+    /// Whether Maelstrom runs a final phase (heal, wait 10 s, final reads) for it (spec §2).
+    pub fn has_final_phase(self) -> bool {
+        matches!(
+            self,
+            Workload::Broadcast
+                | Workload::GSet
+                | Workload::GCounter
+                | Workload::PnCounter
+                | Workload::Kafka
+        )
+    }
+
+    /// `Ok` for an implemented workload, otherwise a [`CliError`] naming the ones that are.
+    /// The driver calls this: parsing accepts every Maelstrom name so that the message can say
+    /// "not implemented yet" rather than "invalid value".
+    pub fn check_implemented(self) -> Result<(), CliError> {
+        if self.is_implemented() {
+            Ok(())
+        } else {
+            Err(CliError::NotImplemented(self))
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--latency-dist` (spec §3). The sampling itself lives with the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencyDist {
+    /// Exactly the mean.
+    #[value(name = "constant")]
+    Constant,
+    /// Integer uniform in [0, 2·mean).
+    #[value(name = "uniform")]
+    Uniform,
+    /// Exponential with rate 1/mean, truncated to whole ms.
+    #[value(name = "exponential")]
+    Exponential,
+}
+
+impl LatencyDist {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencyDist::Constant => "constant",
+            LatencyDist::Uniform => "uniform",
+            LatencyDist::Exponential => "exponential",
+        }
+    }
+}
+
+impl fmt::Display for LatencyDist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--topology` names. The shapes themselves are built by the topology module; convert with
+/// `as_str()` and its own parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    #[value(name = "line")]
+    Line,
+    #[value(name = "grid")]
+    Grid,
+    #[value(name = "tree")]
+    Tree,
+    #[value(name = "tree2")]
+    Tree2,
+    #[value(name = "tree3")]
+    Tree3,
+    #[value(name = "tree4")]
+    Tree4,
+    #[value(name = "total")]
+    Total,
+}
+
+impl Topology {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Line => "line",
+            Topology::Grid => "grid",
+            Topology::Tree => "tree",
+            Topology::Tree2 => "tree2",
+            Topology::Tree3 => "tree3",
+            Topology::Tree4 => "tree4",
+            Topology::Total => "total",
+        }
+    }
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `--nemesis` fault (spec §3, §10). The ordering is the canonical order of
+/// [`TestOpts::nemesis`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    Partition,
+    Kill,
+    Pause,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 3] = [Fault::Partition, Fault::Kill, Fault::Pause];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Partition => "partition",
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+        }
+    }
+}
+
+impl FromStr for Fault {
+    type Err = CliError;
+
+    fn from_str(s: &str) -> Result<Fault, CliError> {
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| CliError::UnknownFault(s.to_string()))
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--concurrency` as typed: `count`, times the node count when `per_node` (`"2n"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConcurrencySpec {
+    pub count: usize,
+    pub per_node: bool,
+}
+
+impl ConcurrencySpec {
+    /// The number of client workers for `node_count` nodes; `None` on overflow.
+    pub fn resolve(self, node_count: usize) -> Option<usize> {
+        if self.per_node {
+            self.count.checked_mul(node_count)
+        } else {
+            Some(self.count)
+        }
+    }
+}
+
+impl fmt::Display for ConcurrencySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.count, if self.per_node { "n" } else { "" })
+    }
+}
+
+/// Parses Jepsen's `^\d+n?$` (jepsen: cli.clj `--concurrency`).
+pub fn parse_concurrency(s: &str) -> Result<ConcurrencySpec, String> {
+    let (digits, per_node) = match s.strip_suffix('n') {
+        Some(d) => (d, true),
+        None => (s, false),
+    };
+    let bad = || format!("{s:?}: must be an integer, optionally followed by n (e.g. 2n)");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let count = digits.parse::<usize>().map_err(|_| bad())?;
+    Ok(ConcurrencySpec { count, per_node })
+}
+
+/// `--availability`: the fraction of client ops that must succeed. Serialises as it is typed:
+/// `"total"` or the number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Availability {
+    /// `total`: every client op must succeed.
+    Total,
+    /// A number in 0..=1.
+    Fraction(f64),
+}
+
+impl fmt::Display for Availability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Availability::Total => f.write_str("total"),
+            Availability::Fraction(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+impl Serialize for Availability {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Availability::Total => s.serialize_str("total"),
+            Availability::Fraction(x) => s.serialize_f64(*x),
+        }
+    }
+}
+
+/// Parses `total` or a number in 0..=1.
+pub fn parse_availability(s: &str) -> Result<Availability, String> {
+    if s == "total" {
+        return Ok(Availability::Total);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(Availability::Fraction(x)),
+        _ => Err(format!(
+            "{s:?}: must be `total` or a number between 0 and 1"
+        )),
+    }
+}
+
+/// Why the flags do not make a runnable test. Every variant maps to [`EXIT_BAD_ARGS`].
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("--bin {path}: {source}")]
+    BinNotFound {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--bin {0}: not a regular file")]
+    BinNotAFile(PathBuf),
+    #[error("--bin {0}: not executable (try chmod +x)")]
+    BinNotExecutable(PathBuf),
+    #[error("--nodes-file {path}: {source}")]
+    NodesFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--node-count must be positive")]
+    ZeroNodeCount,
+    #[error("the node list is empty")]
+    EmptyNodeList,
+    #[error("invalid node id {id:?}: {why}")]
+    BadNodeId { id: String, why: &'static str },
+    #[error("node id {0:?} is listed twice")]
+    DuplicateNode(String),
+    #[error("--concurrency {spec} resolves to {resolved} workers; it must be at least 1")]
+    ZeroConcurrency {
+        spec: ConcurrencySpec,
+        resolved: usize,
+    },
+    #[error("--concurrency {0} is too large")]
+    ConcurrencyOverflow(ConcurrencySpec),
+    #[error("--time-limit must be positive")]
+    ZeroTimeLimit,
+    #[error("--rate {0}: must be a finite number >= 0")]
+    BadRate(f64),
+    #[error(
+        "--latency-dist {0} needs --latency > 0 (with mean 0 Maelstrom would hang or divide by zero)"
+    )]
+    LatencyDistNeedsMean(LatencyDist),
+    #[error("--nemesis-interval {0}: must be a finite number of seconds > 0")]
+    BadNemesisInterval(f64),
+    #[error(
+        "--nemesis: unknown fault {0:?}; must be a comma-separated list of partition, kill, pause"
+    )]
+    UnknownFault(String),
+    #[error(
+        "workload {0} is a Maelstrom workload but this runner does not implement it yet \
+         (implemented: broadcast, echo, unique-ids)"
+    )]
+    NotImplemented(Workload),
+}
+
+impl CliError {
+    /// Always [`EXIT_BAD_ARGS`]; a method so callers need not know that.
+    pub fn exit_code(&self) -> i32 {
+        EXIT_BAD_ARGS
+    }
+}
+
+/// A validated, resolved test configuration: what the driver runs.
+///
+/// Built by [`TestArgs::resolve`]. Serialisable so the run folder can record exactly what ran.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TestOpts {
+    pub workload: Workload,
+    /// Canonical path of `--bin` (spec §2: Maelstrom spawns the canonical path).
+    pub bin: PathBuf,
+    /// Extra arguments for the node binary.
+    pub args: Vec<String>,
+    /// Server node ids in order: `n0..` with `--node-count`, else the given list, else `n1..n5`.
+    pub nodes: Vec<String>,
+    /// Main-phase length in seconds (see [`TestOpts::time_limit`]).
+    pub time_limit_secs: u64,
+    /// Client ops per second over all workers; 0 means no client ops.
+    pub rate: f64,
+    /// Number of client workers (`--concurrency` multiplied out).
+    pub concurrency: usize,
+    /// Mean server latency in ms.
+    pub latency_ms: u64,
+    pub latency_dist: LatencyDist,
+    pub topology: Topology,
+    pub availability: Option<Availability>,
+    /// Faults to inject, deduplicated, in [`Fault`] order; empty means no nemesis.
+    pub nemesis: Vec<Fault>,
+    /// Mean seconds between nemesis ops (see [`TestOpts::nemesis_interval`]).
+    pub nemesis_interval_secs: f64,
+    pub log_stderr: bool,
+    /// The seed for every random choice of the runner.
+    pub seed: u64,
+    /// Whether the seed came from `--seed` (false: drawn at random).
+    pub seed_given: bool,
+    pub results_dir: PathBuf,
+    pub keep_data: bool,
+    pub no_progress: bool,
+    /// Notes for the user about flags that were given but have no effect here.
+    pub warnings: Vec<String>,
+}
+
+impl TestOpts {
+    pub fn time_limit(&self) -> Duration {
+        Duration::from_secs(self.time_limit_secs)
+    }
+
+    pub fn nemesis_interval(&self) -> Duration {
+        // resolve() guarantees a finite positive value; fall back to Maelstrom's 10 s anyway.
+        Duration::try_from_secs_f64(self.nemesis_interval_secs).unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn has_fault(&self, fault: Fault) -> bool {
+        self.nemesis.contains(&fault)
+    }
+
+    /// Whether to draw a progress bar: not with `--no-progress`, and not with `--log-stderr`,
+    /// whose lines would tear it. (The bar also hides itself when stderr is not a terminal.)
+    pub fn show_progress(&self) -> bool {
+        !self.no_progress && !self.log_stderr
+    }
+
+    /// The line to print at start-up so any run can be replayed.
+    pub fn seed_line(&self) -> String {
+        let origin = if self.seed_given {
+            "from --seed"
+        } else {
+            "random; replay with --seed"
+        };
+        format!("seed {} ({origin})", self.seed)
+    }
+}
+
+impl TestArgs {
+    /// Validates the flags and resolves them into [`TestOpts`]. Touches the filesystem only
+    /// to canonicalise `--bin` and read `--nodes-file`; draws a random seed when none is given.
+    pub fn resolve(&self) -> Result<TestOpts, CliError> {
+        let nodes = self.resolve_nodes()?;
+        let concurrency = self
+            .concurrency
+            .resolve(nodes.len())
+            .ok_or(CliError::ConcurrencyOverflow(self.concurrency))?;
+        if concurrency == 0 {
+            return Err(CliError::ZeroConcurrency {
+                spec: self.concurrency,
+                resolved: 0,
+            });
+        }
+        if self.time_limit == 0 {
+            return Err(CliError::ZeroTimeLimit);
+        }
+        if !(self.rate.is_finite() && self.rate >= 0.0) {
+            return Err(CliError::BadRate(self.rate));
+        }
+        if self.latency == 0 && self.latency_dist != LatencyDist::Constant {
+            return Err(CliError::LatencyDistNeedsMean(self.latency_dist));
+        }
+        if !(self.nemesis_interval.is_finite() && self.nemesis_interval > 0.0) {
+            return Err(CliError::BadNemesisInterval(self.nemesis_interval));
+        }
+        let nemesis = parse_nemesis(self.nemesis.as_deref().unwrap_or(""))?;
+        let bin = canonical_bin(&self.bin)?;
+        let (seed, seed_given) = match self.seed {
+            Some(s) => (s, true),
+            None => (random_seed(), false),
+        };
+        Ok(TestOpts {
+            workload: self.workload,
+            bin,
+            args: self.args.clone(),
+            nodes,
+            time_limit_secs: self.time_limit,
+            rate: self.rate,
+            concurrency,
+            latency_ms: self.latency,
+            latency_dist: self.latency_dist,
+            topology: self.topology,
+            availability: self.availability,
+            nemesis,
+            nemesis_interval_secs: self.nemesis_interval,
+            log_stderr: self.log_stderr,
+            seed,
+            seed_given,
+            results_dir: self.results_dir.clone(),
+            keep_data: self.keep_data,
+            no_progress: self.no_progress,
+            warnings: self.compat.warnings(),
+        })
+    }
+
+    /// Jepsen's node-list rules plus Maelstrom's `--node-count` override (spec §1, §6).
+    fn resolve_nodes(&self) -> Result<Vec<String>, CliError> {
+        if let Some(n) = self.node_count {
+            if n == 0 {
+                return Err(CliError::ZeroNodeCount);
+            }
+            return Ok((0..n).map(|i| format!("n{i}")).collect());
+        }
+        let given = self.nodes.is_some() || self.nodes_file.is_some() || !self.node.is_empty();
+        if !given {
+            return Ok(DEFAULT_NODES.iter().map(|s| s.to_string()).collect());
+        }
+        let mut nodes = Vec::new();
+        if let Some(list) = &self.nodes {
+            // Jepsen splits on `,\s*`; trimming both sides also forgives `a , b`.
+            nodes.extend(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+        }
+        if let Some(path) = &self.nodes_file {
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::NodesFile {
+                path: path.clone(),
+                source,
+            })?;
+            nodes.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+        }
+        nodes.extend(self.node.iter().map(|s| s.trim().to_string()));
+        if nodes.is_empty() {
+            return Err(CliError::EmptyNodeList);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for id in &nodes {
+            validate_node_id(id)?;
+            if !seen.insert(id.as_str()) {
+                return Err(CliError::DuplicateNode(id.clone()));
+            }
+        }
+        Ok(nodes)
+    }
+}
+
+impl CompatArgs {
+    /// Warnings for ignored flags whose absence of effect could surprise: the SSH ones are
+    /// silent because Maelstrom ignores them too.
+    fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(n) = self.test_count.filter(|&n| n > 1) {
+            w.push(format!("--test-count {n} is ignored: the test runs once"));
+        }
+        if self.log_net_send || self.log_net_recv {
+            w.push(
+                "--log-net-send/--log-net-recv are ignored: see messages.jsonl in the run folder"
+                    .into(),
+            );
+        }
+        if self.leave_db_running {
+            w.push("--leave-db-running is ignored: nodes are always stopped at teardown".into());
+        }
+        for (given, flag) in [
+            (self.consistency_models.is_some(), "--consistency-models"),
+            (self.key_count.is_some(), "--key-count"),
+            (self.max_txn_length.is_some(), "--max-txn-length"),
+            (self.max_writes_per_key.is_some(), "--max-writes-per-key"),
+        ] {
+            if given {
+                w.push(format!(
+                    "{flag} is ignored: it only affects workloads this runner does not implement"
+                ));
+            }
+        }
+        w
+    }
+}
+
+/// Parses `--nemesis`: comma-separated (whitespace around commas allowed, as Maelstrom's
+/// `\s*,\s*`), deduplicated, sorted in [`Fault`] order; empty pieces are skipped.
+pub fn parse_nemesis(s: &str) -> Result<Vec<Fault>, CliError> {
+    let mut faults = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(Fault::from_str)
+        .collect::<Result<Vec<_>, _>>()?;
+    faults.sort();
+    faults.dedup();
+    Ok(faults)
+}
+
+/// Rejects ids the protocol would misread: Maelstrom treats any id starting with `c` as a
+/// client (spec §1), and service names are taken.
+fn validate_node_id(id: &str) -> Result<(), CliError> {
+    let why = if id.is_empty() {
+        Some("empty")
+    } else if id.chars().any(char::is_whitespace) {
+        Some("contains whitespace")
+    } else if id.contains('/') || id == "." || id == ".." {
+        Some("cannot name a log file (node-logs/<id>.log)")
+    } else if id.starts_with('c') {
+        Some("starts with 'c', which Maelstrom treats as a client")
+    } else if SERVICE_IDS.contains(&id) {
+        Some("is the name of a Maelstrom service")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(CliError::BadNodeId {
+            id: id.to_string(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Canonicalises `--bin` and checks it is an executable regular file, so a typo fails here
+/// with exit 254 instead of as a spawn error mid-setup.
+fn canonical_bin(bin: &Path) -> Result<PathBuf, CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::fs::canonicalize(bin).map_err(|source| CliError::BinNotFound {
+        path: bin.to_path_buf(),
+        source,
+    })?;
+    let meta = std::fs::metadata(&path).map_err(|source| CliError::BinNotFound {
+        path: bin.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(CliError::BinNotAFile(bin.to_path_buf()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(CliError::BinNotExecutable(bin.to_path_buf()));
+    }
+    Ok(path)
+}
+
+/// A fresh seed from OS entropy, kept below 2^53 so it survives JSON tools that read numbers
+/// as doubles (jq, JavaScript) when copied from results.json.
+fn random_seed() -> u64 {
+    rand::random::<u64>() >> 11
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An executable file to pass as `--bin` (resolve() checks it exists and is executable).
+    fn exe() -> tempfile::TempPath {
+        use std::os::unix::fs::PermissionsExt;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        f.into_temp_path()
+    }
+
+    fn parse(args: &[&str]) -> Result<TestArgs, clap::Error> {
+        let mut argv = vec!["maelstrom", "test"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Test(t) => t,
+        })
+    }
+
+    fn resolve(args: &[&str]) -> Result<TestOpts, CliError> {
+        let bin = exe();
+        let mut argv = vec!["--bin", bin.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        parse(&argv).unwrap().resolve()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_maelstrom() {
+        let o = resolve(&[]).unwrap();
+        assert_eq!(o.workload, Workload::LinKv);
+        assert_eq!(o.nodes, ["n1", "n2", "n3", "n4", "n5"]);
+        assert_eq!(o.time_limit_secs, 60);
+        assert_eq!(o.rate, 5.0);
+        assert_eq!(o.concurrency, 5, "1n with five nodes");
+        assert_eq!(o.latency_ms, 0);
+        assert_eq!(o.latency_dist, LatencyDist::Constant);
+        assert_eq!(o.topology, Topology::Grid);
+        assert_eq!(o.availability, None);
+        assert!(o.nemesis.is_empty());
+        assert_eq!(o.nemesis_interval(), Duration::from_secs(10));
+        assert!(!o.log_stderr && !o.keep_data && !o.no_progress && !o.seed_given);
+        assert!(o.seed < 1 << 53);
+        assert_eq!(o.results_dir, PathBuf::from("results"));
+        assert!(o.args.is_empty() && o.warnings.is_empty());
+        assert!(o.bin.is_absolute());
+    }
+
+    #[test]
+    fn gossip_glomers_3d_command_line() {
+        let o = resolve(&[
+            "-w",
+            "broadcast",
+            "--node-count",
+            "25",
+            "--time-limit",
+            "20",
+            "--rate",
+            "100",
+            "--latency",
+            "100",
+            "--seed",
+            "42",
+        ])
+        .unwrap();
+        assert_eq!(o.workload, Workload::Broadcast);
+        assert_eq!(o.nodes.len(), 25);
+        assert_eq!(o.nodes[0], "n0");
+        assert_eq!(o.nodes[24], "n24");
+        assert_eq!(o.concurrency, 25);
+        assert_eq!(o.rate, 100.0);
+        assert_eq!(o.latency_ms, 100);
+        assert_eq!((o.seed, o.seed_given), (42, true));
+        assert_eq!(o.time_limit(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn concurrency_with_n_multiplies_by_node_count() {
+        assert_eq!(
+            resolve(&["--node-count", "3", "--concurrency", "4n"])
+                .unwrap()
+                .concurrency,
+            12
+        );
+        assert_eq!(
+            resolve(&["--node-count", "3", "--concurrency", "4"])
+                .unwrap()
+                .concurrency,
+            4
+        );
+        assert_eq!(resolve(&["--concurrency", "2n"]).unwrap().concurrency, 10);
+        assert_eq!(
+            parse_concurrency("12n"),
+            Ok(ConcurrencySpec {
+                count: 12,
+                per_node: true
+            })
+        );
+        for bad in ["", "n", "x", "2x", "-1", "2nn", "1.5n", " 2"] {
+            assert!(parse_concurrency(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            resolve(&["--concurrency", "0n"]),
+            Err(CliError::ZeroConcurrency { .. })
+        ));
+        assert!(parse(&["--bin", "x", "--concurrency", "abc"]).is_err());
+    }
+
+    #[test]
+    fn nemesis_is_a_comma_list_of_known_faults() {
+        let o = resolve(&["--nemesis", "pause, partition,kill,partition"]).unwrap();
+        assert_eq!(o.nemesis, [Fault::Partition, Fault::Kill, Fault::Pause]);
+        assert!(o.has_fault(Fault::Kill));
+        assert_eq!(
+            resolve(&["--nemesis", "partition"]).unwrap().nemesis,
+            [Fault::Partition]
+        );
+        let err = resolve(&["--nemesis", "partition,clock"]).unwrap_err();
+        assert!(matches!(&err, CliError::UnknownFault(f) if f == "clock"));
+        assert_eq!(err.exit_code(), EXIT_BAD_ARGS);
+        assert!(err.to_string().contains("partition, kill, pause"));
+    }
+
+    #[test]
+    fn trailing_args_go_to_the_node() {
+        let t = parse(&[
+            "--bin",
+            "x",
+            "a",
+            "--time-limit",
+            "5",
+            "b",
+            "--",
+            "--verbose",
+            "-q",
+        ])
+        .unwrap();
+        assert_eq!(t.args, ["a", "b", "--verbose", "-q"]);
+        assert_eq!(t.time_limit, 5);
+        let t = parse(&["--bin", "x", "--", "-w", "echo"]).unwrap();
+        assert_eq!(t.args, ["-w", "echo"]);
+        assert_eq!(t.workload, Workload::LinKv);
+    }
+
+    #[test]
+    fn node_lists() {
+        let o = resolve(&["--nodes", "a1, b2,d3"]).unwrap();
+        assert_eq!(o.nodes, ["a1", "b2", "d3"]);
+        let o = resolve(&["-n", "x1", "--node", "x2", "--nodes", "x0"]).unwrap();
+        assert_eq!(o.nodes, ["x0", "x1", "x2"]);
+        // --node-count wins over any list.
+        let o = resolve(&["--nodes", "a,b", "--node-count", "2"]).unwrap();
+        assert_eq!(o.nodes, ["n0", "n1"]);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, b"m1\n  m2 \n\n").unwrap();
+        let o = resolve(&["--nodes-file", f.path().to_str().unwrap()]).unwrap();
+        assert_eq!(o.nodes, ["m1", "m2"]);
+
+        assert!(matches!(
+            resolve(&["--nodes", ""]),
+            Err(CliError::EmptyNodeList)
+        ));
+        assert!(matches!(
+            resolve(&["--nodes", " , "]),
+            Err(CliError::EmptyNodeList)
+        ));
+        assert!(matches!(
+            resolve(&["--node-count", "0"]),
+            Err(CliError::ZeroNodeCount)
+        ));
+        assert!(matches!(
+            resolve(&["--nodes", "n1,n1"]),
+            Err(CliError::DuplicateNode(_))
+        ));
+        assert!(matches!(
+            resolve(&["--nodes", "n1,c2"]),
+            Err(CliError::BadNodeId { .. })
+        ));
+        assert!(matches!(
+            resolve(&["--nodes", "lin-kv"]),
+            Err(CliError::BadNodeId { .. })
+        ));
+        assert!(matches!(
+            resolve(&["--nodes", "a/b"]),
+            Err(CliError::BadNodeId { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_combinations_are_rejected() {
+        assert!(matches!(
+            resolve(&["--rate", "-1"]),
+            Err(CliError::BadRate(_))
+        ));
+        assert!(matches!(
+            resolve(&["--rate", "NaN"]),
+            Err(CliError::BadRate(_))
+        ));
+        assert_eq!(resolve(&["--rate", "0"]).unwrap().rate, 0.0);
+        assert!(matches!(
+            resolve(&["--latency-dist", "uniform"]),
+            Err(CliError::LatencyDistNeedsMean(LatencyDist::Uniform))
+        ));
+        assert!(matches!(
+            resolve(&["--latency-dist", "exponential", "--latency", "0"]),
+            Err(CliError::LatencyDistNeedsMean(LatencyDist::Exponential))
+        ));
+        let o = resolve(&["--latency-dist", "exponential", "--latency", "5"]).unwrap();
+        assert_eq!(o.latency_dist, LatencyDist::Exponential);
+        assert!(matches!(
+            resolve(&["--time-limit", "0"]),
+            Err(CliError::ZeroTimeLimit)
+        ));
+        assert!(matches!(
+            resolve(&["--nemesis-interval", "0"]),
+            Err(CliError::BadNemesisInterval(_))
+        ));
+        assert_eq!(
+            resolve(&["--nemesis-interval", "2.5"])
+                .unwrap()
+                .nemesis_interval(),
+            Duration::from_millis(2500)
+        );
+    }
+
+    #[test]
+    fn bin_must_exist_and_be_executable() {
+        let t = parse(&["--bin", "/definitely/not/here"]).unwrap();
+        assert!(matches!(t.resolve(), Err(CliError::BinNotFound { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let t = parse(&["--bin", dir.path().to_str().unwrap()]).unwrap();
+        assert!(matches!(t.resolve(), Err(CliError::BinNotAFile(_))));
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let t = parse(&["--bin", f.path().to_str().unwrap()]).unwrap();
+        assert!(matches!(t.resolve(), Err(CliError::BinNotExecutable(_))));
+    }
+
+    #[test]
+    fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
+        for name in [
+            "broadcast",
+            "echo",
+            "g-counter",
+            "g-set",
+            "kafka",
+            "lin-kv",
+            "pn-counter",
+            "txn-list-append",
+            "txn-rw-register",
+            "unique-ids",
+        ] {
+            let t = parse(&["-w", name, "--bin", "x"]).unwrap();
+            assert_eq!(t.workload.as_str(), name);
+            let implemented = ["echo", "unique-ids", "broadcast"].contains(&name);
+            assert_eq!(
+                t.workload.check_implemented().is_ok(),
+                implemented,
+                "{name}"
+            );
+        }
+        let err = Workload::LinKv.check_implemented().unwrap_err();
+        assert!(err.to_string().contains("does not implement"));
+        assert!(parse(&["-w", "nope", "--bin", "x"]).is_err());
+    }
+
+    #[test]
+    fn topology_availability_and_flags() {
+        for name in ["line", "grid", "tree", "tree2", "tree3", "tree4", "total"] {
+            let t = parse(&["--bin", "x", "--topology", name]).unwrap();
+            assert_eq!(t.topology.as_str(), name);
+        }
+        let t = parse(&[
+            "--bin",
+            "x",
+            "--availability",
+            "total",
+            "--log-stderr",
+            "--keep-data",
+        ])
+        .unwrap();
+        assert_eq!(t.availability, Some(Availability::Total));
+        assert!(t.log_stderr && t.keep_data);
+        let t = parse(&["--bin", "x", "--availability", "0.99"]).unwrap();
+        assert_eq!(t.availability, Some(Availability::Fraction(0.99)));
+        assert!(parse(&["--bin", "x", "--availability", "1.5"]).is_err());
+        assert!(parse(&["--bin", "x", "--availability", "most"]).is_err());
+        assert!(parse(&["--bin", "x", "--latency-dist", "normal"]).is_err());
+        assert!(parse(&["--bin", "x", "--topology", "ring"]).is_err());
+    }
+
+    #[test]
+    fn repeated_options_override_like_tools_cli() {
+        let t = parse(&["--bin", "x", "--rate", "1", "--rate", "2"]).unwrap();
+        assert_eq!(t.rate, 2.0);
+    }
+
+    #[test]
+    fn maelstrom_compat_flags_are_accepted() {
+        let o = resolve(&[
+            "--username",
+            "admin",
+            "--password",
+            "pw",
+            "--ssh-private-key",
+            "/k",
+            "--strict-host-key-checking",
+            "--no-ssh",
+            "--log-net-send",
+            "--log-net-recv",
+            "--test-count",
+            "3",
+            "--leave-db-running",
+            "--logging-json",
+            "--consistency-models",
+            "read-committed",
+            "--key-count",
+            "3",
+            "--max-txn-length",
+            "4",
+            "--max-writes-per-key",
+            "16",
+        ])
+        .unwrap();
+        assert!(o.warnings.iter().any(|w| w.contains("--test-count 3")));
+        assert!(o
+            .warnings
+            .iter()
+            .any(|w| w.contains("--consistency-models")));
+    }
+
+    #[test]
+    fn bad_arguments_exit_254_and_help_exits_0() {
+        let err = parse(&["--bin", "x", "--time-limit", "soon"]).unwrap_err();
+        assert_eq!(clap_exit_code(&err), EXIT_BAD_ARGS);
+        let err = parse(&["--time-limit", "5"]).unwrap_err();
+        assert_eq!(clap_exit_code(&err), EXIT_BAD_ARGS, "--bin is required");
+        let err = parse(&["--bin", "x", "--frobnicate"]).unwrap_err();
+        assert_eq!(clap_exit_code(&err), EXIT_BAD_ARGS);
+        let err = parse(&["--help"]).unwrap_err();
+        assert_eq!(clap_exit_code(&err), EXIT_VALID);
+    }
+
+    #[test]
+    fn opts_serialise_for_the_run_folder() {
+        let o = resolve(&["-w", "echo", "--nemesis", "kill", "--availability", "0.5"]).unwrap();
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["workload"], "echo");
+        assert_eq!(v["nemesis"], serde_json::json!(["kill"]));
+        assert_eq!(v["availability"], 0.5);
+        assert!(o.seed_line().contains(&o.seed.to_string()));
+    }
+}

@@ -1,0 +1,434 @@
+//! The client side of each workload: what ops it generates, the request each op sends, the closed
+//! schema its reply must match, how a reply or an error becomes the op's completion, and which
+//! checker judges the history (spec §1 "RPC strictness", §5, §8).
+//!
+//! Adding a workload means adding a variant here (or a module per workload once they grow) and its
+//! checker in [`crate::checker`].
+
+use crate::history::{Op, OpType};
+use murmur::wire::describe_code;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use std::str::FromStr;
+
+/// The workloads this runner implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Echo,
+    UniqueIds,
+    Broadcast,
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "echo" => Ok(Workload::Echo),
+            "unique-ids" => Ok(Workload::UniqueIds),
+            "broadcast" => Ok(Workload::Broadcast),
+            "g-set" | "g-counter" | "pn-counter" | "kafka" | "lin-kv" | "txn-list-append" | "txn-rw-register" => Err(format!(
+                "workload `{s}` is a Maelstrom workload this runner does not implement yet (implemented: echo, unique-ids, broadcast)"
+            )),
+            _ => Err(format!("unknown workload `{s}`")),
+        }
+    }
+}
+
+/// One op to invoke: its `f` and its history value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpSpec {
+    pub f: &'static str,
+    pub value: Value,
+}
+
+/// Why a reply could not be accepted: Maelstrom's `:malformed-rpc-response`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("malformed-rpc-response: {0}")]
+pub struct SchemaError(pub String);
+
+/// The outcome of one client RPC, before it becomes a history completion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A reply body (a JSON object) with the matching `in_reply_to`.
+    Body(Map<String, Value>),
+    /// No reply within the client timeout.
+    Timeout,
+}
+
+/// Per-workload op generator state.
+#[derive(Debug, Default)]
+pub struct Generator {
+    next_broadcast: u64,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Echo => "echo",
+            Workload::UniqueIds => "unique-ids",
+            Workload::Broadcast => "broadcast",
+        }
+    }
+
+    /// Broadcast alone runs a final phase (heal, 10 s recovery, one final read per thread).
+    pub fn has_final_phase(self) -> bool {
+        self == Workload::Broadcast
+    }
+
+    /// Whether the topology is sent during setup.
+    pub fn sends_topology(self) -> bool {
+        self == Workload::Broadcast
+    }
+
+    /// Idempotent ops fail (rather than become indeterminate) on timeouts and indefinite errors.
+    pub fn idempotent(self, f: &str) -> bool {
+        self == Workload::Broadcast && f == "read"
+    }
+
+    /// A reusable client keeps its id after an `info` op; others are closed and reopened with a
+    /// fresh `c<k>` (spec §5, §8).
+    pub fn reusable_client(self) -> bool {
+        self == Workload::UniqueIds
+    }
+
+    /// The next main-phase op.
+    pub fn next_op(self, gen: &mut Generator, rng: &mut impl Rng) -> OpSpec {
+        match self {
+            Workload::Echo => OpSpec {
+                f: "echo",
+                value: json!(format!("Please echo {}", rng.random_range(0..128))),
+            },
+            Workload::UniqueIds => OpSpec {
+                f: "generate",
+                value: Value::Null,
+            },
+            Workload::Broadcast => {
+                if rng.random_bool(0.5) {
+                    let v = gen.next_broadcast;
+                    gen.next_broadcast += 1;
+                    OpSpec {
+                        f: "broadcast",
+                        value: json!(v),
+                    }
+                } else {
+                    OpSpec {
+                        f: "read",
+                        value: Value::Null,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The final op each client thread performs, if the workload has a final phase.
+    pub fn final_op(self) -> Option<OpSpec> {
+        self.has_final_phase().then_some(OpSpec {
+            f: "read",
+            value: Value::Null,
+        })
+    }
+
+    /// The request body (without `msg_id`) for an op.
+    pub fn request(self, op: &OpSpec) -> Value {
+        match (self, op.f) {
+            (Workload::Echo, _) => json!({"type": "echo", "echo": op.value}),
+            (Workload::UniqueIds, _) => json!({"type": "generate"}),
+            (Workload::Broadcast, "broadcast") => json!({"type": "broadcast", "message": op.value}),
+            (Workload::Broadcast, _) => json!({"type": "read"}),
+        }
+    }
+
+    /// The reply's required type and its fields beyond `type`, `msg_id` and `in_reply_to`.
+    fn reply_schema(self, f: &str) -> (&'static str, &'static [(&'static str, FieldKind)]) {
+        match (self, f) {
+            (Workload::Echo, _) => ("echo_ok", &[("echo", FieldKind::Any)]),
+            (Workload::UniqueIds, _) => ("generate_ok", &[("id", FieldKind::Any)]),
+            (Workload::Broadcast, "broadcast") => ("broadcast_ok", &[]),
+            (Workload::Broadcast, "topology") => ("topology_ok", &[]),
+            (Workload::Broadcast, _) => ("read_ok", &[("messages", FieldKind::Array)]),
+        }
+    }
+
+    /// Turns an RPC outcome into the completion's (type, value, error, exception), with
+    /// Maelstrom's `with-errors` rules (spec §1).
+    pub fn complete(self, op: &OpSpec, reply: &Reply) -> Completion {
+        let body = match reply {
+            Reply::Timeout => {
+                let kind = if self.idempotent(op.f) {
+                    OpType::Fail
+                } else {
+                    OpType::Info
+                };
+                return Completion {
+                    kind,
+                    value: op.value.clone(),
+                    error: Some(json!("net-timeout")),
+                    exception: None,
+                };
+            }
+            Reply::Body(b) => b,
+        };
+        if body.get("type").and_then(Value::as_str) == Some("error") {
+            let code = body.get("code").and_then(Value::as_u64).unwrap_or(u64::MAX);
+            let (name, definite) = describe_code(code);
+            let kind = if definite || self.idempotent(op.f) {
+                OpType::Fail
+            } else {
+                OpType::Info
+            };
+            let text = body.get("text").cloned().unwrap_or(Value::Null);
+            return Completion {
+                kind,
+                value: op.value.clone(),
+                error: Some(json!([name, text])),
+                exception: None,
+            };
+        }
+        if let Err(e) = self.check_schema(op.f, body) {
+            return Completion {
+                kind: OpType::Info,
+                value: op.value.clone(),
+                error: None,
+                exception: Some(e.to_string()),
+            };
+        }
+        let value = match (self, op.f) {
+            (Workload::Echo, _) => Value::Object(body.clone()),
+            (Workload::UniqueIds, _) => body.get("id").cloned().unwrap_or(Value::Null),
+            (Workload::Broadcast, "read") => body.get("messages").cloned().unwrap_or(Value::Null),
+            _ => op.value.clone(),
+        };
+        Completion {
+            kind: OpType::Ok,
+            value,
+            error: None,
+            exception: None,
+        }
+    }
+
+    /// Checks a reply against Maelstrom's closed response schema for `f`: the listed fields, an
+    /// optional integer `msg_id`, a required integer `in_reply_to`, and nothing else.
+    pub fn check_schema(self, f: &str, body: &Map<String, Value>) -> Result<(), SchemaError> {
+        let (want_type, fields) = self.reply_schema(f);
+        check_closed(body, want_type, fields)
+    }
+}
+
+/// What a field of a reply must be.
+#[derive(Debug, Clone, Copy)]
+enum FieldKind {
+    Any,
+    Array,
+}
+
+fn check_closed(
+    body: &Map<String, Value>,
+    want_type: &str,
+    fields: &[(&str, FieldKind)],
+) -> Result<(), SchemaError> {
+    match body.get("type") {
+        Some(Value::String(t)) if t == want_type => {}
+        other => {
+            return Err(SchemaError(format!(
+                "expected type {want_type:?}, got {}",
+                other.map_or("nothing".into(), Value::to_string)
+            )))
+        }
+    }
+    match body.get("in_reply_to") {
+        Some(v) if v.is_u64() || v.is_i64() => {}
+        _ => return Err(SchemaError("in_reply_to must be an integer".into())),
+    }
+    if let Some(v) = body.get("msg_id") {
+        if !(v.is_u64() || v.is_i64()) {
+            return Err(SchemaError("msg_id must be an integer".into()));
+        }
+    }
+    for (name, kind) in fields {
+        match (body.get(*name), kind) {
+            (None, _) => return Err(SchemaError(format!("missing required key {name:?}"))),
+            (Some(v), FieldKind::Array) if !v.is_array() => {
+                return Err(SchemaError(format!("{name:?} must be an array, got {v}")))
+            }
+            _ => {}
+        }
+    }
+    let extra: Vec<&String> = body
+        .keys()
+        .filter(|k| {
+            !matches!(k.as_str(), "type" | "msg_id" | "in_reply_to")
+                && !fields.iter().any(|(n, _)| n == k)
+        })
+        .collect();
+    if !extra.is_empty() {
+        return Err(SchemaError(format!(
+            "disallowed key(s) {extra:?} in {want_type}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a `topology_ok` during setup (a failure aborts the test, spec §5).
+pub fn check_topology_ok(body: &Map<String, Value>) -> Result<(), SchemaError> {
+    check_closed(body, "topology_ok", &[])
+}
+
+/// The completion of an op, ready to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub kind: OpType,
+    pub value: Value,
+    pub error: Option<Value>,
+    pub exception: Option<String>,
+}
+
+/// Client invocations in a history (the divisor of msgs-per-op).
+pub fn invocations(history: &[Op]) -> usize {
+    history
+        .iter()
+        .filter(|o| o.is_client() && o.kind == OpType::Invoke)
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn op(f: &'static str, value: Value) -> OpSpec {
+        OpSpec { f, value }
+    }
+
+    #[test]
+    fn closed_schemas_reject_extra_missing_and_mistyped_keys() {
+        let w = Workload::Broadcast;
+        assert!(w
+            .check_schema(
+                "broadcast",
+                &obj(json!({"type":"broadcast_ok","in_reply_to":1}))
+            )
+            .is_ok());
+        assert!(w
+            .check_schema(
+                "broadcast",
+                &obj(json!({"type":"broadcast_ok","in_reply_to":1,"msg_id":9}))
+            )
+            .is_ok());
+        for bad in [
+            json!({"type":"broadcast_ok","in_reply_to":1,"message":5}),
+            json!({"type":"broadcast_ok"}),
+            json!({"type":"broadcast_ok","in_reply_to":"1"}),
+            json!({"type":"broadcast_ok","in_reply_to":1.5}),
+            json!({"type":"read_ok","in_reply_to":1}),
+            json!({"type":"broadcast_ok","in_reply_to":1,"msg_id":"x"}),
+        ] {
+            assert!(
+                w.check_schema("broadcast", &obj(bad.clone())).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(w
+            .check_schema(
+                "read",
+                &obj(json!({"type":"read_ok","in_reply_to":1,"messages":[1,"a",{}]}))
+            )
+            .is_ok());
+        assert!(w
+            .check_schema(
+                "read",
+                &obj(json!({"type":"read_ok","in_reply_to":1,"messages":{}}))
+            )
+            .is_err());
+        assert!(w
+            .check_schema("read", &obj(json!({"type":"read_ok","in_reply_to":1})))
+            .is_err());
+        assert!(Workload::Echo
+            .check_schema(
+                "echo",
+                &obj(json!({"type":"echo_ok","echo":"x","in_reply_to":2}))
+            )
+            .is_ok());
+        assert!(Workload::Echo
+            .check_schema(
+                "echo",
+                &obj(json!({"type":"echo_ok","echo":"x","in_reply_to":2,"n":1}))
+            )
+            .is_err());
+        assert!(check_topology_ok(&obj(
+            json!({"type":"topology_ok","in_reply_to":1,"extra":0})
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn with_errors_outcomes() {
+        let w = Workload::Broadcast;
+        let b = op("broadcast", json!(3));
+        let r = op("read", Value::Null);
+        assert_eq!(w.complete(&b, &Reply::Timeout).kind, OpType::Info);
+        assert_eq!(w.complete(&r, &Reply::Timeout).kind, OpType::Fail);
+        let definite = Reply::Body(obj(
+            json!({"type":"error","code":11,"text":"busy","in_reply_to":1}),
+        ));
+        let c = w.complete(&b, &definite);
+        assert_eq!(
+            (c.kind, c.error),
+            (
+                OpType::Fail,
+                Some(json!(["temporarily-unavailable", "busy"]))
+            )
+        );
+        let indefinite = Reply::Body(obj(json!({"type":"error","code":13,"in_reply_to":1})));
+        assert_eq!(w.complete(&b, &indefinite).kind, OpType::Info);
+        assert_eq!(w.complete(&r, &indefinite).kind, OpType::Fail);
+        let unknown = Reply::Body(obj(json!({"type":"error","code":1000,"in_reply_to":1})));
+        assert_eq!(
+            w.complete(&b, &unknown).error,
+            Some(json!(["unknown", null]))
+        );
+        let extra = Reply::Body(obj(
+            json!({"type":"broadcast_ok","message":3,"in_reply_to":1}),
+        ));
+        let c = w.complete(&b, &extra);
+        assert_eq!(c.kind, OpType::Info);
+        assert!(c.exception.unwrap().contains("disallowed"));
+        let ok = Reply::Body(obj(
+            json!({"type":"read_ok","messages":[1,2],"in_reply_to":1}),
+        ));
+        assert_eq!(w.complete(&r, &ok).value, json!([1, 2]));
+    }
+
+    #[test]
+    fn generators_follow_the_spec() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut g = Generator::default();
+        let ops: Vec<OpSpec> = (0..1000)
+            .map(|_| Workload::Broadcast.next_op(&mut g, &mut rng))
+            .collect();
+        let broadcasts: Vec<u64> = ops
+            .iter()
+            .filter(|o| o.f == "broadcast")
+            .map(|o| o.value.as_u64().unwrap())
+            .collect();
+        assert!(
+            (400..600).contains(&broadcasts.len()),
+            "about half are broadcasts"
+        );
+        assert_eq!(
+            broadcasts,
+            (0..broadcasts.len() as u64).collect::<Vec<_>>(),
+            "values 0, 1, 2, ... in order"
+        );
+        let e = Workload::Echo.next_op(&mut g, &mut rng);
+        assert!(e.value.as_str().unwrap().starts_with("Please echo "));
+        assert_eq!("unique-ids".parse::<Workload>(), Ok(Workload::UniqueIds));
+        assert!("kafka"
+            .parse::<Workload>()
+            .unwrap_err()
+            .contains("does not implement"));
+    }
+}
