@@ -25,6 +25,9 @@ pub struct InitInfo {
     /// Wall-clock microseconds since the Unix epoch at start-up; used where ids must stay unique
     /// across restarts without coordination (unique-ids). Simulations pass a seeded value.
     pub boot_unix_micros: u64,
+    /// Records a previous incarnation of this node made durable, in the order it emitted them
+    /// (empty on a first start, or for workloads that do not persist). See [`Workload::take_records`].
+    pub recovered: Vec<Vec<u8>>,
 }
 
 /// A Maelstrom workload as a pure state machine.
@@ -48,6 +51,24 @@ pub trait Workload: Sized + Send + 'static {
     fn tick_interval(_config: &Self::Config) -> Option<Millis> {
         None
     }
+
+    // Durability, sans-IO: the workload emits opaque records; the driver (the tokio shell's flusher,
+    // or a simulator's virtual disk) appends them to stable storage in order, in batches, and then
+    // reports how many are durable. On restart the durable records come back in `InitInfo::recovered`.
+
+    /// Whether this workload persists anything with this config (if not, no flusher runs).
+    fn persistent(_config: &Self::Config) -> bool {
+        false
+    }
+
+    /// Takes the records emitted since the last call, in order.
+    fn take_records(&mut self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+
+    /// The first `count` records this incarnation emitted are now durable. Outputs that waited for
+    /// durability (acknowledgements) are released into `ctx`.
+    fn persisted(&mut self, _count: u64, _now: Millis, _ctx: &mut Ctx<Self::Msg>) {}
 }
 
 /// The outputs of a handler: messages to send, in order. Owns the node's `msg_id` counter so every

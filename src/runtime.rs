@@ -129,6 +129,7 @@ where
                         node_id: node_id.clone(),
                         node_ids,
                         boot_unix_micros,
+                        recovered: Vec::new(),
                     };
                     tracing::info!(node = %node_id, nodes = info.node_ids.len(), "init");
                     node = Some((

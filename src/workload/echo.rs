@@ -53,6 +53,7 @@ mod tests {
             node_id: "n0".into(),
             node_ids: vec!["n0".into()],
             boot_unix_micros: 0,
+            recovered: vec![],
         };
         let mut node = Echo::init(&info, &(), 0);
         let mut ctx = Ctx::new("n0");
@@ -74,6 +75,7 @@ mod tests {
             node_id: "n0".into(),
             node_ids: vec!["n0".into()],
             boot_unix_micros: 0,
+            recovered: vec![],
         };
         let mut node = Echo::init(&info, &(), 0);
         let mut ctx = Ctx::new("n0");

@@ -128,6 +128,7 @@ mod tests {
             node_id: me.into(),
             node_ids: vec!["n0".into(), "n1".into(), "n2".into()],
             boot_unix_micros: boot,
+            recovered: vec![],
         }
     }
 

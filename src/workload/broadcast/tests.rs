@@ -9,6 +9,7 @@ fn info(me: &str, n: usize) -> InitInfo {
         node_id: me.into(),
         node_ids: (0..n).map(|i| format!("n{i}")).collect(),
         boot_unix_micros: 42,
+        recovered: vec![],
     }
 }
 
