@@ -40,3 +40,8 @@ challenges: build
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 5 --time-limit 20 --rate 10 --nemesis partition
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100 --nemesis partition
+
+# Broadcast benchmarks (3d/3e configuration per setting and fault variant) → results/BENCHMARKS.md.
+# `just bench --quick` runs the fault-free settings only (about 3 minutes); the full run takes ~10.
+bench *flags="": build
+    target/release/bench {{flags}}

@@ -21,6 +21,7 @@ pub mod history;
 pub mod nemesis;
 pub mod net;
 pub mod process;
+pub mod procstats;
 pub mod results;
 pub mod run;
 pub mod topology;

@@ -1,0 +1,347 @@
+//! `just bench`: runs the broadcast 3d/3e configuration (25 nodes, 100 ms latency, rate 100, 20 s)
+//! on the built-in runner for each node setting and fault variant, then writes
+//! `results/BENCHMARKS.md` (one row per run, each naming the command that reproduces it) and
+//! `results/frontier.svg` (msgs-per-op against stable latency, with the published and reference
+//! points of the efficiency issue marked).
+//!
+//! Usage: `bench [--quick] [--seed N] [--runner PATH] [--node PATH] [--out DIR]`. `--quick` runs only
+//! the fault-free settings. Runs are sequential: they share the machine's two cores.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A named node configuration: knobs passed after `--` to the broadcast binary.
+struct Setting {
+    name: &'static str,
+    knobs: &'static str,
+    goal: &'static str,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "default",
+        knobs: "",
+        goal: "3d and 3e: < 20 msgs-per-op, median < 400 ms, max < 600 ms",
+    },
+    Setting {
+        name: "low-latency",
+        knobs: "--overlay total --eager always --ack-delay-ms 1500 --rto-ms 3000",
+        goal: "≤ 12.2 msgs-per-op, median ≤ 80 ms, max ≤ 100 ms",
+    },
+    Setting {
+        name: "balanced",
+        knobs: "--sync-ms 200 --ack-delay-ms 1000 --rto-ms 3000",
+        goal: "≤ 1.8 msgs-per-op, max ≤ 300 ms",
+    },
+    Setting {
+        name: "low-message",
+        knobs: "--sync-ms 350 --ack-delay-ms 2000 --rto-ms 4000",
+        goal: "≤ 1.2 msgs-per-op, max ≤ 450 ms",
+    },
+    Setting {
+        name: "lowest-message",
+        knobs: "--sync-ms 600 --ack-delay-ms 3000 --rto-ms 5000",
+        goal: "≤ 0.9 msgs-per-op, max ≤ 700 ms",
+    },
+];
+
+const VARIANTS: &[(&str, &str)] = &[
+    ("no faults", ""),
+    ("partition", "partition"),
+    ("kill,pause,partition", "kill,pause,partition"),
+];
+
+/// Published and reference points from the efficiency issue: (label, msgs-per-op, median, max).
+const MARKS: &[(&str, f64, f64, f64)] = &[
+    ("published A", 1.99, 339.0, 678.0),
+    ("published B", 11.8, 175.0, 212.0),
+    ("ref: origin push", 12.2, 79.0, 98.0),
+    ("ref: star T=100", 2.84, 168.0, 201.0),
+    ("ref: star T=200", 1.77, 254.0, 298.0),
+    ("ref: star T=350", 1.20, 219.0, 447.0),
+    ("ref: star T=600", 0.91, 375.0, 693.0),
+];
+
+struct Row {
+    setting: String,
+    variant: String,
+    command: String,
+    exit: i32,
+    results: Option<Value>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    let seed: u64 = flag("--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let runner = flag("--runner").unwrap_or_else(|| "target/release/maelstrom".into());
+    let node = flag("--node").unwrap_or_else(|| "target/release/broadcast".into());
+    let out = PathBuf::from(flag("--out").unwrap_or_else(|| "results".into()));
+    let scratch = out.join("bench-runs");
+
+    let mut rows = Vec::new();
+    for (vname, nemesis) in VARIANTS.iter().take(if quick { 1 } else { VARIANTS.len() }) {
+        for s in SETTINGS {
+            let label = format!("{}-{}", s.name, vname.replace([',', ' '], "-"));
+            let mut cmd = vec![
+                runner.clone(),
+                "test".into(),
+                "-w".into(),
+                "broadcast".into(),
+                "--bin".into(),
+                node.clone(),
+                "--node-count".into(),
+                "25".into(),
+                "--time-limit".into(),
+                "20".into(),
+                "--rate".into(),
+                "100".into(),
+                "--latency".into(),
+                "100".into(),
+            ];
+            if !nemesis.is_empty() {
+                cmd.extend(["--nemesis".into(), nemesis.to_string()]);
+            }
+            cmd.extend(["--seed".into(), seed.to_string()]);
+            let printable = format!(
+                "{}{}",
+                cmd.join(" "),
+                if s.knobs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" -- {}", s.knobs)
+                }
+            );
+            let dir = scratch.join(&label);
+            eprintln!("bench: {label}: {printable}");
+            let status = Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .args(["--results-dir", &dir.to_string_lossy(), "--no-progress"])
+                .args(if s.knobs.is_empty() {
+                    vec![]
+                } else {
+                    std::iter::once("--")
+                        .chain(s.knobs.split_whitespace())
+                        .collect()
+                })
+                .stdout(std::process::Stdio::null())
+                .status();
+            let exit = status.map(|s| s.code().unwrap_or(-1)).unwrap_or(-1);
+            let results = read_results(&dir.join("broadcast").join("latest").join("results.json"));
+            rows.push(Row {
+                setting: s.name.into(),
+                variant: vname.to_string(),
+                command: printable,
+                exit,
+                results,
+            });
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("bench: cannot create {}: {e}", out.display());
+        std::process::exit(1);
+    }
+    let md = markdown(&rows, seed);
+    let svg = frontier_svg(&rows);
+    for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {
+        let path = out.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("bench: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+        eprintln!("bench: wrote {}", path.display());
+    }
+}
+
+fn read_results(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    get(v, path).and_then(Value::as_f64)
+}
+
+fn fmt(x: Option<f64>, digits: usize) -> String {
+    x.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn markdown(rows: &[Row], seed: u64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Broadcast benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Produced by `just bench` (seed {seed}) on the built-in runner: Gossip Glomers 3d/3e configuration \
+         (25 nodes, `--latency 100`, `--rate 100`, `--time-limit 20`, plus the 10 s recovery wait), one run per row. \
+         msgs-per-op is Maelstrom's (`net.servers` and `net.all`: messages over the whole run divided by client \
+         invocations); latencies are set-full's stable latencies in ms. Node CPU and peak RSS are summed over the 25 \
+         nodes (all incarnations). Lag is the runner's p99 delivery lag; a run over 2 ms is flagged overloaded and its \
+         timings are not trusted. Re-run a row with its command (from the repository root, after \
+         `cargo build --release --workspace`).\n"
+    );
+    let _ = writeln!(s, "Settings and their goals (from the efficiency issue):\n");
+    for st in SETTINGS {
+        let knobs = if st.knobs.is_empty() {
+            "(defaults)".to_string()
+        } else {
+            format!("`{}`", st.knobs)
+        };
+        let _ = writeln!(s, "- **{}** {knobs}: {}", st.name, st.goal);
+    }
+    let mut variant = "";
+    for r in rows {
+        if r.variant != variant {
+            variant = &r.variant;
+            let _ = writeln!(s, "\n## {variant}\n");
+            let _ = writeln!(
+                s,
+                "| setting | valid | msgs-per-op servers | msgs-per-op all | median | p95 | p99 | max | lost | node CPU s | node RSS MiB | lag p99 µs | command |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        }
+        let Some(v) = &r.results else {
+            let _ = writeln!(
+                s,
+                "| {} | aborted (exit {}) | | | | | | | | | | | `{}` |",
+                r.setting, r.exit, r.command
+            );
+            continue;
+        };
+        let valid = match v.get("valid?") {
+            Some(Value::Bool(true)) => "yes".to_string(),
+            Some(Value::Bool(false)) => "**no**".to_string(),
+            other => format!("{}", other.unwrap_or(&Value::Null)),
+        };
+        let lat = |q: &str| fmt(num(v, &["workload", "stable-latencies", q]), 0);
+        let overloaded = get(v, &["runner", "overloaded"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let lag = format!(
+            "{}{}",
+            fmt(num(v, &["runner", "delivery-lag-us", "p99"]), 0),
+            if overloaded { " (overloaded)" } else { "" }
+        );
+        let _ = writeln!(
+            s,
+            "| {} | {valid} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {lag} | `{}` |",
+            r.setting,
+            fmt(num(v, &["net", "servers", "msgs-per-op"]), 2),
+            fmt(num(v, &["net", "all", "msgs-per-op"]), 2),
+            lat("0.5"),
+            lat("0.95"),
+            lat("0.99"),
+            lat("1"),
+            fmt(num(v, &["workload", "lost-count"]), 0),
+            fmt(num(v, &["runner", "nodes", "cpu-seconds"]), 2),
+            fmt(
+                num(v, &["runner", "nodes", "peak-rss-kib"]).map(|k| k / 1024.0),
+                1
+            ),
+            r.command
+        );
+    }
+    let _ = writeln!(s, "\n![msgs-per-op against stable latency](frontier.svg)\n");
+    let _ = writeln!(
+        s,
+        "Frontier plot: each fault-free setting as a bar from median to max stable latency at its servers msgs-per-op; \
+         the published solutions and the reference designs of the efficiency issue in grey."
+    );
+    s
+}
+
+/// A hand-written SVG: x = servers msgs-per-op (log scale), y = stable latency (ms).
+fn frontier_svg(rows: &[Row]) -> String {
+    let (w, h, left, bottom, top, right) = (760.0, 460.0, 70.0, 50.0, 20.0, 180.0);
+    let (xmin, xmax, ymax) = (0.5f64.ln(), 40f64.ln(), 800.0);
+    let px = |m: f64| left + (m.max(0.5).ln() - xmin) / (xmax - xmin) * (w - left - right);
+    let py = |ms: f64| h - bottom - ms.min(ymax) / ymax * (h - bottom - top);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+        h - bottom,
+        w - right,
+        h - bottom
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+        h - bottom
+    );
+    for m in [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0] {
+        let x = px(m);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x}" y1="{top}" x2="{x}" y2="{}" stroke="#eee"/><text x="{x}" y="{}" text-anchor="middle">{m}</text>"##,
+            h - bottom,
+            h - bottom + 15.0
+        );
+    }
+    for ms in (0..=800).step_by(100) {
+        let y = py(ms as f64);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{ms}</text>"##,
+            w - right,
+            left - 5.0,
+            y + 4.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">servers msgs-per-op (log scale)</text>"#,
+        (left + w - right) / 2.0,
+        h - 12.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="15" y="{}" transform="rotate(-90 15 {})" text-anchor="middle">stable latency, ms (median to max)</text>"#,
+        h / 2.0,
+        h / 2.0
+    );
+    for (label, m, med, max) in MARKS {
+        let (x, y1, y2) = (px(*m), py(*med), py(*max));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x}" y1="{y1}" x2="{x}" y2="{y2}" stroke="#999" stroke-width="2"/><circle cx="{x}" cy="{y2}" r="3" fill="#999"/><text x="{}" y="{}" fill="#777">{label}</text>"##,
+            x + 5.0,
+            y2 - 3.0
+        );
+    }
+    for r in rows.iter().filter(|r| r.variant == "no faults") {
+        let Some(v) = &r.results else { continue };
+        let (Some(m), Some(med), Some(max)) = (
+            num(v, &["net", "servers", "msgs-per-op"]),
+            num(v, &["workload", "stable-latencies", "0.5"]),
+            num(v, &["workload", "stable-latencies", "1"]),
+        ) else {
+            continue;
+        };
+        let (x, y1, y2) = (px(m), py(med), py(max));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x}" y1="{y1}" x2="{x}" y2="{y2}" stroke="#c33" stroke-width="3"/><circle cx="{x}" cy="{y2}" r="4" fill="#c33"/><text x="{}" y="{}" fill="#c33">{}</text>"##,
+            x + 6.0,
+            y2 + 12.0,
+            r.setting
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -1,0 +1,90 @@
+//! Resource use of node processes, read from Linux's `/proc` just before the runner stops them:
+//! CPU seconds (user + system) and peak resident memory. Used for the benchmark tables; on other
+//! systems (or if `/proc` is unreadable) the figures are simply absent.
+
+use serde::Serialize;
+
+/// What one node process used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ProcStats {
+    /// User + system CPU time, seconds.
+    #[serde(rename = "cpu-seconds")]
+    pub cpu_seconds: f64,
+    /// Peak resident set size (`VmHWM`), KiB.
+    #[serde(rename = "peak-rss-kib")]
+    pub peak_rss_kib: u64,
+}
+
+impl ProcStats {
+    /// Reads the stats of a live (or zombie, not yet reaped) process.
+    pub fn read(pid: u32) -> Option<ProcStats> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
+        Some(ProcStats {
+            cpu_seconds: parse_cpu_seconds(&stat, clock_ticks())?,
+            peak_rss_kib: status.as_deref().and_then(parse_hwm).unwrap_or(0),
+        })
+    }
+
+    /// Adds another incarnation's (or node's) use.
+    pub fn add(&mut self, other: ProcStats) {
+        self.cpu_seconds += other.cpu_seconds;
+        self.peak_rss_kib += other.peak_rss_kib;
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions; a failure returns -1, handled below.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// `utime` and `stime` are fields 14 and 15 of `/proc/<pid>/stat`, counted after the `)` that ends
+/// the command name (which may itself contain spaces and parentheses).
+fn parse_cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')' the first field is the state (field 3), so utime (14) is index 11.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / ticks)
+}
+
+fn parse_hwm(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_names() {
+        let stat = "1234 (my (odd) node) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100 1000 10";
+        assert_eq!(parse_cpu_seconds(stat, 100.0), Some(3.0));
+        assert_eq!(parse_cpu_seconds("garbage", 100.0), None);
+    }
+
+    #[test]
+    fn parses_peak_rss() {
+        assert_eq!(
+            parse_hwm("Name:\tx\nVmHWM:\t   5120 kB\nVmRSS:\t1 kB\n"),
+            Some(5120)
+        );
+        assert_eq!(parse_hwm("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let s = ProcStats::read(std::process::id()).expect("/proc is readable on Linux");
+        assert!(s.peak_rss_kib > 0);
+        assert!(s.cpu_seconds >= 0.0);
+    }
+}
