@@ -45,3 +45,7 @@ challenges: build
 # `just bench --quick` runs the fault-free settings only (about 3 minutes); the full run takes ~10.
 bench *flags="": build
     target/release/bench {{flags}}
+
+# Durability matrix: 20 seeds of kill,pause,partition at 5 and 25 nodes → results/FAULTS.md (~25 min).
+faults seeds="20": build
+    target/release/bench --faults --seeds {{seeds}}

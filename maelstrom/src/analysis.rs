@@ -111,7 +111,7 @@ pub fn recoveries(history: &[Op], nodes: &[String], concurrency: usize) -> Vec<R
             }
             (Process::Client(p), OpType::Ok) if op.f == "read" => {
                 let node = &nodes[(p as usize % concurrency) % nodes.len()];
-                if let Some((r, need)) = waiting.get(node) {
+                if let Some((_, need)) = waiting.get(node) {
                     let have: HashSet<String> = op
                         .value
                         .as_array()
