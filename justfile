@@ -49,3 +49,7 @@ bench *flags="": build
 # Durability matrix: 20 seeds of kill,pause,partition at 5 and 25 nodes → results/FAULTS.md (~25 min).
 faults seeds="20": build
     target/release/bench --faults --seeds {{seeds}}
+
+# Single-node capacity: latency vs rate at set sizes 1k/10k/100k → results/CAPACITY.md (~1 min).
+capacity: build
+    target/release/bench --capacity
