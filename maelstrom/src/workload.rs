@@ -420,6 +420,6 @@ mod tests {
         assert!("kafka"
             .parse::<Workload>()
             .unwrap_err()
-            .contains("does not implement"));
+            .contains("not implemented"));
     }
 }
