@@ -15,7 +15,8 @@
 //! - **stderr reader**: appends every line to `node-logs/<id>.log` (flushed per line) and, with
 //!   `--log-stderr`, echoes it as `[<id> stderr] line` on the runner's stderr.
 //!
-//! The last [`TAIL_LINES`] lines of stdout and stderr are kept for crash reports.
+//! The last [`TAIL_LINES`] lines of stdout and stderr are kept for crash reports; a report waits
+//! (briefly) for both readers to reach the end of the streams, so it shows the node's last words.
 //!
 //! The child runs in its own process group and every signal goes to the group, so a node started
 //! through a wrapper (`#!/bin/sh` script, `cargo run`) is killed, paused and resumed as a whole.
@@ -41,6 +42,11 @@ pub const TAIL_LINES: usize = 32;
 
 /// How long `stop`/`kill` wait for the process to die after SIGKILL (Maelstrom waits 5 s).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`NodeProcess::crash_report`] waits for the stdout and stderr readers to reach the
+/// end of the streams of an exited process, so the report shows its last words. Bounded because
+/// a child the node left behind may hold the pipes open.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The marker written to a node's log when a new incarnation starts appending to it.
 pub const RESTART_MARKER: &str = "--- restarted ---";
@@ -340,6 +346,8 @@ pub struct NodeProcess {
     stderr_tail: Arc<Mutex<Tail>>,
     /// Every I/O thread holds a sender; `recv` reports `Disconnected` once all have finished.
     io_done: Mutex<Receiver<()>>,
+    /// The same for the stdout and stderr readers alone: they finish at the end of the streams.
+    readers_done: Mutex<Receiver<()>>,
     log_path: PathBuf,
 }
 
@@ -381,6 +389,7 @@ impl NodeProcess {
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
+        let (readers_tx, readers_rx) = mpsc::channel();
         let node = NodeProcess {
             id: Arc::clone(&id),
             pid,
@@ -398,6 +407,7 @@ impl NodeProcess {
             stdout_tail: Arc::default(),
             stderr_tail: Arc::default(),
             io_done: Mutex::new(done_rx),
+            readers_done: Mutex::new(readers_rx),
             log_path: cmd.log_path.clone(),
         };
         // From here on, an early return drops `node`, which kills the child.
@@ -429,16 +439,17 @@ impl NodeProcess {
                 drop(done);
             })
             .map_err(thread_err("stdin"))?;
-        let (tail, done, node_id) = (
+        let (tail, done, reader_done, node_id) = (
             Arc::clone(&node.stdout_tail),
             done_tx.clone(),
+            readers_tx.clone(),
             Arc::clone(&id),
         );
         thread::Builder::new()
             .name(format!("{id} stdout"))
             .spawn(move || {
                 read_stdout(stdout, &node_id, &tail, sink);
-                drop(done);
+                drop((done, reader_done));
             })
             .map_err(thread_err("stdout"))?;
         let (tail, log_stderr) = (Arc::clone(&node.stderr_tail), cmd.log_stderr);
@@ -446,7 +457,7 @@ impl NodeProcess {
             .name(format!("{id} stderr"))
             .spawn(move || {
                 read_stderr(stderr, &id, log, log_stderr, &tail);
-                drop(done_tx);
+                drop((done_tx, readers_tx));
             })
             .map_err(thread_err("stderr"))?;
         Ok(node)
@@ -565,16 +576,34 @@ impl NodeProcess {
     }
 
     /// Maelstrom's `:node-crashed` message: the exit, the last stdout and stderr lines, and
-    /// where the full log is.
+    /// where the full log is. Call it once the process has exited: it first gives the readers
+    /// up to [`DRAIN_TIMEOUT`] to consume what the process wrote before exiting, so the report
+    /// ends with its last words rather than with whatever the threads had read so far.
     pub fn crash_report(&self, status: ExitStatus) -> String {
+        self.wait_for_readers(DRAIN_TIMEOUT);
         format!(
-            "Node {} crashed with {}. Before crashing, it wrote to STDOUT:\n\n{}\n\n\
+            "{}. Before crashing, it wrote to STDOUT:\n\n{}\n\n\
              And to STDERR:\n\n{}\n\nFull STDERR logs are available in {}",
-            self.id,
-            describe_status(status),
+            self.crash_summary(status),
             self.last_stdout().join("\n"),
             self.last_stderr().join("\n"),
             self.log_path.display()
+        )
+    }
+
+    /// The first sentence of [`NodeProcess::crash_report`]: `Node n1 crashed with exit code 0`.
+    pub fn crash_summary(&self, status: ExitStatus) -> String {
+        format!("Node {} crashed with {}", self.id, describe_status(status))
+    }
+
+    /// Waits (up to `timeout`) until the stdout and stderr readers have reached the end of their
+    /// streams; true if they have.
+    pub fn wait_for_readers(&self, timeout: Duration) -> bool {
+        let done = self.readers_done.lock().unwrap_or_else(|e| e.into_inner());
+        // Nobody sends: the channel only disconnects when both readers have finished.
+        !matches!(
+            done.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Timeout)
         )
     }
 
@@ -1410,6 +1439,34 @@ mod tests {
             input.send("x".repeat(100));
         }
         eventually("dropped writes", || input.dropped() == 10_000);
+    }
+
+    #[test]
+    fn a_crash_report_has_the_last_words_written_just_before_the_exit() {
+        let fx = Fixture::new();
+        // A burst of output (one buffered printf, well within the pipe's capacity) right before
+        // exiting: the readers are still busy with it when the exit is seen.
+        let script = "printf 'noise %d\\n' $(seq 0 2999) >&2; \
+                      echo '{\"src\":\"n8\",\"dest\":\"c1\",\"body\":{\"last\":1}}'; \
+                      echo 'last words' >&2; exit 0";
+        let (node, _rx) = fx.spawn("n8", script);
+        let status = loop {
+            if let Some(status) = node.try_exit_status() {
+                break status;
+            }
+            thread::sleep(Duration::from_micros(200));
+        };
+        let report = node.crash_report(status);
+        assert!(
+            report.contains("Node n8 crashed with exit code 0"),
+            "{report}"
+        );
+        assert!(
+            report.contains("noise 2999\nlast words"),
+            "the report must end with the last stderr lines: {report}"
+        );
+        assert!(report.contains(r#"{"last":1}"#), "{report}");
+        assert!(node.wait_for_readers(Duration::ZERO));
     }
 
     #[test]

@@ -12,6 +12,21 @@
 //! - **nemesis**: applies the [`NemesisPlan`] (partitions, kills, pauses) on schedule.
 //!
 //! One seeded ChaCha8 stream per consumer (ops, latencies, nemesis), all derived from `--seed`.
+//!
+//! **Nodes' directory.** Every node runs in `<run>/data/` (Maelstrom runs them all in its tmpdir),
+//! which is also `MURMUR_DATA_DIR`; it is removed after the run unless `--keep-data`.
+//!
+//! **Crashes and aborts.** A node that exits on its own (not killed by the nemesis) is
+//! Maelstrom's `:node-crashed`: the coordinator checks every 100 ms, setup RPCs (`init`,
+//! `topology`) give up as soon as their node has exited, and the run aborts with the node's crash
+//! report (its last stdout and stderr lines). On any abort, outstanding client calls give up at
+//! once instead of waiting out their 5 s timeout.
+//!
+//! **Teardown**, whether the run ends in results or in an abort: every node is SIGKILLed and
+//! reaped, the router stops, the history and the journal are written, and the `latest` links
+//! point at the run (on a panic, the nodes are still killed and the router stopped). A node
+//! found exited at teardown aborts the run too (spec §2), and its report comes before whatever
+//! error the run had already hit: a dead node is why nothing else answered.
 
 use crate::analysis::analyse;
 use crate::checker::AvailabilityTarget;
@@ -36,6 +51,9 @@ use std::time::{Duration, Instant};
 
 /// Maelstrom's client RPC timeout (client.clj).
 const RPC_TIMEOUT: Duration = Duration::from_millis(5000);
+/// How often a client waiting for a reply checks whether it should give up (the run is aborting,
+/// or the node it waits on has crashed).
+const GIVE_UP_POLL: Duration = Duration::from_millis(50);
 /// `init` must be answered within this (db.clj).
 const INIT_TIMEOUT: Duration = Duration::from_millis(10_000);
 /// The quiet period before final reads (core.clj "Waiting for recovery...").
@@ -70,6 +88,9 @@ struct Shared {
     /// Nodes whose output Maelstrom would stop reading (a malformed line or an invalid dest).
     wedged: Mutex<Vec<(String, String)>>,
     routed: AtomicU64,
+    /// Set when the run is aborting: outstanding client calls give up at once instead of
+    /// waiting out their timeout.
+    aborting: AtomicBool,
 }
 
 #[derive(Default)]
@@ -120,7 +141,16 @@ struct Client {
 impl Client {
     /// One RPC: sends `body` (a JSON object) to `dest` and waits for the reply whose
     /// `in_reply_to` equals its `msg_id`; any other message is consumed and discarded (spec §1).
-    fn call(&mut self, shared: &Shared, dest: &str, mut body: Value, timeout: Duration) -> Reply {
+    /// `give_up` is polled every [`GIVE_UP_POLL`] while waiting: when it returns true the call
+    /// ends as a timeout at once.
+    fn call(
+        &mut self,
+        shared: &Shared,
+        dest: &str,
+        mut body: Value,
+        timeout: Duration,
+        give_up: &dyn Fn() -> bool,
+    ) -> Reply {
         let msg_id = self.next_msg_id;
         self.next_msg_id += 1;
         body["msg_id"] = json!(msg_id);
@@ -131,7 +161,7 @@ impl Client {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(left) {
+            match self.inbox.recv_timeout(left.min(GIVE_UP_POLL)) {
                 Ok(d) => {
                     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&d.packet.body)
                     else {
@@ -144,6 +174,7 @@ impl Client {
                         return Reply::Body(map);
                     }
                 }
+                Err(RecvTimeoutError::Timeout) if !left.is_zero() && !give_up() => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
                     return Reply::Timeout
                 }
@@ -210,7 +241,7 @@ fn stdout_sink(shared: Arc<Shared>) -> impl FnMut(&Arc<str>, LineResult) + Send 
                 Err(e) => e.to_string(),
             },
             Err(m) => format!(
-                "printed a line to STDOUT which Maelstrom rejects ({:?}): {}",
+                "printed a line to STDOUT which Maelstrom rejects ({}): {}",
                 m.reason, m.line
             ),
         };
@@ -264,7 +295,8 @@ impl Ctx<'_> {
             id: id.to_string(),
             bin: self.opts.bin.clone(),
             args: self.opts.args.clone(),
-            work_dir: self.dir.path().to_path_buf(),
+            // All nodes share one working directory, as in Maelstrom (its tmpdir): `<run>/data`.
+            work_dir: self.dir.data_dir(),
             // Where murmur's nodes persist their state; other nodes ignore it.
             env: vec![(
                 "MURMUR_DATA_DIR".to_string(),
@@ -282,12 +314,21 @@ impl Ctx<'_> {
         Ok(p)
     }
 
-    /// Sends `init` from a fresh client and waits for `init_ok` (spec §1 "init").
+    /// Sends `init` from a fresh client and waits for `init_ok` (spec §1 "init"). A node that
+    /// exits meanwhile fails the init at once, with its crash report.
     fn init_node(&self, id: &str) -> anyhow::Result<()> {
         let mut client = self.shared.open_client();
         let body = json!({"type": "init", "node_id": id, "node_ids": self.opts.nodes});
-        let reply = client.call(&self.shared, id, body, INIT_TIMEOUT);
+        let reply = client.call(&self.shared, id, body, INIT_TIMEOUT, &|| {
+            self.node_exited(id) || self.shared.aborting.load(Ordering::Relaxed)
+        });
         self.shared.close_client(client);
+        if let Some(crash) = self.crash_of(id) {
+            return Err(crash.into());
+        }
+        if reply == Reply::Timeout && self.shared.aborting.load(Ordering::Relaxed) {
+            return Err(GaveUp.into());
+        }
         match reply {
             Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("init_ok") => Ok(()),
             Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("error") => {
@@ -307,19 +348,54 @@ impl Ctx<'_> {
         }
     }
 
-    /// A node that exited without being killed by the nemesis: Maelstrom's `:node-crashed`.
-    fn crashed_node(&self) -> Option<String> {
-        let mut nodes = lock(&self.nodes);
-        let Nodes { procs, killed } = &mut *nodes;
-        for (id, p) in procs.iter_mut() {
-            if killed.get(id).copied().unwrap_or(false) {
-                continue;
-            }
-            if let Some(status) = p.try_exit_status() {
-                return Some(p.crash_report(status));
+    /// The first node (in node-list order) that exited without being killed by the nemesis:
+    /// Maelstrom's `:node-crashed`, as an error carrying the crash report.
+    fn check_crashes(&self) -> Result<(), NodeCrashed> {
+        match self.opts.nodes.iter().find_map(|id| self.crash_of(id)) {
+            Some(crash) => Err(crash),
+            None => Ok(()),
+        }
+    }
+
+    /// Node `id`'s crash if its current incarnation exited on its own.
+    fn crash_of(&self, id: &str) -> Option<NodeCrashed> {
+        let nodes = lock(&self.nodes);
+        if nodes.killed.get(id).copied().unwrap_or(false) {
+            return None;
+        }
+        let p = nodes.procs.get(id)?;
+        p.try_exit_status()
+            .map(|status| NodeCrashed::of(id, p, status))
+    }
+
+    /// Cheap check (no report) that node `id` exited on its own.
+    fn node_exited(&self, id: &str) -> bool {
+        let nodes = lock(&self.nodes);
+        !nodes.killed.get(id).copied().unwrap_or(false)
+            && nodes
+                .procs
+                .get(id)
+                .is_some_and(|p| p.try_exit_status().is_some())
+    }
+
+    /// Teardown (spec §2): SIGKILL every node, in node-list order, and return the crashes of
+    /// those that had exited on their own (not killed by the nemesis).
+    fn stop_nodes(&self) -> Vec<NodeCrashed> {
+        let mut procs: Vec<(String, NodeProcess)> = lock(&self.nodes).procs.drain().collect();
+        let order = |id: &str| self.opts.nodes.iter().position(|n| n == id);
+        procs.sort_by_key(|(id, _)| order(id));
+        let mut crashes = Vec::new();
+        for (id, p) in procs {
+            lock(&self.shared.routes).nodes.remove(&id);
+            match p.stop() {
+                Ok(stopped) if stopped.exited_on_its_own => {
+                    crashes.push(NodeCrashed::of(&id, &p, stopped.status))
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("stopping {id}: {e}"),
             }
         }
-        None
+        crashes
     }
 
     fn apply_nemesis(&self, op: &NemesisOp) -> Value {
@@ -335,14 +411,20 @@ impl Ctx<'_> {
             }
             NemesisOp::Kill { nodes, .. } => {
                 for id in nodes {
+                    // Down first: from now on its messages pile up in its queue (spec §10)
+                    // instead of being journaled as received and then lost in a dead pipe.
+                    let _ = lock(&self.shared.net).set_down(self.shared.now(), id, true);
                     let mut n = lock(&self.nodes);
-                    n.killed.insert(id.clone(), true);
                     if let Some(p) = n.procs.get_mut(id) {
-                        if let Err(e) = p.kill() {
-                            tracing::warn!("kill {id}: {e}");
+                        match p.kill() {
+                            Ok(_) => {}
+                            // It had exited on its own: a crash, which must not be hidden by
+                            // marking it killed.
+                            Err(crate::process::ProcessError::Exited { .. }) => continue,
+                            Err(e) => tracing::warn!("kill {id}: {e}"),
                         }
                     }
-                    let _ = lock(&self.shared.net).set_down(now, id, true);
+                    n.killed.insert(id.clone(), true);
                 }
                 op.completion_value()
             }
@@ -353,8 +435,8 @@ impl Ctx<'_> {
                     if !was_killed {
                         continue; // idempotent: starting a running node does nothing
                     }
-                    let now = self.shared.now();
-                    let _ = lock(&self.shared.net).restart(now, id);
+                    // Spawn first (which points the route at the new stdin), then give the node
+                    // its fresh queue: nothing meant for the new incarnation reaches the old one.
                     match self.spawn_node(id) {
                         Ok(p) => {
                             let mut n = lock(&self.nodes);
@@ -366,6 +448,7 @@ impl Ctx<'_> {
                             continue;
                         }
                     }
+                    let _ = lock(&self.shared.net).restart(self.shared.now(), id);
                     match self.init_node(id) {
                         Ok(()) => started.push(id.clone()),
                         Err(e) => tracing::error!("restart of {id}: {e:#}"),
@@ -438,8 +521,9 @@ fn worker(
     done: Sender<Done>,
 ) {
     let mut client = shared.open_client();
+    let aborting = || shared.aborting.load(Ordering::Relaxed);
     while let Ok(a) = rx.recv() {
-        let reply = client.call(&shared, &node, w.request(&a.op), RPC_TIMEOUT);
+        let reply = client.call(&shared, &node, w.request(&a.op), RPC_TIMEOUT, &aborting);
         let completion = w.complete(&a.op, &reply);
         if completion.kind == OpType::Info && !w.reusable_client() {
             // The thread's process is replaced: close this client, open a fresh `c<k>` (spec §5).
@@ -457,23 +541,58 @@ fn worker(
     shared.close_client(client);
 }
 
-/// Runs one test end to end and writes its results. Errors are aborts (exit 255).
+/// A node exited on its own (Maelstrom's `:node-crashed`); the message is the crash report.
+#[derive(Debug, thiserror::Error)]
+#[error("{report}")]
+struct NodeCrashed {
+    node: String,
+    /// `Node n1 crashed with exit code 0`.
+    summary: String,
+    /// The summary, then the last stdout and stderr lines and the log's path.
+    report: String,
+}
+
+impl NodeCrashed {
+    fn of(node: &str, p: &NodeProcess, status: std::process::ExitStatus) -> NodeCrashed {
+        NodeCrashed {
+            node: node.to_string(),
+            summary: p.crash_summary(status),
+            report: p.crash_report(status),
+        }
+    }
+}
+
+/// Owns the router thread: stops and joins it when dropped, so the thread never outlives the
+/// run, however the run ends (an error or a panic included).
+struct RouterGuard {
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for RouterGuard {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Runs one test end to end and writes its results. Errors are aborts (exit 255), except a
+/// workload this runner does not implement, which is a [`crate::cli::CliError`] (exit 254).
+///
+/// Once the run folder exists, whatever happens, every node process is stopped before this
+/// returns, the history and the journal are written, and the nodes' data directory
+/// (`<run>/data`, their working directory) is removed unless `--keep-data`.
 pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
+    // Before anything touches the disk: an unimplemented workload is a bad argument.
+    opts.workload.check_implemented()?;
     let workload: Workload = opts
         .workload
         .as_str()
         .parse()
         .map_err(|e: String| anyhow!(e))?;
-    let started_at = std::time::SystemTime::now();
-    let dir = RunDir::create(&opts.results_dir, workload.name(), started_at)?;
-    eprintln!("Seed: {} (replay with --seed {})", opts.seed, opts.seed);
-    eprintln!("Results: {}", dir.path().display());
-
-    let mut seeds = ChaCha8Rng::seed_from_u64(opts.seed);
-    let net_rng = ChaCha8Rng::seed_from_u64(seeds.random());
-    let mut op_rng = ChaCha8Rng::seed_from_u64(seeds.random());
-    let nemesis_seed: u64 = seeds.random();
-
     let latency = Latency::new(
         opts.latency_dist
             .as_str()
@@ -481,6 +600,17 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
             .map_err(|e| anyhow!("{e}"))?,
         opts.latency_ms,
     )?;
+    let started_at = std::time::SystemTime::now();
+    let dir = RunDir::create(&opts.results_dir, workload.name(), started_at)?;
+    eprintln!("Seed: {} (replay with --seed {})", opts.seed, opts.seed);
+    eprintln!("Results: {}", dir.path().display());
+    dir.create_data_dir()?;
+
+    let mut seeds = ChaCha8Rng::seed_from_u64(opts.seed);
+    let net_rng = ChaCha8Rng::seed_from_u64(seeds.random());
+    let mut op_rng = ChaCha8Rng::seed_from_u64(seeds.random());
+    let nemesis_seed: u64 = seeds.random();
+
     let shared = Arc::new(Shared {
         start: Instant::now(),
         net: Mutex::new(Net::new(latency, net_rng)),
@@ -490,13 +620,21 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         next_client: AtomicU64::new(0),
         wedged: Mutex::new(Vec::new()),
         routed: AtomicU64::new(0),
+        aborting: AtomicBool::new(false),
     });
-    let router_handle = {
+    let router_guard = {
         let s = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("router".into())
-            .spawn(move || router(s))?
+        RouterGuard {
+            shared: Arc::clone(&shared),
+            handle: Some(
+                thread::Builder::new()
+                    .name("router".into())
+                    .spawn(move || router(s))?,
+            ),
+        }
     };
+    // Declared after the router guard, so on a panic it is dropped first: dropping the nodes'
+    // `NodeProcess`es kills them, then the router stops.
     let ctx = Ctx {
         opts,
         shared: Arc::clone(&shared),
@@ -511,15 +649,14 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     let outcome = drive(&ctx, workload, &mut op_rng, nemesis_seed);
 
     // Teardown: kill every node (SIGKILL, as Maelstrom does), stop the router.
-    let crash = ctx.crashed_node();
-    for (id, p) in lock(&ctx.nodes).procs.drain() {
-        if let Err(e) = p.stop() {
-            tracing::warn!("stopping {id}: {e}");
+    shared.aborting.store(true, Ordering::SeqCst);
+    let crashes = ctx.stop_nodes();
+    drop(router_guard);
+    if !opts.keep_data {
+        if let Err(e) = dir.remove_data_dir() {
+            tracing::warn!("{e}");
         }
     }
-    shared.stop.store(true, Ordering::SeqCst);
-    shared.wake.notify_all();
-    let _ = router_handle.join();
 
     let history = std::mem::take(&mut *lock(&ctx.history));
     let journal = lock(&shared.net).take_journal();
@@ -527,13 +664,9 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     dir.write_history(&history)?;
     dir.write_journal(&journal)?;
 
-    if let Err(e) = outcome {
+    if let Err(e) = abort_error(outcome, crashes) {
         dir.update_latest_links()?;
         return Err(e);
-    }
-    if let Some(report) = crash {
-        dir.update_latest_links()?;
-        bail!("{report}");
     }
 
     let target = opts.availability.map(|a| match a {
@@ -563,6 +696,80 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     })
 }
 
+/// Why a run aborts, if it does: the driver's error and the crashes found at teardown. A crash is
+/// the root cause of whatever else went wrong (a node that died answers nothing), so its report
+/// comes first; other crashed nodes are named after it.
+fn abort_error(outcome: anyhow::Result<()>, crashes: Vec<NodeCrashed>) -> anyhow::Result<()> {
+    let mut crashes = crashes.into_iter();
+    let (message, first_node) = match outcome {
+        Ok(()) => match crashes.next() {
+            None => return Ok(()),
+            Some(c) => (c.report, c.node),
+        },
+        Err(e) => match e.downcast::<NodeCrashed>() {
+            // The driver saw the crash itself (teardown sees that node again, skipped below).
+            Ok(c) => (c.report, c.node),
+            Err(e) => match crashes.next() {
+                None => return Err(e),
+                Some(c) => (
+                    format!("{}\n\n(The test had already failed: {e:#})", c.report),
+                    c.node,
+                ),
+            },
+        },
+    };
+    let others: Vec<String> = crashes
+        .filter(|c| c.node != first_node)
+        .map(|c| c.summary)
+        .collect();
+    if others.is_empty() {
+        bail!("{message}");
+    }
+    bail!(
+        "{message}\n\nOther nodes crashed too:\n{}",
+        others.join("\n")
+    )
+}
+
+/// A setup RPC that stopped waiting because another one had already failed.
+#[derive(Debug, thiserror::Error)]
+#[error("gave up: another node had already failed its setup")]
+struct GaveUp;
+
+/// Joins every setup thread (init or topology) and returns the error that explains the failure:
+/// a crash report over any other error (a node that died is why the others failed), and any
+/// error over a [`GaveUp`]; among equals, the first in node order.
+fn join_setup(
+    handles: Vec<thread::ScopedJoinHandle<'_, anyhow::Result<()>>>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let rank = |e: &anyhow::Error| {
+        if e.is::<NodeCrashed>() {
+            2
+        } else if e.is::<GaveUp>() {
+            0
+        } else {
+            1
+        }
+    };
+    let mut worst: Option<anyhow::Error> = None;
+    for h in handles {
+        let r = h
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("a {what} thread panicked")));
+        if let Err(e) = r {
+            let explains_more = match &worst {
+                None => true,
+                Some(w) => rank(&e) > rank(w),
+            };
+            if explains_more {
+                worst = Some(e);
+            }
+        }
+    }
+    worst.map_or(Ok(()), Err)
+}
+
 fn drive(
     ctx: &Ctx<'_>,
     workload: Workload,
@@ -581,20 +788,24 @@ fn drive(
         nodes.procs.insert(id.clone(), p);
         nodes.killed.insert(id.clone(), false);
     }
-    thread::scope(|s| -> anyhow::Result<()> {
+    thread::scope(|s| {
         let handles: Vec<_> = opts
             .nodes
             .iter()
-            .map(|id| s.spawn(move || ctx.init_node(id)))
+            .map(|id| {
+                s.spawn(move || {
+                    let r = ctx.init_node(id);
+                    if r.is_err() {
+                        // The other inits need not wait out their timeouts.
+                        shared.aborting.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+            })
             .collect();
-        for h in handles {
-            h.join().map_err(|_| anyhow!("init thread panicked"))??;
-        }
-        Ok(())
+        join_setup(handles, "init")
     })?;
-    if let Some(report) = ctx.crashed_node() {
-        bail!("{report}");
-    }
+    ctx.check_crashes()?;
 
     // Client setup: one setup client per node; broadcast sends the topology (spec §5).
     let topo = topology::build(
@@ -602,7 +813,7 @@ fn drive(
         &opts.nodes,
     );
     let topo_json = topology::to_json(&topo);
-    thread::scope(|s| -> anyhow::Result<()> {
+    thread::scope(|s| {
         let handles: Vec<_> = opts
             .nodes
             .iter()
@@ -611,18 +822,26 @@ fn drive(
                 s.spawn(move || -> anyhow::Result<()> {
                     let mut client = shared.open_client();
                     let result = if workload.sends_topology() {
-                        match client.call(
+                        let reply = client.call(
                             shared,
                             id,
                             json!({"type": "topology", "topology": topo_json}),
                             RPC_TIMEOUT,
-                        ) {
+                            &|| ctx.node_exited(id) || shared.aborting.load(Ordering::Relaxed),
+                        );
+                        match reply {
+                            _ if ctx.node_exited(id) => Err(ctx
+                                .crash_of(id)
+                                .map_or_else(|| anyhow!("node {id} crashed"), Into::into)),
                             Reply::Body(b) => crate::workload::check_topology_ok(&b).map_err(|e| {
                                 anyhow!(
                                     "node {id} answered topology badly: {e}: {}",
                                     Value::Object(b)
                                 )
                             }),
+                            Reply::Timeout if shared.aborting.load(Ordering::Relaxed) => {
+                                Err(GaveUp.into())
+                            }
                             Reply::Timeout => {
                                 Err(anyhow!("node {id} did not answer topology within 5 s"))
                             }
@@ -631,14 +850,14 @@ fn drive(
                         Ok(())
                     };
                     shared.close_client(client);
+                    if result.is_err() {
+                        shared.aborting.store(true, Ordering::SeqCst);
+                    }
                     result
                 })
             })
             .collect();
-        for h in handles {
-            h.join().map_err(|_| anyhow!("setup thread panicked"))??;
-        }
-        Ok(())
+        join_setup(handles, "setup")
     })?;
 
     // Workers.
@@ -658,11 +877,116 @@ fn drive(
         );
     }
     drop(done_tx);
-    let mut process: Vec<u64> = (0..opts.concurrency as u64).collect();
-    let mut busy = vec![false; opts.concurrency];
+    let mut workers = Workers {
+        assign,
+        done_rx,
+        busy: vec![false; opts.concurrency],
+        process: (0..opts.concurrency as u64).collect(),
+        counters: Arc::new(ProgressCounters::default()),
+    };
+    let result = phases(ctx, workload, op_rng, nemesis_seed, &mut workers);
+    if result.is_err() {
+        // Outstanding calls give up at once rather than after their 5 s timeout.
+        shared.aborting.store(true, Ordering::SeqCst);
+    }
+    drop(workers);
+    for h in worker_handles {
+        let _ = h.join();
+    }
+    result
+}
+
+/// The coordinator's view of the worker threads: who is busy, each thread's current process id,
+/// and the channels to and from them.
+struct Workers {
+    assign: Vec<Sender<Assignment>>,
+    done_rx: Receiver<Done>,
+    busy: Vec<bool>,
+    /// Thread t's process; it becomes process + concurrency after an `info` op (spec §5).
+    process: Vec<u64>,
+    counters: Arc<ProgressCounters>,
+}
+
+impl Workers {
+    /// The first free thread at or after `from`, round-robin.
+    fn free_from(&self, from: usize) -> Option<usize> {
+        let n = self.busy.len();
+        (0..n).map(|k| (from + k) % n).find(|&t| !self.busy[t])
+    }
+
+    fn any_busy(&self) -> bool {
+        self.busy.iter().any(|b| *b)
+    }
+
+    /// Records the invocation and hands the op to thread `t`.
+    fn invoke(&mut self, ctx: &Ctx<'_>, t: usize, op: OpSpec, final_: bool) -> anyhow::Result<()> {
+        ctx.record(
+            OpType::Invoke,
+            Process::Client(self.process[t]),
+            op.f,
+            op.value.clone(),
+            None,
+            final_,
+        );
+        self.busy[t] = true;
+        let process = self.process[t];
+        self.assign[t]
+            .send(Assignment {
+                op,
+                process,
+                final_,
+            })
+            .map_err(|_| anyhow!("worker {t} died"))
+    }
+
+    /// Records a completion and frees its thread.
+    fn complete(&mut self, ctx: &Ctx<'_>, d: Done) {
+        self.busy[d.worker] = false;
+        self.counters.record(d.completion.kind);
+        ctx.record(
+            d.completion.kind,
+            Process::Client(d.process),
+            d.op.f,
+            d.completion.value.clone(),
+            Some(&d.completion),
+            d.final_,
+        );
+        if d.completion.kind == OpType::Info {
+            self.process[d.worker] = d.process + self.busy.len() as u64;
+        }
+    }
+
+    /// Waits until every thread is idle (each call ends within its timeout), checking for
+    /// crashed nodes meanwhile so that a crash aborts the run at once.
+    fn wait_idle(&mut self, ctx: &Ctx<'_>, what: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + RPC_TIMEOUT + Duration::from_secs(1);
+        while self.any_busy() {
+            match self.done_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(d) => self.complete(ctx, d),
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => bail!("a worker did not finish its {what}"),
+            }
+            ctx.check_crashes()?;
+        }
+        Ok(())
+    }
+}
+
+/// The generator's phases (spec §2): the main phase (client ops at `--rate`, the nemesis on its
+/// own thread, in-flight ops drained), then, for workloads that have one, the final phase (final
+/// nemesis ops, the recovery wait, one final op per worker).
+fn phases(
+    ctx: &Ctx<'_>,
+    workload: Workload,
+    op_rng: &mut ChaCha8Rng,
+    nemesis_seed: u64,
+    workers: &mut Workers,
+) -> anyhow::Result<()> {
+    let opts = ctx.opts;
+    let shared = &ctx.shared;
 
     // Nemesis.
-    let nemesis_stop = Arc::new(AtomicBool::new(false));
+    let nemesis_stop = AtomicBool::new(false);
     let main_start = shared.now();
     let time_limit_ns = opts.time_limit_secs * 1_000_000_000;
     let cutoff = main_start + time_limit_ns;
@@ -682,20 +1006,17 @@ fn drive(
         nemesis_seed,
     )?;
     let final_nemesis_ops = plan.final_ops();
-    let counters = Arc::new(ProgressCounters::default());
     let progress = Progress::start(
         opts.time_limit(),
         opts.show_progress(),
-        Arc::clone(&counters),
+        Arc::clone(&workers.counters),
     );
 
-    let result = thread::scope(|s| -> anyhow::Result<()> {
-        let nemesis_handle = if plan.is_empty() {
-            None
-        } else {
-            let stop = Arc::clone(&nemesis_stop);
+    let main = thread::scope(|s| -> anyhow::Result<()> {
+        let nemesis_handle = (!plan.is_empty()).then(|| {
+            let stop = &nemesis_stop;
             let plan = &mut plan;
-            Some(s.spawn(move || {
+            s.spawn(move || {
                 while let Some((due, op)) = plan.next(shared.now() - main_start) {
                     let at = main_start + due;
                     if at >= cutoff {
@@ -714,152 +1035,104 @@ fn drive(
                     }
                     ctx.nemesis_step(op);
                 }
-            }))
-        };
-
-        // Main phase.
-        let mut gen = Generator::default();
-        let mut counts = [0u64; 3];
-        let record_done =
-            |d: Done, busy: &mut Vec<bool>, process: &mut Vec<u64>, counts: &mut [u64; 3]| {
-                busy[d.worker] = false;
-                let i = match d.completion.kind {
-                    OpType::Ok => 0,
-                    OpType::Fail => 1,
-                    _ => 2,
-                };
-                counts[i] += 1;
-                ctx.record(
-                    d.completion.kind,
-                    Process::Client(d.process),
-                    d.op.f,
-                    d.completion.value.clone(),
-                    Some(&d.completion),
-                    d.final_,
-                );
-                if d.completion.kind == OpType::Info {
-                    process[d.worker] = d.process + opts.concurrency as u64;
-                }
-            };
-        let gap = |rng: &mut ChaCha8Rng| -> u64 {
-            if opts.rate <= 0.0 {
-                u64::MAX
-            } else {
-                rng.random_range(0.0..(2.0 / opts.rate)).mul_add(1e9, 0.0) as u64
-            }
-        };
-        let mut next_at = main_start.saturating_add(gap(op_rng));
-        let mut rr = 0usize;
-        let mut last_crash_check = Instant::now();
-        loop {
-            let now = shared.now();
-            if now >= cutoff {
-                break;
-            }
-            if last_crash_check.elapsed() > Duration::from_millis(100) {
-                last_crash_check = Instant::now();
-                if let Some(report) = ctx.crashed_node() {
-                    nemesis_stop.store(true, Ordering::SeqCst);
-                    bail!("{report}");
-                }
-                counters.set(
-                    counts[0],
-                    counts[1],
-                    counts[2],
-                    shared.routed.load(Ordering::Relaxed),
-                );
-            }
-            if now >= next_at {
-                if let Some(t) = (0..busy.len())
-                    .map(|k| (rr + k) % busy.len())
-                    .find(|&t| !busy[t])
-                {
-                    rr = (t + 1) % busy.len();
-                    let op = workload.next_op(&mut gen, op_rng);
-                    ctx.record(
-                        OpType::Invoke,
-                        Process::Client(process[t]),
-                        op.f,
-                        op.value.clone(),
-                        None,
-                        false,
-                    );
-                    busy[t] = true;
-                    assign[t]
-                        .send(Assignment {
-                            op,
-                            process: process[t],
-                            final_: false,
-                        })
-                        .map_err(|_| anyhow!("worker {t} died"))?;
-                    next_at = next_at.max(now).saturating_add(gap(op_rng));
-                    continue;
-                }
-            }
-            let wait = if now >= next_at {
-                cutoff - now
-            } else {
-                (next_at - now).min(cutoff - now)
-            };
-            match done_rx.recv_timeout(Duration::from_nanos(wait).min(Duration::from_millis(100))) {
-                Ok(d) => record_done(d, &mut busy, &mut process, &mut counts),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => bail!("all workers died"),
-            }
-        }
-        // In-flight ops run to completion or time out.
-        while busy.iter().any(|b| *b) {
-            match done_rx.recv_timeout(RPC_TIMEOUT + Duration::from_secs(1)) {
-                Ok(d) => record_done(d, &mut busy, &mut process, &mut counts),
-                Err(_) => bail!("a worker did not finish its op"),
-            }
-        }
+            })
+        });
+        let main = main_phase(ctx, workload, op_rng, main_start, cutoff, workers);
+        // Whatever the main phase's outcome, the nemesis stops before the final phase (or the
+        // abort): from here on it must not kill, pause or partition anything.
         nemesis_stop.store(true, Ordering::SeqCst);
         if let Some(h) = nemesis_handle {
             let _ = h.join();
         }
-        progress.finish();
+        main
+    });
+    progress.finish();
+    main?;
 
-        // Final phase (broadcast): heal/resume/restart, wait for recovery, one final read per thread.
-        if let Some(final_op) = workload.final_op() {
-            for op in final_nemesis_ops {
-                ctx.nemesis_step(op);
+    // Final phase (broadcast): heal/resume/restart, wait for recovery, one final read per thread.
+    if let Some(final_op) = workload.final_op() {
+        for op in final_nemesis_ops {
+            ctx.nemesis_step(op);
+        }
+        eprintln!("Waiting for recovery...");
+        let wake = Instant::now() + RECOVERY_WAIT;
+        loop {
+            // A crash during the wait aborts now, not 10 s later.
+            ctx.check_crashes()?;
+            let left = wake.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
-            eprintln!("Waiting for recovery...");
-            thread::sleep(RECOVERY_WAIT);
-            if let Some(report) = ctx.crashed_node() {
-                bail!("{report}");
-            }
-            for t in 0..busy.len() {
-                ctx.record(
-                    OpType::Invoke,
-                    Process::Client(process[t]),
-                    final_op.f,
-                    final_op.value.clone(),
-                    None,
-                    true,
-                );
-                busy[t] = true;
-                assign[t]
-                    .send(Assignment {
-                        op: final_op.clone(),
-                        process: process[t],
-                        final_: true,
-                    })
-                    .map_err(|_| anyhow!("worker {t} died"))?;
-            }
-            while busy.iter().any(|b| *b) {
-                match done_rx.recv_timeout(RPC_TIMEOUT + Duration::from_secs(1)) {
-                    Ok(d) => record_done(d, &mut busy, &mut process, &mut counts),
-                    Err(_) => bail!("a worker did not finish its final read"),
-                }
+            thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        for t in 0..workers.busy.len() {
+            workers.invoke(ctx, t, final_op.clone(), true)?;
+        }
+        workers.wait_idle(ctx, "final read")?;
+    }
+    Ok(())
+}
+
+/// Client ops staggered at `--rate` (spec §5) from `main_start` until `cutoff`, handed to free
+/// threads round-robin; then the in-flight ops run to completion or time out. Checks for crashed
+/// nodes every 100 ms.
+fn main_phase(
+    ctx: &Ctx<'_>,
+    workload: Workload,
+    op_rng: &mut ChaCha8Rng,
+    main_start: u64,
+    cutoff: u64,
+    workers: &mut Workers,
+) -> anyhow::Result<()> {
+    let opts = ctx.opts;
+    let shared = &ctx.shared;
+    let mut gen = Generator::default();
+    let gap = |rng: &mut ChaCha8Rng| -> u64 {
+        if opts.rate <= 0.0 {
+            u64::MAX
+        } else {
+            rng.random_range(0.0..(2.0 / opts.rate)).mul_add(1e9, 0.0) as u64
+        }
+    };
+    let mut next_at = main_start.saturating_add(gap(op_rng));
+    let mut rr = 0usize;
+    let mut last_crash_check = Instant::now();
+    loop {
+        let now = shared.now();
+        if now >= cutoff {
+            break;
+        }
+        if last_crash_check.elapsed() > Duration::from_millis(100) {
+            last_crash_check = Instant::now();
+            ctx.check_crashes()?;
+            workers
+                .counters
+                .msgs
+                .store(shared.routed.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        if now >= next_at {
+            if let Some(t) = workers.free_from(rr) {
+                rr = (t + 1) % workers.busy.len();
+                let op = workload.next_op(&mut gen, op_rng);
+                workers.invoke(ctx, t, op, false)?;
+                next_at = next_at.max(now).saturating_add(gap(op_rng));
+                continue;
             }
         }
-        Ok(())
-    });
-    drop(assign);
-    for h in worker_handles {
-        let _ = h.join();
+        let wait = if now >= next_at {
+            cutoff - now
+        } else {
+            (next_at - now).min(cutoff - now)
+        };
+        match workers
+            .done_rx
+            .recv_timeout(Duration::from_nanos(wait).min(Duration::from_millis(100)))
+        {
+            Ok(d) => workers.complete(ctx, d),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => bail!("all workers died"),
+        }
     }
-    result
+    // In-flight ops run to completion or time out.
+    workers.wait_idle(ctx, "op")
 }

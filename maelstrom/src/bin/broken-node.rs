@@ -8,7 +8,14 @@
 //! - `extra-field`: a broadcast node whose `broadcast_ok` also carries `message` (Maelstrom's
 //!   closed reply schema rejects it).
 //! - `duplicate-ids`: a unique-ids node that counts from 0 on every node.
-//! - `crash-after=N`: an echo/broadcast node that exits (status 0) after N input lines.
+//! - `crash-after=N`: an echo/broadcast node that logs each message's type on stderr and exits
+//!   (status 0) after N input lines.
+//! - `bad-envelope`: an echo node whose replies carry an extra top-level key (`"extra"`), which
+//!   Maelstrom's closed envelope schema rejects: the runner stops reading its output, so every
+//!   echo times out.
+//! - `bad-topology`: a broadcast node whose `topology_ok` carries an extra key, which aborts the
+//!   test during setup. At `init` it writes its pid to `<id>.pid` in its working directory, so a
+//!   test can check that the runner stopped it, and where it ran.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
@@ -35,6 +42,9 @@ fn main() {
         };
         let src = msg["src"].as_str().unwrap_or_default().to_string();
         let body = &msg["body"];
+        if crash_after.is_some() {
+            eprintln!("got {} from {src}", body["type"]);
+        }
         if body["type"] == "init" {
             me = body["node_id"].as_str().unwrap_or_default().to_string();
         }
@@ -54,12 +64,24 @@ fn main() {
                     .filter(|n| *n != me)
                     .map(String::from)
                     .collect();
+                if mode == "bad-topology" {
+                    let _ = std::fs::write(format!("{me}.pid"), std::process::id().to_string());
+                }
                 send.push(reply(json!({"type": "init_ok"})));
             }
-            "echo" => send.push(reply(json!({"type": "echo_ok", "echo": body["echo"]}))),
+            "echo" => {
+                let mut m = reply(json!({"type": "echo_ok", "echo": body["echo"]}));
+                if mode == "bad-envelope" {
+                    m["extra"] = json!(1);
+                }
+                send.push(m);
+            }
             "generate" => {
                 send.push(reply(json!({"type": "generate_ok", "id": counter})));
                 counter += 1;
+            }
+            "topology" if mode == "bad-topology" => {
+                send.push(reply(json!({"type": "topology_ok", "extra": true})))
             }
             "topology" => send.push(reply(json!({"type": "topology_ok"}))),
             "read" => send.push(reply(json!({"type": "read_ok", "messages": values}))),
