@@ -5,12 +5,16 @@
 //! - [`node`]: the sans-IO core: the [`node::Workload`] trait, the output context, line parsing.
 //! - [`rpc`]: outstanding node-to-node calls with deadlines.
 //! - [`workload`]: one module per workload (echo, unique-ids, broadcast).
-//! - [`runtime`]: the thin tokio shell (stdin reader, stdout writer, listen and sync tasks).
+//! - [`store`]: the crash-safe append-only record log each node persists to (checksummed frames,
+//!   group commit, torn-tail repair) and where it lives.
+//! - [`runtime`]: the thin tokio shell (stdin reader, stdout writer, listen, sync, flush and
+//!   heartbeat tasks).
 //!
 //! Each binary in `src/bin/` is a few lines: parse knobs, call [`runtime::main`].
 
 pub mod node;
 pub mod rpc;
 pub mod runtime;
+pub mod store;
 pub mod wire;
 pub mod workload;

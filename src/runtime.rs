@@ -1,37 +1,158 @@
-//! The tokio shell around a [`Workload`]: the only place that touches stdin, stdout and the clock.
+//! The tokio shell around a [`Workload`]: the only place that touches stdin, stdout, the disk and
+//! the clock.
 //!
 //! ```text
-//!  stdin ──> reader task ──mpsc──> listen task ──┐            ┌──> writer task ──> stdout
-//!                                                ├─ lock node ─┤
-//!                         interval ──> sync task ┘  (compute,  └── mpsc of envelopes
-//!                                                    unlock, send)
+//!  stdin ─► reader ─mpsc(4096)─► listen ────────┐                     ┌─► writer ─► stdout
+//!                                               │                     │
+//!        interval(sync_ms) ─► sync ─────────────┼── Mutex<workload,  ─┤ mpsc of lines
+//!                                               │        ctx>         │
+//!   poke (records pending) ─► flusher ──────────┘         │           │
+//!          take_records │ ▲ persisted(n) ─► outputs ───────┼───────────┘
+//!                       ▼ │                              │
+//!   blocking pool: Store::append = write + fdatasync      │ every client request and reply
+//!                  (<data>/<node>/records.log)            ▼ passes the client guard
+//!     interval(100 ms) ─► heartbeat ──────────── Mutex<ClientGuard>
 //! ```
-//! - **reader** owns stdin: reads lines and classifies them with [`parse_line`] (malformed lines are
-//!   logged to stderr and skipped) into a bounded channel, which gives back-pressure.
-//! - **listen** waits for `init`, builds the workload from it (answering client requests that come
-//!   earlier with error 11, and dropping peer messages, which peers retry), then handles messages.
+//! - **reader** owns stdin: reads lines (at most [`ShellConfig::max_line_bytes`]; longer ones are
+//!   skipped) and classifies them with [`parse_line`] (malformed lines are logged to stderr and
+//!   skipped) into a bounded channel, which gives back-pressure.
+//! - **listen** waits for `init`. For a persistent workload it then opens the node's [`Store`] (on
+//!   the blocking pool) and loads every durable record *before* answering `init_ok`, passing them in
+//!   [`InitInfo::recovered`]; if the store cannot be opened it answers `init` with error 13 and
+//!   exits, rather than acknowledge writes it cannot keep. Client requests before `init` get error
+//!   11, peer messages are dropped (peers retry). After `init`, for each message: lock, check the
+//!   client guard, [`Workload::handle`], drain outputs, unlock, send, poke the flusher.
 //! - **sync** calls [`Workload::tick`] every [`Workload::tick_interval`] (missed ticks are delayed,
-//!   not bunched).
+//!   not bunched), then drains and pokes the flusher the same way.
+//! - **flusher** (persistent workloads only) is group commit. Poked after every handler, it waits
+//!   [`ShellConfig::flush_ms`] more (a batching window; 0 by default), locks the node,
+//!   [`Workload::take_records`], unlocks, and appends the batch with one `fdatasync` on the blocking
+//!   pool — the node lock is never held across I/O or `.await`, so messages keep being handled and
+//!   their records pile up for the next batch while the disk works. Then it locks again, reports
+//!   [`Workload::persisted`] with the running count, drains the outputs that waited for durability
+//!   (acknowledgements), unlocks and sends them. A failed append is retried with the same records
+//!   first (backoff 10 ms doubling to 1 s); nothing is reported durable until it succeeds.
+//! - **heartbeat** ticks every 100 ms so the [`ClientGuard`] notices when the process was stalled
+//!   (a `pause` fault); see "Pauses" below.
 //! - **writer** alone owns stdout, so lines never interleave; it flushes whenever its queue is
 //!   momentarily empty.
 //!
 //! The node state sits behind one `std::sync::Mutex`: every critical section is a pure function
-//! call, never held across `.await`, so a blocking mutex is the right tool (as in mini-redis).
+//! call, never held across `.await` or I/O, so a blocking mutex is the right tool (as in
+//! mini-redis). The client guard has its own mutex, always taken after the node's.
+//!
+//! **Pauses** (spec §10, "Late replies kill a node's output"). A client gives up on a request after
+//! 5 s and its id is closed; a reply to a closed client makes Maelstrom stop reading this node's
+//! stdout for the rest of the test. After a SIGSTOP/SIGCONT pause, the requests queued in the pipe
+//! are read in a burst and look fresh. The [`ClientGuard`] dates messages handled just after a stall
+//! back to its start and drops client requests, and client replies, older than
+//! [`ShellConfig::reply_deadline_ms`]; its docs give the heuristic and its knobs.
 //!
 //! **Shutdown.** EOF on stdin is the normal end: the reader stops, the listen task handles what was
-//! already queued, the sync task is stopped, the writer drains its queue and flushes, and the
-//! process exits 0.
+//! already queued, the sync and heartbeat tasks are stopped, the flusher takes every remaining
+//! record, makes it durable and releases the outputs that waited for it (a final flush), the writer
+//! drains its queue and flushes, and the process exits 0 (1 if the final flush failed). Maelstrom
+//! itself ends nodes with SIGKILL, which loses nothing durable.
 
 use crate::node::{parse_line, Ctx, Inbound, InitInfo, Message, Millis, Workload};
+use crate::store::{self, Store};
 use crate::wire::{is_client, Body, Common, Envelope, ErrorCode};
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Capacity of the reader → listen channel: enough to absorb a burst, small enough to push back.
 const INBOX: usize = 4096;
+
+/// Heartbeat period: the resolution at which stalls are noticed (far below the 1 s threshold).
+const HEARTBEAT_MS: Millis = 100;
+
+/// Backoff between attempts of a failed append: doubles from the first value up to the second.
+const RETRY_MS: (Millis, Millis) = (10, 1000);
+
+/// Attempts of the final flush at EOF before giving up (its outputs are then never sent).
+const FINAL_FLUSH_ATTEMPTS: u32 = 5;
+
+/// `MURMUR_<NAME>` variables that belong to the shell (see [`ShellConfig`]), not to a workload;
+/// workload knob parsers skip them.
+pub const SHELL_ENV: &[&str] = &[
+    "DATA_DIR",
+    "FLUSH_MS",
+    "STALL_MS",
+    "REPLY_DEADLINE_MS",
+    "LOG",
+];
+
+/// The shell's knobs, from environment variables only (they are the same for every workload).
+/// Defaults:
+///
+/// | field | variable | default | meaning |
+/// |---|---|---|---|
+/// | `data_root` | `MURMUR_DATA_DIR` | `<tmp>/murmur/<parent>` | nodes persist in `<data_root>/<node id>/` ([`store::data_root`] explains the default) |
+/// | `flush_ms` | `MURMUR_FLUSH_MS` | 0 | batching window: how long the flusher waits after records appear before writing them. 0 writes at once; records emitted while a write is in progress form the next batch anyway |
+/// | `stall_ms` | `MURMUR_STALL_MS` | 1000 | a clock gap longer than this is a stall (a pause), and messages handled this long after it are dated back to its start; 0 turns stall detection off |
+/// | `reply_deadline_ms` | `MURMUR_REPLY_DEADLINE_MS` | 4000 | client requests older than this are dropped unanswered (Maelstrom's client timeout is 5000 ms, minus room for network latency); 0 answers whatever the age |
+/// | `max_line_bytes` | — | 64 MiB | longer stdin lines are skipped (bounded memory) |
+///
+/// Persistence itself is switched by the workload (for broadcast, `MURMUR_PERSIST`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellConfig {
+    pub data_root: PathBuf,
+    pub flush_ms: Millis,
+    pub stall_ms: Millis,
+    pub reply_deadline_ms: Millis,
+    pub max_line_bytes: usize,
+}
+
+impl Default for ShellConfig {
+    fn default() -> Self {
+        ShellConfig {
+            data_root: store::data_root(None),
+            flush_ms: 0,
+            stall_ms: 1000,
+            reply_deadline_ms: 4000,
+            max_line_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ShellConfig {
+    /// Defaults overridden by the process environment.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Defaults overridden by `get(variable)`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Self, String> {
+        let mut c = ShellConfig {
+            data_root: store::data_root(get("MURMUR_DATA_DIR").as_deref()),
+            ..ShellConfig::default()
+        };
+        for (name, field) in [
+            ("MURMUR_FLUSH_MS", &mut c.flush_ms),
+            ("MURMUR_STALL_MS", &mut c.stall_ms),
+            ("MURMUR_REPLY_DEADLINE_MS", &mut c.reply_deadline_ms),
+        ] {
+            if let Some(v) = get(name) {
+                *field = v
+                    .to_str()
+                    .and_then(|s| s.trim().parse().ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "{name}: `{}` is not a number of milliseconds",
+                            v.to_string_lossy()
+                        )
+                    })?;
+            }
+        }
+        Ok(c)
+    }
+}
 
 /// Installs the stderr logger (`RUST_LOG` filters; default `info`). Stdout is reserved for protocol
 /// lines.
@@ -48,7 +169,14 @@ pub fn init_logging() {
 /// Runs workload `W` on stdin/stdout until EOF. The binaries' whole `main`.
 pub fn main<W: Workload>(config: W::Config) -> std::process::ExitCode {
     init_logging();
-    tracing::info!(?config, "starting");
+    let shell = match ShellConfig::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing::info!(?config, ?shell, "starting");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -59,7 +187,11 @@ pub fn main<W: Workload>(config: W::Config) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run::<W>(config)) {
+    let result = rt.block_on(run::<W>(config, shell));
+    // A stdin read may still be parked on the blocking pool (when the node stops for another reason
+    // than EOF); do not wait for it.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -68,7 +200,8 @@ pub fn main<W: Workload>(config: W::Config) -> std::process::ExitCode {
     }
 }
 
-/// The monotonic clock handlers see: milliseconds since the shell started.
+/// The monotonic clock handlers see: milliseconds since the shell started. It keeps running while
+/// the process is stopped (SIGSTOP), which is what makes a pause visible.
 #[derive(Clone, Copy)]
 struct Clock(Instant);
 
@@ -96,13 +229,206 @@ fn boxed<T: Serialize + Send + 'static>(v: T) -> Line {
     Box::new(v)
 }
 
+/// Decides which client traffic is too late to answer (spec §10, "Late replies kill a node's
+/// output"). Pure: fed with the shell's clock, so it is tested without real time.
+///
+/// Maelstrom's client gives up on a request after 5 s and closes its client id, and a reply to a
+/// closed client cuts this node's stdout off for the rest of the test. So the shell answers no
+/// client request it has held longer than `deadline_ms` (a dropped request is just a timeout to
+/// Maelstrom, which it tolerates): a request is dropped before the workload sees it, and a reply is
+/// dropped if its request has grown too old meanwhile (one handled just before a pause and answered
+/// after it, or one stuck behind a slow disk).
+///
+/// **The heuristic.** After a pause, requests that piled up in the stdin pipe are read within
+/// milliseconds of the resume and look fresh, so their age must be guessed. A heartbeat every
+/// 100 ms records `last_beat`. A clock gap of more than `stall_ms` since the last beat — noticed by
+/// the heartbeat, or by a message handled before the heartbeat got to run — means the process was
+/// stalled from `last_beat` until now. Every message handled within `stall_ms` after the stall is
+/// noticed is dated back to the stall's start, the most conservative guess (the backlog drains in
+/// milliseconds, well inside that window). A stall shorter than the deadline therefore drops
+/// nothing; a long pause drops what was queued during it plus the requests of the first `stall_ms`
+/// after it. Starvation that looks like a stall costs the same, and only availability.
+#[derive(Debug)]
+pub struct ClientGuard {
+    stall_ms: Millis,
+    deadline_ms: Millis,
+    last_beat: Millis,
+    /// The last stall noticed: (its start, until when arrivals are dated back to it).
+    stall: Option<(Millis, Millis)>,
+    /// Client requests handed to the workload and not answered yet: (client, msg_id) → arrival.
+    /// Entries older than the deadline are forgotten at each beat: their replies are dropped anyway.
+    open: HashMap<(String, u64), Millis>,
+}
+
+impl ClientGuard {
+    /// `stall_ms` = 0 turns stall detection off; `deadline_ms` = 0 never drops anything.
+    pub fn new(stall_ms: Millis, deadline_ms: Millis, now: Millis) -> Self {
+        ClientGuard {
+            stall_ms,
+            deadline_ms,
+            last_beat: now,
+            stall: None,
+            open: HashMap::new(),
+        }
+    }
+
+    /// The heartbeat. Returns the length of the stall it noticed, if it is the first to notice one.
+    pub fn beat(&mut self, now: Millis) -> Option<Millis> {
+        let stall = self.notice(now);
+        self.last_beat = self.last_beat.max(now);
+        if self.deadline_ms > 0 {
+            let deadline = self.deadline_ms;
+            self.open
+                .retain(|_, at| now.saturating_sub(*at) <= deadline);
+        }
+        stall
+    }
+
+    /// Records a stall if the clock jumped since the last beat; returns its length the first time.
+    fn notice(&mut self, now: Millis) -> Option<Millis> {
+        let gap = now.saturating_sub(self.last_beat);
+        if self.stall_ms == 0 || gap <= self.stall_ms {
+            return None;
+        }
+        if self.stall.is_some_and(|(start, _)| start == self.last_beat) {
+            return None;
+        }
+        self.stall = Some((self.last_beat, now.saturating_add(self.stall_ms)));
+        tracing::warn!(
+            stalled_ms = gap,
+            "the process was stalled (paused?); client requests older than {} ms are dropped, not answered late",
+            self.deadline_ms
+        );
+        Some(gap)
+    }
+
+    /// When a message handled now (probably) arrived.
+    pub fn arrival(&mut self, now: Millis) -> Millis {
+        self.notice(now);
+        match self.stall {
+            Some((start, until)) if now < until => start,
+            _ => now,
+        }
+    }
+
+    fn too_old(&self, arrival: Millis, now: Millis) -> bool {
+        self.deadline_ms > 0 && now.saturating_sub(arrival) > self.deadline_ms
+    }
+
+    /// A client request is about to be handled: whether to handle it (else drop it unanswered).
+    /// Admitted requests with a `msg_id` are remembered until answered.
+    pub fn admit(&mut self, client: &str, msg_id: Option<u64>, now: Millis) -> bool {
+        let at = self.arrival(now);
+        if self.too_old(at, now) {
+            return false;
+        }
+        if let (Some(id), true) = (msg_id, self.deadline_ms > 0) {
+            self.open.insert((client.to_string(), id), at);
+        }
+        true
+    }
+
+    /// Whether a request handled now may be answered at once (the shell's own error replies).
+    pub fn fresh(&mut self, now: Millis) -> bool {
+        let at = self.arrival(now);
+        !self.too_old(at, now)
+    }
+
+    /// Whether a message to a client may be sent now. A reply to a request that was never admitted,
+    /// was already answered, or is older than the deadline is not.
+    pub fn release(&mut self, client: &str, in_reply_to: Option<u64>, now: Millis) -> bool {
+        let Some(id) = in_reply_to else {
+            return true;
+        };
+        if self.deadline_ms == 0 {
+            return true;
+        }
+        match self.open.remove(&(client.to_string(), id)) {
+            Some(at) => !self.too_old(at, now),
+            None => false,
+        }
+    }
+
+    /// Requests admitted and not answered yet (for tests and logs).
+    pub fn open_requests(&self) -> usize {
+        self.open.len()
+    }
+}
+
+/// The node state: the workload and its output context.
+type Node<W> = (W, Ctx<<W as Workload>::Msg>);
+
+/// What every task shares.
+struct Shared<W: Workload> {
+    node: Mutex<Node<W>>,
+    guard: Arc<Mutex<ClientGuard>>,
+    out: mpsc::UnboundedSender<Vec<Line>>,
+    clock: Clock,
+    /// Poked whenever a handler ran, so the flusher looks for records (persistent workloads only).
+    dirty: Option<Notify>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a handler panicked; the state is still the best we have.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<W: Workload> Shared<W> {
+    /// Runs `f` on the node, drains its outputs through the client guard, sends them, and pokes the
+    /// flusher. Returns false if the writer is gone.
+    fn with_node(
+        &self,
+        f: impl FnOnce(&mut W, &mut Ctx<W::Msg>, &mut ClientGuard, Millis),
+    ) -> bool {
+        let now = self.clock.now();
+        let lines = {
+            let mut node = lock(&self.node);
+            let (state, ctx) = &mut *node;
+            let mut guard = lock(&self.guard);
+            f(state, ctx, &mut guard, now);
+            filter_late(ctx.drain(), &mut guard, now)
+        };
+        if let Some(dirty) = &self.dirty {
+            dirty.notify_one();
+        }
+        self.send(lines)
+    }
+
+    fn send(&self, lines: Vec<Line>) -> bool {
+        lines.is_empty() || self.out.send(lines).is_ok()
+    }
+}
+
+/// Boxes outputs for the writer, dropping client replies the guard says are too late.
+fn filter_late<M: Serialize + Send + 'static>(
+    out: Vec<Message<M>>,
+    guard: &mut ClientGuard,
+    now: Millis,
+) -> Vec<Line> {
+    out.into_iter()
+        .filter(|m| {
+            let ok = !is_client(&m.dest) || guard.release(&m.dest, m.body.in_reply_to, now);
+            if !ok {
+                tracing::warn!(dest = %m.dest, in_reply_to = ?m.body.in_reply_to, "late reply to a client dropped");
+            }
+            ok
+        })
+        .map(boxed)
+        .collect()
+}
+
 /// Runs the node over the process's stdin and stdout.
-pub async fn run<W: Workload>(config: W::Config) -> anyhow::Result<()> {
-    run_io::<W, _, _>(config, tokio::io::stdin(), tokio::io::stdout()).await
+pub async fn run<W: Workload>(config: W::Config, shell: ShellConfig) -> anyhow::Result<()> {
+    run_io::<W, _, _>(config, shell, tokio::io::stdin(), tokio::io::stdout()).await
 }
 
 /// Runs the node over any byte streams (tests drive it through in-memory pipes).
-pub async fn run_io<W, R, Wr>(config: W::Config, input: R, output: Wr) -> anyhow::Result<()>
+pub async fn run_io<W, R, Wr>(
+    config: W::Config,
+    shell: ShellConfig,
+    input: R,
+    output: Wr,
+) -> anyhow::Result<()>
 where
     W: Workload,
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -111,16 +437,66 @@ where
     let clock = Clock(Instant::now());
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound<W::Msg>>(INBOX);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<Line>>();
+    let guard = Arc::new(Mutex::new(ClientGuard::new(
+        shell.stall_ms,
+        shell.reply_deadline_ms,
+        clock.now(),
+    )));
 
-    let reader = tokio::spawn(read_lines::<W::Msg, R>(input, in_tx));
+    let reader = tokio::spawn(read_lines::<W::Msg, R>(input, in_tx, shell.max_line_bytes));
     let writer = tokio::spawn(write_lines(output, out_rx));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let heartbeat = {
+        let guard = Arc::clone(&guard);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(HEARTBEAT_MS));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                lock(&guard).beat(clock.now());
+            }
+        })
+    };
 
     // Phase 1: wait for init.
     let mut node = None;
+    let mut init_failure = None;
     while let Some(inbound) = in_rx.recv().await {
         match inbound {
             Inbound::Common(env) => match env.body.payload {
                 Common::Init { node_id, node_ids } => {
+                    let opened = if W::persistent(&config) {
+                        let dir = shell.data_root.join(store::dir_name(&node_id));
+                        match open_store(dir.clone()).await {
+                            Ok(o) => Some(o),
+                            Err(e) => {
+                                let text = format!(
+                                    "cannot open the data directory {}: {e}",
+                                    dir.display()
+                                );
+                                tracing::error!("{text}; refusing init");
+                                let _ = out_tx.send(vec![boxed(error_line(
+                                    node_id,
+                                    env.src,
+                                    env.body.msg_id,
+                                    ErrorCode::Crash,
+                                    text.clone(),
+                                ))]);
+                                init_failure = Some(text);
+                                break;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let (store, recovered) = match opened {
+                        Some(o) => (Some(o.store), o.records),
+                        None => (None, Vec::new()),
+                    };
                     let boot_unix_micros = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_micros() as u64)
@@ -129,12 +505,18 @@ where
                         node_id: node_id.clone(),
                         node_ids,
                         boot_unix_micros,
-                        recovered: Vec::new(),
+                        recovered,
                     };
-                    tracing::info!(node = %node_id, nodes = info.node_ids.len(), "init");
+                    tracing::info!(
+                        node = %node_id,
+                        nodes = info.node_ids.len(),
+                        recovered_records = info.recovered.len(),
+                        "init"
+                    );
                     node = Some((
                         W::init(&info, &config, clock.now()),
                         Ctx::<W::Msg>::new(node_id.clone()),
+                        store,
                     ));
                     let reply = Envelope {
                         id: None,
@@ -153,6 +535,8 @@ where
             },
             Inbound::Msg(m) => refuse_before_init(
                 &out_tx,
+                &guard,
+                clock.now(),
                 m.src,
                 m.dest,
                 m.body.msg_id,
@@ -164,59 +548,76 @@ where
                 msg_id,
                 is_reply,
                 ..
-            } => refuse_before_init(&out_tx, src, dest, msg_id, is_reply),
+            } => refuse_before_init(&out_tx, &guard, clock.now(), src, dest, msg_id, is_reply),
         }
     }
-    let Some((state, ctx)) = node else {
-        tracing::info!("stdin closed before init; exiting");
+    let Some((state, ctx, store)) = node else {
+        match &init_failure {
+            None => tracing::info!("stdin closed before init; exiting"),
+            Some(_) => tracing::info!("exiting: init failed"),
+        }
+        let _ = stop_tx.send(true);
+        let _ = heartbeat.await;
         drop(out_tx);
         let _ = writer.await;
-        let _ = reader.await;
-        return Ok(());
+        reader.abort();
+        return match init_failure {
+            None => Ok(()),
+            Some(text) => Err(anyhow::anyhow!(text)),
+        };
     };
-    let shared = Arc::new(Mutex::new((state, ctx)));
+    let shared = Arc::new(Shared::<W> {
+        node: Mutex::new((state, ctx)),
+        guard: Arc::clone(&guard),
+        out: out_tx,
+        clock,
+        dirty: store.as_ref().map(|_| Notify::new()),
+    });
 
-    // Phase 2: the sync task.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // Phase 2: the sync and flush tasks.
     let sync = W::tick_interval(&config).map(|every| {
         let shared = Arc::clone(&shared);
-        let out_tx = out_tx.clone();
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let mut interval =
-                tokio::time::interval(std::time::Duration::from_millis(every.max(1)));
+            let mut interval = tokio::time::interval(Duration::from_millis(every.max(1)));
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = interval.tick() => {}
-                    _ = stop_rx.changed() => break,
+                    _ = stop.changed() => break,
                 }
-                let out = {
-                    let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
-                    let (state, ctx) = &mut *guard;
-                    state.tick(clock.now(), ctx);
-                    ctx.drain()
-                };
-                if !out.is_empty() && out_tx.send(out.into_iter().map(boxed).collect()).is_err() {
+                if !shared.with_node(|state, ctx, _, now| state.tick(now, ctx)) {
                     break;
                 }
             }
         })
     });
+    let (flush_stop_tx, flush_stop_rx) = watch::channel(false);
+    let flusher = store.map(|store| {
+        tokio::spawn(flush_loop(
+            Arc::clone(&shared),
+            store,
+            shell.flush_ms,
+            flush_stop_rx,
+        ))
+    });
 
     // Phase 3: listen until stdin closes.
     while let Some(inbound) = in_rx.recv().await {
-        let out: Vec<Line> = match inbound {
-            Inbound::Msg(msg) => handle(&shared, msg, clock.now()),
+        let alive = match inbound {
+            Inbound::Msg(msg) => shared.with_node(|state, ctx, guard, now| {
+                let request = msg.body.in_reply_to.is_none();
+                if is_client(&msg.src) && request && !guard.admit(&msg.src, msg.body.msg_id, now) {
+                    tracing::warn!(src = %msg.src, msg_id = ?msg.body.msg_id, "client request queued during a stall dropped unanswered");
+                    return;
+                }
+                state.handle(msg, now, ctx);
+            }),
             Inbound::Common(env) => {
                 if let Common::Init { .. } = env.body.payload {
                     tracing::warn!(src = %env.src, "second init ignored; answering init_ok");
-                    let me = shared
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .1
-                        .me()
-                        .to_string();
-                    vec![boxed(Envelope {
+                    let me = lock(&shared.node).1.me().to_string();
+                    shared.send(vec![boxed(Envelope {
                         id: None,
                         src: me,
                         dest: env.src,
@@ -225,10 +626,10 @@ where
                             in_reply_to: env.body.msg_id,
                             payload: Common::InitOk,
                         },
-                    })]
+                    })])
                 } else {
                     tracing::debug!(src = %env.src, body = ?env.body, "unsolicited reply ignored");
-                    vec![]
+                    true
                 }
             }
             Inbound::Reject {
@@ -240,14 +641,15 @@ where
                 text,
             } => {
                 tracing::warn!(%src, %code, "{text}");
-                if is_reply {
-                    vec![]
+                let late = is_client(&src) && !lock(&guard).fresh(clock.now());
+                if is_reply || late {
+                    true
                 } else {
-                    vec![boxed(error_line(dest, src, msg_id, code, text))]
+                    shared.send(vec![boxed(error_line(dest, src, msg_id, code, text))])
                 }
             }
         };
-        if !out.is_empty() && out_tx.send(out).is_err() {
+        if !alive {
             break;
         }
     }
@@ -257,24 +659,106 @@ where
     if let Some(sync) = sync {
         let _ = sync.await;
     }
-    drop(out_tx);
+    let _ = heartbeat.await;
+    let _ = flush_stop_tx.send(true);
+    let flushed = match flusher {
+        Some(f) => f.await?,
+        None => Ok(()),
+    };
+    drop(shared);
     writer.await??;
-    reader.await?;
-    Ok(())
+    // At EOF the reader has already ended; if the writer failed first, stdin may still be open.
+    drop(in_rx);
+    reader.abort();
+    let _ = reader.await;
+    flushed
 }
 
-fn handle<W: Workload>(
-    shared: &Mutex<(W, Ctx<W::Msg>)>,
-    msg: Message<W::Msg>,
-    now: Millis,
-) -> Vec<Line> {
-    let out = {
-        let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
-        let (state, ctx) = &mut *guard;
-        state.handle(msg, now, ctx);
-        ctx.drain()
+/// Opens a node's store on the blocking pool.
+async fn open_store(dir: PathBuf) -> std::io::Result<store::Opened> {
+    tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The flusher: group commit of the workload's records (see the module docs). Returns an error
+/// only if the final flush at shutdown failed.
+async fn flush_loop<W: Workload>(
+    shared: Arc<Shared<W>>,
+    store: Store,
+    flush_ms: Millis,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(dirty) = shared.dirty.as_ref() else {
+        return Ok(());
     };
-    out.into_iter().map(boxed).collect()
+    let mut store = Some(store);
+    // Records taken from the workload and not yet durable, oldest first.
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    // Records of this incarnation made durable.
+    let mut durable: u64 = 0;
+    let mut failures: u32 = 0;
+    loop {
+        let stopping = *stop.borrow();
+        if !stopping {
+            tokio::select! {
+                _ = dirty.notified() => {}
+                _ = stop.changed() => {}
+            }
+            if flush_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(flush_ms)).await;
+            }
+        }
+        let stopping = *stop.borrow();
+        batch.extend(lock(&shared.node).0.take_records());
+        if batch.is_empty() {
+            if stopping {
+                return Ok(());
+            }
+            continue;
+        }
+        let Some(mut s) = store.take() else {
+            anyhow::bail!("the store was lost; {} records not persisted", batch.len());
+        };
+        let records = std::mem::take(&mut batch);
+        let (s, records, result) = tokio::task::spawn_blocking(move || {
+            let r = s.append(&records);
+            (s, records, r)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the flush thread failed: {e}"))?;
+        store = Some(s);
+        match result {
+            Ok(()) => {
+                failures = 0;
+                durable += records.len() as u64;
+                if !shared.with_node(|state, ctx, _, now| state.persisted(durable, now, ctx)) {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(
+                    records = records.len(),
+                    attempt = failures,
+                    "cannot persist records (will retry; nothing waiting on them is acknowledged): {e}"
+                );
+                batch = records;
+                if stopping && failures >= FINAL_FLUSH_ATTEMPTS {
+                    anyhow::bail!(
+                        "final flush failed {failures} times; {} records not persisted: {e}",
+                        batch.len()
+                    );
+                }
+                let backoff = RETRY_MS
+                    .0
+                    .saturating_mul(1 << failures.min(10))
+                    .min(RETRY_MS.1);
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                dirty.notify_one();
+            }
+        }
+    }
 }
 
 fn error_line(
@@ -300,9 +784,12 @@ fn error_line(
 }
 
 /// Before `init` a client request gets error 11 (temporarily-unavailable: definite, so Maelstrom
-/// records a clean failure); peer traffic is dropped because peers retry.
+/// records a clean failure) unless it is too old to answer; peer traffic is dropped because peers
+/// retry.
 fn refuse_before_init(
     out: &mpsc::UnboundedSender<Vec<Line>>,
+    guard: &Mutex<ClientGuard>,
+    now: Millis,
     src: String,
     dest: String,
     msg_id: Option<u64>,
@@ -310,6 +797,10 @@ fn refuse_before_init(
 ) {
     if is_reply || !is_client(&src) || msg_id.is_none() {
         tracing::debug!(%src, "dropping peer message received before init");
+        return;
+    }
+    if !lock(guard).fresh(now) {
+        tracing::warn!(%src, "request queued during a stall before init dropped");
         return;
     }
     tracing::warn!(%src, "request before init");
@@ -322,40 +813,79 @@ fn refuse_before_init(
     ))]);
 }
 
-async fn read_lines<M, R>(input: R, tx: mpsc::Sender<Inbound<M>>)
+async fn read_lines<M, R>(input: R, tx: mpsc::Sender<Inbound<M>>, max_line: usize)
 where
     M: serde::de::DeserializeOwned + Send + 'static,
     R: tokio::io::AsyncRead + Unpin,
 {
     let mut input = BufReader::with_capacity(1 << 16, input);
-    let mut raw = Vec::with_capacity(4096);
+    let mut raw: Vec<u8> = Vec::with_capacity(4096);
+    // The current line passed `max_line`: its bytes are being discarded up to its newline.
+    let mut skipping = false;
     loop {
-        raw.clear();
-        match input.read_until(b'\n', &mut raw).await {
-            Ok(0) => break,
-            Ok(_) => {}
+        let (used, line_done, eof) = match input.fill_buf().await {
+            Ok([]) => (0, !raw.is_empty(), true),
+            Ok(buf) => {
+                let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (&buf[..=i], true),
+                    None => (buf, false),
+                };
+                if !skipping && raw.len() + chunk.len() > max_line.saturating_add(1) {
+                    tracing::warn!(
+                        "skipping a stdin line longer than {max_line} bytes (starts {:?})",
+                        String::from_utf8_lossy(&raw[..raw.len().min(80)])
+                    );
+                    skipping = true;
+                    raw = Vec::with_capacity(4096);
+                }
+                if !skipping {
+                    raw.extend_from_slice(chunk);
+                }
+                (chunk.len(), done, false)
+            }
             Err(e) => {
                 tracing::error!("stdin read failed: {e}");
+                (0, !raw.is_empty(), true)
+            }
+        };
+        input.consume(used);
+        if line_done {
+            if !skipping && !deliver(&raw, &tx).await {
                 break;
             }
-        }
-        let Ok(line) = std::str::from_utf8(&raw) else {
-            tracing::warn!(
-                "skipping a stdin line that is not valid UTF-8 ({} bytes)",
-                raw.len()
-            );
-            continue;
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_line::<M>(line.trim_end()) {
-            Ok(inbound) => {
-                if tx.send(inbound).await.is_err() {
-                    break;
-                }
+            skipping = false;
+            if raw.capacity() > 1 << 20 {
+                raw = Vec::with_capacity(4096);
+            } else {
+                raw.clear();
             }
-            Err(e) => tracing::warn!("{e}"),
+        }
+        if eof {
+            break;
+        }
+    }
+}
+
+/// Classifies one raw line and queues it for the listen task; false once the listener is gone.
+async fn deliver<M: serde::de::DeserializeOwned>(
+    raw: &[u8],
+    tx: &mpsc::Sender<Inbound<M>>,
+) -> bool {
+    let Ok(line) = std::str::from_utf8(raw) else {
+        tracing::warn!(
+            "skipping a stdin line that is not valid UTF-8 ({} bytes)",
+            raw.len()
+        );
+        return true;
+    };
+    if line.trim().is_empty() {
+        return true;
+    }
+    match parse_line::<M>(line.trim_end()) {
+        Ok(inbound) => tx.send(inbound).await.is_ok(),
+        Err(e) => {
+            tracing::warn!("{e}");
+            true
         }
     }
 }
@@ -381,4 +911,121 @@ async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(
         }
     }
     out.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_stall_no_drops() {
+        let mut g = ClientGuard::new(1000, 4000, 0);
+        for t in (0..10_000).step_by(100) {
+            assert_eq!(g.beat(t), None);
+            assert!(g.admit("c1", Some(t), t + 5));
+            assert!(g.release("c1", Some(t), t + 50));
+        }
+        assert_eq!(g.open_requests(), 0);
+    }
+
+    #[test]
+    fn a_long_pause_drops_requests_queued_during_it_and_late_replies() {
+        let mut g = ClientGuard::new(1000, 4000, 0);
+        g.beat(100);
+        // Request 1 is handled just before the pause; its reply only comes after it.
+        assert!(g.admit("c1", Some(1), 150));
+        // Paused from ~200 to 10_200. A queued request is handled before the heartbeat runs: the
+        // guard notices the stall itself and dates the request back to its start.
+        assert!(!g.admit("c2", Some(7), 10_201));
+        assert_eq!(g.arrival(10_202), 100);
+        // The heartbeat then runs: the stall was already noticed.
+        assert_eq!(g.beat(10_203), None);
+        assert!(!g.release("c1", Some(1), 10_204), "reply after the pause");
+        // More backlog right after the resume: dropped too.
+        assert!(!g.admit("c3", Some(1), 10_300));
+        assert!(!g.fresh(10_300));
+        // After the drain window, new requests are served normally.
+        assert!(g.admit("c4", Some(1), 11_300));
+        assert!(g.release("c4", Some(1), 11_310));
+    }
+
+    #[test]
+    fn the_heartbeat_notices_a_stall_first() {
+        let mut g = ClientGuard::new(1000, 4000, 0);
+        assert_eq!(g.beat(100), None);
+        assert_eq!(g.beat(8_100), Some(8_000));
+        assert_eq!(g.beat(8_200), None);
+        assert!(!g.admit("c1", Some(1), 8_250));
+        assert!(g.admit("c1", Some(2), 9_200));
+    }
+
+    #[test]
+    fn a_short_stall_drops_nothing() {
+        let mut g = ClientGuard::new(1000, 4000, 0);
+        g.beat(100);
+        assert!(g.admit("c1", Some(1), 150));
+        // A 2.5 s stall: queued requests are at most 2.5 s old, inside the 4 s deadline.
+        assert!(g.admit("c2", Some(1), 2_650));
+        assert_eq!(g.beat(2_660), None, "noticed by admit already");
+        assert!(g.release("c1", Some(1), 2_700));
+        assert!(g.release("c2", Some(1), 2_700));
+    }
+
+    #[test]
+    fn slow_replies_are_dropped_even_without_a_stall() {
+        let mut g = ClientGuard::new(1000, 4000, 0);
+        assert!(g.admit("c1", Some(1), 0));
+        for t in (100..=4_100).step_by(100) {
+            g.beat(t);
+        }
+        assert!(
+            !g.release("c1", Some(1), 4_150),
+            "forgotten: older than the deadline"
+        );
+        assert!(g.admit("c1", Some(2), 4_150));
+        assert!(!g.release("c1", Some(2), 8_200), "still open but too old");
+    }
+
+    #[test]
+    fn replies_to_unknown_or_answered_requests_are_not_sent() {
+        let mut g = ClientGuard::new(1000, 4000, 0);
+        assert!(!g.release("c1", Some(9), 10));
+        assert!(g.admit("c1", Some(9), 10));
+        assert!(g.release("c1", Some(9), 11));
+        assert!(!g.release("c1", Some(9), 12), "answered twice");
+        assert!(g.release("c1", None, 12), "not a reply");
+        assert!(g.admit("c1", None, 12));
+    }
+
+    #[test]
+    fn knobs_turn_the_guard_off() {
+        let mut g = ClientGuard::new(0, 4000, 0);
+        assert!(g.admit("c1", Some(1), 60_000), "no stall detection");
+        let mut g = ClientGuard::new(1000, 0, 0);
+        assert!(g.admit("c1", Some(1), 60_000));
+        assert!(g.release("c1", Some(1), 600_000), "no deadline");
+        assert!(g.release("c1", Some(2), 600_000));
+        assert_eq!(g.open_requests(), 0);
+    }
+
+    #[test]
+    fn shell_config_from_env() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let c = ShellConfig::from_lookup(env(&[
+            ("MURMUR_DATA_DIR", "/d"),
+            ("MURMUR_FLUSH_MS", "5"),
+            ("MURMUR_STALL_MS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.data_root, PathBuf::from("/d"));
+        assert_eq!((c.flush_ms, c.stall_ms, c.reply_deadline_ms), (5, 0, 4000));
+        assert!(ShellConfig::from_lookup(env(&[("MURMUR_REPLY_DEADLINE_MS", "soon")])).is_err());
+    }
 }

@@ -5,7 +5,7 @@
 //! index for set semantics (a duplicate is dropped). Positions in a node's log never change, so a
 //! position is a compact way to say "everything up to here".
 //!
-//! For each peer a [`Link`] records two cursors into the *local* log: `acked` (the peer confirmed
+//! For each peer a `Link` records two cursors into the *local* log: `acked` (the peer confirmed
 //! it holds everything before it, or needs none of it) and `sent_upto` (sent at least once), and
 //! one cursor into the *peer's* log: `recv_upto` (the contiguous prefix of the peer's log we hold).
 //! The sync task sends each peer only the **delta** `log[sent_upto..]` (filtered by the overlay: a
@@ -17,7 +17,44 @@
 //!
 //! Each log has a random **log id**. Messages carry the sender's log id and the receiver's as the
 //! sender knows it, so cursors are only trusted between the same two logs: a peer that restarted
-//! with an empty log gets a new id, and its neighbours rewind their cursors for it.
+//! with an empty log gets a new id, and its neighbours rewind their cursors for it. A node that
+//! persists keeps its log id with its log, so its neighbours keep their cursors across its restarts.
+//!
+//! # Durability and the acknowledgement rule
+//! With `persist` on (the default; [`BroadcastConfig`]), the node emits records through the sans-IO
+//! durability contract of [`Workload`]: the log id (first record of a log), every new log entry
+//! (value and origin, in log order), the neighbour list of a `topology` message (overlay `given`:
+//! Maelstrom sends it only once, so a restarted node would otherwise have no neighbours), and, at
+//! most once per tick, the per-peer cursors that changed (`acked`, the peer's log id, `reset_at`).
+//! The driver (the tokio shell's flusher, or a simulator's virtual disk) makes them durable in
+//! batches and reports [`Workload::persisted`]; `durable` is the log prefix covered by durable
+//! records. **The rule: nothing that depends on a log entry (or on the neighbour list) leaves the
+//! node before it is durable.**
+//! - `broadcast_ok` is sent only once the value is durable here.
+//! - Values are forwarded to peers only from the durable prefix (gossip never covers more).
+//! - Acknowledgements to peers (`confirmed`, carried as `ack`) only cover what is durable here.
+//! - Reads return only the durable prefix; a read waits until everything the node held when the read
+//!   arrived is durable, so a client that pipelines `broadcast` then `read` sees its value.
+//! - `topology_ok` (overlay `given`) is sent once the neighbour list is durable.
+//!
+//! **Why no acknowledged value is lost to a kill at any instant.** A kill erases exactly the
+//! non-durable suffix of the log and the volatile state. By the rule, nobody outside the node has
+//! observed that suffix: no client was acknowledged for it, no peer received it from this node or was
+//! told this node holds it. So every value acknowledged to a client here is in the recovered log;
+//! every peer cursor into this log points into the durable prefix, which comes back intact under the
+//! same log id, so those cursors stay true; and every value this node acknowledged to a peer is in
+//! the recovered log, so the peer may rightly stop resending it. What the kill did erase was never
+//! promised to anyone, and is still held by whoever sent it: a client got no `broadcast_ok` (an
+//! indeterminate op), a peer got no acknowledgement and resends after `rto_ms`. The recovered
+//! `acked` cursors let the restarted node resume each peer where it had acknowledged instead of
+//! replaying the whole log. The cost is one group commit (a write and an fsync) on the path of every
+//! client reply and every hop.
+//!
+//! **Recovery.** [`Workload::init`] rebuilds the log, log id, neighbour list and cursors from
+//! [`InitInfo::recovered`]. A record that does not decode ends recovery at that point with a warning:
+//! the prefix before it is kept, but since what followed may have been shown to peers, the node takes
+//! a new log id and writes a fresh copy (a new start record followed by the kept entries), which the
+//! next recovery starts from. A log written for a different node list is ignored.
 //!
 //! # Who talks to whom
 //! [`Overlay`] chooses the neighbours: Maelstrom's topology, a star around one hub, a tree, or
@@ -138,7 +175,7 @@ impl FromStr for Eager {
 ///
 /// | knob | default | meaning |
 /// |---|---|---|
-/// | `overlay` | `star` | who gossips with whom ([`Overlay`]: given, star, total, tree<k>) |
+/// | `overlay` | `star` | who gossips with whom ([`Overlay`]: given, star, total, `tree<k>`) |
 /// | `sync_ms` | 100 | sync task period: how often pending deltas leave |
 /// | `fanout` | 0 | peers served per tick, chosen at random among those with something pending (0 = all) |
 /// | `eager` | `leaves` | when a client's value leaves its origin ([`Eager`]) |
@@ -146,6 +183,10 @@ impl FromStr for Eager {
 /// | `rto_ms` | 1000 | a gossip unacknowledged this long is resent (from the acked cursor) |
 /// | `max_batch` | 5000 | most values in one gossip message |
 /// | `seed` | 0 | mixed with the node id to seed the fan-out choice |
+/// | `persist` | `true` | persist the log and acknowledge only durable values (see the module docs); `0`/`false` keeps everything in memory, so a killed node loses what it held |
+///
+/// The tokio shell's own knobs (`MURMUR_DATA_DIR`, `MURMUR_FLUSH_MS`, ...) are listed in
+/// [`crate::runtime::ShellConfig`]; they are environment variables only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BroadcastConfig {
     pub overlay: Overlay,
@@ -156,6 +197,7 @@ pub struct BroadcastConfig {
     pub rto_ms: Millis,
     pub max_batch: usize,
     pub seed: u64,
+    pub persist: bool,
 }
 
 impl Default for BroadcastConfig {
@@ -169,6 +211,7 @@ impl Default for BroadcastConfig {
             rto_ms: 1000,
             max_batch: 5000,
             seed: 0,
+            persist: true,
         }
     }
 }
@@ -189,6 +232,17 @@ impl BroadcastConfig {
             "rto_ms" => self.rto_ms = num(name, value)?,
             "max_batch" => self.max_batch = num::<usize>(name, value)?.max(1),
             "seed" => self.seed = num(name, value)?,
+            "persist" => {
+                self.persist = match value.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "on" | "yes" => true,
+                    "0" | "false" | "off" | "no" => false,
+                    _ => {
+                        return Err(format!(
+                            "knob `{name}`: `{value}` is not a boolean (1/0, true/false, on/off)"
+                        ))
+                    }
+                }
+            }
             _ => return Err(format!("unknown knob `{name}`")),
         }
         Ok(())
@@ -202,7 +256,7 @@ impl BroadcastConfig {
         let mut cfg = BroadcastConfig::default();
         for (k, v) in env {
             if let Some(name) = k.strip_prefix("MURMUR_") {
-                if matches!(name, "DATA_DIR" | "LOG") {
+                if crate::runtime::SHELL_ENV.contains(&name) {
                     continue;
                 }
                 cfg.set(name, &v).map_err(|e| format!("{k}: {e}"))?;
@@ -263,11 +317,22 @@ struct Link {
     unconfirmed: VecDeque<(usize, u64)>,
     /// The part of `recv_upto` that is durable here: what acknowledgements report.
     confirmed: u64,
+    /// The last `confirmed` sent to the peer (stand-alone or piggybacked): a newer one is owed.
+    acked_sent: u64,
     /// An acknowledgement is owed, due at this time.
     ack_due: Option<Millis>,
     /// Local log length when the peer was last seen to lose its state: entries before it that
     /// came from the peer must be sent back, since the peer no longer has them.
     reset_at: usize,
+}
+
+/// A client request answered once the log is durable up to `need`.
+#[derive(Debug)]
+struct Waiting {
+    need: usize,
+    client: String,
+    msg_id: Option<u64>,
+    read: bool,
 }
 
 /// The broadcast node.
@@ -288,8 +353,26 @@ pub struct Broadcast {
     seen: HashMap<Key, usize>,
     /// Log prefix that is durable. Without persistence, the whole log.
     durable: usize,
-    /// Client `broadcast_ok`s waiting for their value to be durable: (log length needed, client, msg_id).
-    waiting: VecDeque<(usize, String, Option<u64>)>,
+    /// Client replies waiting for the log to be durable up to a length.
+    waiting: VecDeque<Waiting>,
+    /// Records not yet taken by the driver (the start record, cursor records), in emission order;
+    /// log entries are encoded lazily from `recorded_upto` when records are taken.
+    queue: Vec<Vec<u8>>,
+    /// Log prefix already emitted as entry records.
+    recorded_upto: usize,
+    /// Records taken by the driver so far in this incarnation.
+    taken: u64,
+    /// (records taken, log length they cover): the log is durable up to the length once the driver
+    /// reports that many records persisted.
+    marks: VecDeque<(u64, usize)>,
+    /// Per peer, the cursors last emitted as a record: (peer log id or 0, acked, reset_at).
+    link_recorded: Vec<(u64, usize, usize)>,
+    /// A topology record sits in `queue`, not yet taken.
+    topology_queued: bool,
+    /// Records that must be durable before waiting `topology_ok`s are sent.
+    topology_needs: Option<u64>,
+    /// `topology_ok`s waiting for the neighbour list to be durable: (client, msg_id).
+    topology_waiting: Vec<(String, Option<u64>)>,
     /// Gossip calls in flight: (peer, local log cursor the call covers).
     calls: Calls<(usize, usize)>,
     rng: SmallRng,
@@ -324,10 +407,11 @@ impl Workload for Broadcast {
         };
         let mut seed_rng =
             SmallRng::seed_from_u64(cfg.seed ^ (me as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        // A fresh log id per incarnation (in-memory log); `now` and the boot clock keep two
-        // incarnations apart even with the same seed.
+        // A fresh log id for a fresh log; `now` and the boot clock keep two incarnations apart even
+        // with the same seed. Never 0, which means "unknown" on the wire.
         let log_id = seed_rng.random::<u64>() ^ info.boot_unix_micros ^ now.rotate_left(32) | 1;
-        Broadcast {
+        let cluster = record::cluster_id(&nodes);
+        let mut b = Broadcast {
             cfg: cfg.clone(),
             me,
             nodes,
@@ -341,9 +425,19 @@ impl Workload for Broadcast {
             seen: HashMap::new(),
             durable: 0,
             waiting: VecDeque::new(),
+            queue: Vec::new(),
+            recorded_upto: 0,
+            taken: 0,
+            marks: VecDeque::new(),
+            link_recorded: vec![(0, 0, 0); n],
+            topology_queued: false,
+            topology_needs: None,
+            topology_waiting: Vec::new(),
             calls: Calls::default(),
             rng: seed_rng,
-        }
+        };
+        b.recover(&info.recovered, cluster);
+        b
     }
 
     fn handle(&mut self, msg: Message<Msg>, now: Millis, ctx: &mut Ctx<Msg>) {
@@ -362,22 +456,23 @@ impl Workload for Broadcast {
                         .filter(|&p| p != self.me)
                         .collect();
                     self.peers.dedup();
+                    if self.cfg.persist {
+                        // Maelstrom sends the topology once: a restarted node only has it if it
+                        // persisted it, so `topology_ok` waits for the record like any other ack.
+                        self.queue_topology();
+                        self.topology_waiting.push((src, msg_id));
+                        return;
+                    }
                 }
                 ctx.reply(&src, msg_id, Msg::TopologyOk);
             }
             Msg::Broadcast { message } => {
                 let pos = self.insert(message, FROM_CLIENT);
-                self.waiting.push_back((pos + 1, src, msg_id));
-                self.advance_durable(self.log.len(), now, ctx);
+                self.reply_when_durable(pos + 1, src, msg_id, false, ctx);
+                self.sync_durable(now, ctx);
             }
             Msg::Read => {
-                ctx.reply(
-                    &src,
-                    msg_id,
-                    Msg::ReadOk {
-                        messages: self.log[..self.durable].to_vec(),
-                    },
-                );
+                self.reply_when_durable(self.log.len(), src, msg_id, true, ctx);
             }
             Msg::Gossip {
                 log,
@@ -408,17 +503,13 @@ impl Workload for Broadcast {
                 if link.recv_upto != before {
                     link.unconfirmed.push_back((self.log.len(), link.recv_upto));
                 }
-                let due = if self.cfg.ack_delay_ms == 0 || !self.peers.contains(&p) {
-                    now
-                } else {
-                    now + self.cfg.ack_delay_ms
-                };
+                let due = self.ack_due_at(p, now);
                 let link = &mut self.links[p];
                 link.ack_due = Some(link.ack_due.map_or(due, |d| d.min(due)));
                 if trusted {
                     self.on_ack(p, ack);
                 }
-                self.advance_durable(self.log.len(), now, ctx);
+                self.sync_durable(now, ctx);
                 self.send_due_acks(now, ctx);
             }
             Msg::GossipOk { log, to_log, ack } => {
@@ -474,10 +565,60 @@ impl Workload for Broadcast {
         for p in candidates {
             self.send_gossip(p, now, ctx);
         }
+        self.record_links();
     }
 
     fn tick_interval(cfg: &BroadcastConfig) -> Option<Millis> {
         Some(cfg.sync_ms.max(1))
+    }
+
+    fn persistent(cfg: &BroadcastConfig) -> bool {
+        cfg.persist
+    }
+
+    fn take_records(&mut self) -> Vec<Vec<u8>> {
+        if !self.cfg.persist {
+            return Vec::new();
+        }
+        let mut out = std::mem::take(&mut self.queue);
+        self.taken += out.len() as u64;
+        if std::mem::take(&mut self.topology_queued) {
+            self.topology_needs = Some(self.taken);
+        }
+        while self.recorded_upto < self.log.len() {
+            let (rec, upto) = record::encode_entries(
+                self.recorded_upto,
+                &self.log,
+                &self.origin,
+                record::ENTRIES_BYTES,
+            );
+            out.push(rec);
+            self.taken += 1;
+            self.recorded_upto = upto;
+            self.marks.push_back((self.taken, upto));
+        }
+        out
+    }
+
+    fn persisted(&mut self, count: u64, now: Millis, ctx: &mut Ctx<Msg>) {
+        if self.topology_needs.is_some_and(|n| n <= count) {
+            self.topology_needs = None;
+            for (client, msg_id) in self.topology_waiting.drain(..) {
+                ctx.reply(&client, msg_id, Msg::TopologyOk);
+            }
+        }
+        let mut upto = self.durable;
+        while let Some(&(n, covered)) = self.marks.front() {
+            if n > count {
+                break;
+            }
+            upto = upto.max(covered);
+            self.marks.pop_front();
+        }
+        if upto > self.durable {
+            self.advance_durable(upto, now, ctx);
+            self.send_due_acks(now, ctx);
+        }
     }
 }
 
@@ -590,8 +731,19 @@ impl Broadcast {
         };
         link.sent_upto = link.sent_upto.max(upto);
         link.ack_due = None;
+        link.acked_sent = link.confirmed;
         let id = ctx.send(&self.nodes[p], msg);
         self.calls.register(id, now + self.cfg.rto_ms, (p, upto));
+    }
+
+    /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for an overlay
+    /// neighbour (gossip going back may carry it first), at once otherwise.
+    fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
+        if self.cfg.ack_delay_ms == 0 || !self.peers.contains(&p) {
+            now
+        } else {
+            now + self.cfg.ack_delay_ms
+        }
     }
 
     fn send_due_acks(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
@@ -599,6 +751,13 @@ impl Broadcast {
             let link = &mut self.links[p];
             if link.ack_due.is_some_and(|d| d <= now) {
                 link.ack_due = None;
+                if link.confirmed == link.acked_sent && !link.unconfirmed.is_empty() {
+                    // Nothing new to confirm yet, but values are on their way to disk: the ack is
+                    // rescheduled when they are durable (`advance_durable`) instead of letting the
+                    // peer resend them after `rto_ms`.
+                    continue;
+                }
+                link.acked_sent = link.confirmed;
                 let msg = Msg::GossipOk {
                     log: self.log_id,
                     to_log: link.peer_log.unwrap_or(0),
@@ -616,8 +775,10 @@ impl Broadcast {
         self.durable = self.durable.max(upto);
         let durable = self.durable;
         // Cursors into peers' logs become reportable once what they cover is durable here (also
-        // when a gossip brought only duplicates and the log did not grow).
-        for link in &mut self.links {
+        // when a gossip brought only duplicates and the log did not grow). A newly reportable
+        // cursor owes the peer an acknowledgement, on the same schedule as a received gossip.
+        for p in 0..self.links.len() {
+            let link = &mut self.links[p];
             while link
                 .unconfirmed
                 .front()
@@ -628,6 +789,10 @@ impl Broadcast {
                     .pop_front()
                     .map(|(_, r)| r)
                     .unwrap_or(link.confirmed);
+            }
+            if link.confirmed > link.acked_sent && link.ack_due.is_none() {
+                let due = self.ack_due_at(p, now);
+                self.links[p].ack_due = Some(due);
             }
         }
         self.release_waiting(ctx);
@@ -650,13 +815,457 @@ impl Broadcast {
         let durable = self.durable;
         let mut i = 0;
         while i < self.waiting.len() {
-            if self.waiting[i].0 <= durable {
-                let (_, client, msg_id) = self.waiting.remove(i).expect("in range");
-                ctx.reply(&client, msg_id, Msg::BroadcastOk);
+            if self.waiting[i].need <= durable {
+                if let Some(w) = self.waiting.remove(i) {
+                    self.reply_now(w, ctx);
+                }
             } else {
                 i += 1;
             }
         }
+    }
+
+    /// Answers a client once the log is durable up to `need` (at once if it already is).
+    fn reply_when_durable(
+        &mut self,
+        need: usize,
+        client: String,
+        msg_id: Option<u64>,
+        read: bool,
+        ctx: &mut Ctx<Msg>,
+    ) {
+        let w = Waiting {
+            need,
+            client,
+            msg_id,
+            read,
+        };
+        if need <= self.durable {
+            self.reply_now(w, ctx);
+        } else {
+            self.waiting.push_back(w);
+        }
+    }
+
+    fn reply_now(&self, w: Waiting, ctx: &mut Ctx<Msg>) {
+        let payload = if w.read {
+            Msg::ReadOk {
+                messages: self.log[..self.durable].to_vec(),
+            }
+        } else {
+            Msg::BroadcastOk
+        };
+        ctx.reply(&w.client, w.msg_id, payload);
+    }
+
+    /// After the log changed: without persistence the whole log is durable at once; with it, only
+    /// what [`Workload::persisted`] reported, but outputs already covered by it are released.
+    fn sync_durable(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        let upto = if self.cfg.persist {
+            self.durable
+        } else {
+            self.log.len()
+        };
+        self.advance_durable(upto, now, ctx);
+    }
+
+    /// Queues a record of the current neighbour list (overlay `given`).
+    fn queue_topology(&mut self) {
+        self.queue.push(record::encode(&record::Record::Topology {
+            peers: self.peers.iter().map(|&p| p as u32).collect(),
+        }));
+        self.topology_queued = true;
+    }
+
+    /// Queues a cursor record for every link whose persisted cursors changed (called once per tick,
+    /// which bounds how often they are written).
+    fn record_links(&mut self) {
+        if !self.cfg.persist {
+            return;
+        }
+        for p in 0..self.links.len() {
+            let l = &self.links[p];
+            let cur = (l.peer_log.unwrap_or(0), l.acked, l.reset_at);
+            if cur != self.link_recorded[p] {
+                self.link_recorded[p] = cur;
+                self.queue.push(record::encode(&record::Record::Link {
+                    peer: p as u32,
+                    peer_log: cur.0,
+                    acked: cur.1 as u64,
+                    reset_at: cur.2 as u64,
+                }));
+            }
+        }
+    }
+
+    /// Rebuilds the log, its id and the link cursors from the records of earlier incarnations
+    /// (see "Recovery" in the module docs), and queues the start record of a fresh log.
+    fn recover(&mut self, records: &[Vec<u8>], cluster: u64) {
+        let me = self.nodes[self.me].clone();
+        let n = self.nodes.len();
+        let start = |log_id| record::encode(&record::Record::Start { log_id, cluster });
+        let (seg, used_ids) = record::recover(records, cluster, n, self.me);
+        // A new log must not reuse an id a previous incarnation wrote (a simulator may boot two
+        // incarnations with the same clock readings).
+        while used_ids.contains(&self.log_id) {
+            self.log_id = self.rng.random::<u64>() | 1;
+        }
+        let Some(seg) = seg else {
+            if !records.is_empty() {
+                tracing::warn!(node = %me, records = records.len(), "no usable log among the recovered records; starting a fresh log");
+            }
+            if self.cfg.persist {
+                self.queue.push(start(self.log_id));
+            }
+            return;
+        };
+        for (origin, v) in seg.entries {
+            self.seen.insert(key(&v), self.log.len());
+            self.log.push(v);
+            self.origin.push(origin);
+        }
+        let len = self.log.len();
+        // Everything recovered is on disk: durable, and already recorded if the log continues.
+        self.durable = len;
+        let recovered_topology = seg.topology.is_some();
+        if let (Some(peers), Overlay::Given) = (seg.topology, self.cfg.overlay) {
+            self.peers = peers;
+        }
+        if seg.complete {
+            self.log_id = seg.log_id;
+            self.recorded_upto = len;
+            for (p, (peer_log, acked, reset_at)) in seg.links {
+                let acked = (acked.min(len as u64)) as usize;
+                let reset_at = (reset_at.min(len as u64)) as usize;
+                let link = &mut self.links[p];
+                link.peer_log = (peer_log != 0).then_some(peer_log);
+                link.acked = acked;
+                link.sent_upto = acked;
+                link.reset_at = reset_at;
+                self.link_recorded[p] = (peer_log, acked, reset_at);
+            }
+            tracing::info!(node = %me, values = len, log = seg.log_id, "recovered the log");
+        } else {
+            tracing::warn!(
+                node = %me,
+                values = len,
+                "recovery stopped at an undecodable record; keeping the values before it under a new log id"
+            );
+            if self.cfg.persist {
+                self.queue.push(start(self.log_id));
+                if recovered_topology && self.cfg.overlay == Overlay::Given {
+                    self.queue_topology();
+                }
+                self.recorded_upto = 0;
+            }
+        }
+    }
+}
+
+/// The records the broadcast node persists, in a compact binary form (all integers little-endian):
+///
+/// | tag | record | fields |
+/// |---|---|---|
+/// | 1 | start of a log | log id u64, cluster id u64 |
+/// | 2 | log entries | first position u64, count u32, then per entry: origin u32, length u32, JSON text |
+/// | 3 | link cursors | peer index u32, peer log id u64 (0 = unknown), acked u64, reset_at u64 |
+/// | 4 | neighbour list (overlay `given`) | count u32, then each peer index u32 |
+///
+/// Decoding is total: any byte string yields a record or an error, never a panic.
+mod record {
+    use super::{key, Value, FROM_CLIENT};
+    use std::collections::{HashMap, HashSet};
+
+    /// Target size of one entries record, so a large backlog is written as several modest records.
+    pub const ENTRIES_BYTES: usize = 256 * 1024;
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Record {
+        Start {
+            log_id: u64,
+            cluster: u64,
+        },
+        Entries {
+            at: u64,
+            entries: Vec<(u32, Value)>,
+        },
+        Link {
+            peer: u32,
+            peer_log: u64,
+            acked: u64,
+            reset_at: u64,
+        },
+        Topology {
+            peers: Vec<u32>,
+        },
+    }
+
+    const START: u8 = 1;
+    const ENTRIES: u8 = 2;
+    const LINK: u8 = 3;
+    const TOPOLOGY: u8 = 4;
+
+    /// Identifies the node list a log was written for (FNV-1a: stable across builds, unlike std's
+    /// hasher).
+    pub fn cluster_id(nodes: &[String]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for n in nodes {
+            for b in n.bytes().chain([0xff]) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    pub fn encode(r: &Record) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        match r {
+            Record::Start { log_id, cluster } => {
+                out.push(START);
+                out.extend_from_slice(&log_id.to_le_bytes());
+                out.extend_from_slice(&cluster.to_le_bytes());
+            }
+            Record::Entries { at, entries } => {
+                let log: Vec<Value> = entries.iter().map(|(_, v)| v.clone()).collect();
+                let origin: Vec<u32> = entries.iter().map(|(o, _)| *o).collect();
+                let (mut rec, _) = encode_entries(0, &log, &origin, usize::MAX);
+                rec[1..9].copy_from_slice(&at.to_le_bytes());
+                return rec;
+            }
+            Record::Link {
+                peer,
+                peer_log,
+                acked,
+                reset_at,
+            } => {
+                out.push(LINK);
+                out.extend_from_slice(&peer.to_le_bytes());
+                out.extend_from_slice(&peer_log.to_le_bytes());
+                out.extend_from_slice(&acked.to_le_bytes());
+                out.extend_from_slice(&reset_at.to_le_bytes());
+            }
+            Record::Topology { peers } => {
+                out.push(TOPOLOGY);
+                out.extend_from_slice(&(peers.len() as u32).to_le_bytes());
+                for p in peers {
+                    out.extend_from_slice(&p.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Encodes entries `from..` of the log into one record of about `max_bytes` (at least one
+    /// entry); returns it and the log position it ends at.
+    pub fn encode_entries(
+        from: usize,
+        log: &[Value],
+        origin: &[u32],
+        max_bytes: usize,
+    ) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(64);
+        out.push(ENTRIES);
+        out.extend_from_slice(&(from as u64).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let mut upto = from;
+        let end = log.len().min(origin.len());
+        while upto < end && (upto == from || out.len() < max_bytes) {
+            out.extend_from_slice(&origin[upto].to_le_bytes());
+            let len_at = out.len();
+            out.extend_from_slice(&0u32.to_le_bytes());
+            // Writing a `Value` into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, &log[upto]);
+            let len = (out.len() - len_at - 4) as u32;
+            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+            upto += 1;
+        }
+        let count = ((upto - from) as u32).to_le_bytes();
+        out[9..13].copy_from_slice(&count);
+        (out, upto)
+    }
+
+    struct Dec<'a>(&'a [u8]);
+
+    impl<'a> Dec<'a> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+            if self.0.len() < n {
+                return Err(format!(
+                    "truncated: {n} bytes wanted, {} left",
+                    self.0.len()
+                ));
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Ok(head)
+        }
+        fn u32(&mut self) -> Result<u32, String> {
+            let b = self.take(4)?;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        fn u64(&mut self) -> Result<u64, String> {
+            let b = self.take(8)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(u64::from_le_bytes(a))
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+        let Some((&tag, rest)) = bytes.split_first() else {
+            return Err("empty record".into());
+        };
+        let mut d = Dec(rest);
+        let r = match tag {
+            START => Record::Start {
+                log_id: d.u64()?,
+                cluster: d.u64()?,
+            },
+            ENTRIES => {
+                let at = d.u64()?;
+                let count = d.u32()? as usize;
+                // Each entry takes at least 9 bytes: never trust `count` for an allocation.
+                let mut entries = Vec::with_capacity(count.min(d.0.len() / 9));
+                for _ in 0..count {
+                    let origin = d.u32()?;
+                    let len = d.u32()? as usize;
+                    let v: Value = serde_json::from_slice(d.take(len)?)
+                        .map_err(|e| format!("entry {}: bad JSON: {e}", entries.len()))?;
+                    entries.push((origin, v));
+                }
+                Record::Entries { at, entries }
+            }
+            LINK => Record::Link {
+                peer: d.u32()?,
+                peer_log: d.u64()?,
+                acked: d.u64()?,
+                reset_at: d.u64()?,
+            },
+            TOPOLOGY => {
+                let count = d.u32()? as usize;
+                let mut peers = Vec::with_capacity(count.min(d.0.len() / 4));
+                for _ in 0..count {
+                    peers.push(d.u32()?);
+                }
+                Record::Topology { peers }
+            }
+            t => return Err(format!("unknown record tag {t}")),
+        };
+        if !d.0.is_empty() {
+            return Err(format!("{} trailing bytes", d.0.len()));
+        }
+        Ok(r)
+    }
+
+    /// The log rebuilt from records.
+    #[derive(Debug, Default)]
+    pub struct Segment {
+        pub log_id: u64,
+        /// (origin, value) in log order; origins are valid peer indices or `FROM_CLIENT`.
+        pub entries: Vec<(u32, Value)>,
+        /// Latest cursors per peer index: (peer log id, acked, reset_at).
+        pub links: HashMap<usize, (u64, u64, u64)>,
+        /// The latest neighbour list, as valid peer indices.
+        pub topology: Option<Vec<usize>>,
+        /// False if an undecodable or inconsistent record ended it early.
+        pub complete: bool,
+    }
+
+    /// Replays `records`: each start record for this `cluster` begins a new segment (a fresh copy
+    /// supersedes what came before); within a segment, the first record that does not decode or
+    /// does not fit ends it. Returns the last segment, or `None` if there is none, and every log id
+    /// found in a start record.
+    pub fn recover(
+        records: &[Vec<u8>],
+        cluster: u64,
+        n: usize,
+        me: usize,
+    ) -> (Option<Segment>, HashSet<u64>) {
+        let mut seg: Option<Segment> = None;
+        let mut ids = HashSet::new();
+        let mut seen = HashSet::new();
+        // Records are being skipped until the next start record.
+        let mut skipping = false;
+        for (i, raw) in records.iter().enumerate() {
+            let r = decode(raw);
+            if let Ok(Record::Start { log_id, cluster: c }) = r {
+                ids.insert(log_id | 1);
+                if c == cluster {
+                    seg = Some(Segment {
+                        log_id: log_id | 1,
+                        complete: true,
+                        ..Segment::default()
+                    });
+                    seen.clear();
+                    skipping = false;
+                } else {
+                    tracing::warn!(record = i, "a log written for another node list; ignored");
+                    seg = None;
+                    skipping = true;
+                }
+                continue;
+            }
+            if skipping {
+                continue;
+            }
+            let Some(s) = seg.as_mut() else {
+                tracing::warn!(record = i, "records before any start record; ignored");
+                skipping = true;
+                continue;
+            };
+            let applied = r.and_then(|r| match r {
+                Record::Entries { at, entries } => {
+                    if at != s.entries.len() as u64 {
+                        return Err(format!(
+                            "entries at position {at}, but the log has {}",
+                            s.entries.len()
+                        ));
+                    }
+                    for (o, v) in entries {
+                        if o != FROM_CLIENT && (o as usize >= n || o as usize == me) {
+                            return Err(format!("bad origin {o}"));
+                        }
+                        if !seen.insert(key(&v)) {
+                            return Err(format!("duplicate value {v}"));
+                        }
+                        s.entries.push((o, v));
+                    }
+                    Ok(())
+                }
+                Record::Link {
+                    peer,
+                    peer_log,
+                    acked,
+                    reset_at,
+                } => {
+                    let p = peer as usize;
+                    if p >= n || p == me {
+                        return Err(format!("bad peer {peer}"));
+                    }
+                    s.links.insert(p, (peer_log, acked, reset_at));
+                    Ok(())
+                }
+                Record::Topology { peers } => {
+                    let peers: Vec<usize> = peers.into_iter().map(|p| p as usize).collect();
+                    if let Some(p) = peers.iter().find(|&&p| p >= n || p == me) {
+                        return Err(format!("bad neighbour {p}"));
+                    }
+                    s.topology = Some(peers);
+                    Ok(())
+                }
+                Record::Start { .. } => Ok(()),
+            });
+            if let Err(e) = applied {
+                tracing::warn!(
+                    record = i,
+                    kept_values = s.entries.len(),
+                    "recovery stops at an unusable record: {e}"
+                );
+                s.complete = false;
+                skipping = true;
+            }
+        }
+        (seg, ids)
     }
 }
 

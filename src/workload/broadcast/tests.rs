@@ -26,10 +26,19 @@ fn req(src: &str, dest: &str, msg_id: u64, payload: Msg) -> Message<Msg> {
     }
 }
 
-/// A tiny cluster with instant delivery, a seeded loss/partition filter and a virtual clock.
+/// A tiny cluster with instant delivery, a seeded loss/partition filter, a virtual clock and a
+/// virtual disk per node. By default every node's records are made durable right after each
+/// handler (`auto_flush`), which behaves like an instant disk; tests of the acknowledgement rule
+/// turn it off and call [`Cluster::flush`] themselves.
 struct Cluster {
+    cfg: BroadcastConfig,
     nodes: Vec<Broadcast>,
     ctxs: Vec<Ctx<Msg>>,
+    /// Durable records per node, across incarnations.
+    disks: Vec<Vec<Vec<u8>>>,
+    /// Records made durable in each node's current incarnation.
+    written: Vec<u64>,
+    auto_flush: bool,
     in_flight: VecDeque<Message<Msg>>,
     client_out: Vec<Message<Msg>>,
     now: Millis,
@@ -47,8 +56,12 @@ impl Cluster {
             .collect();
         let ctxs = (0..n).map(|i| Ctx::new(format!("n{i}"))).collect();
         Cluster {
+            cfg: cfg.clone(),
             nodes,
             ctxs,
+            disks: vec![vec![]; n],
+            written: vec![0; n],
+            auto_flush: true,
             in_flight: VecDeque::new(),
             client_out: vec![],
             now: 0,
@@ -63,7 +76,31 @@ impl Cluster {
         id[1..].parse().unwrap()
     }
 
+    /// Makes node `i`'s pending records durable and tells it so.
+    fn flush(&mut self, i: usize) {
+        let recs = self.nodes[i].take_records();
+        self.written[i] += recs.len() as u64;
+        self.disks[i].extend(recs);
+        self.nodes[i].persisted(self.written[i], self.now, &mut self.ctxs[i]);
+    }
+
+    /// Kills node `i` (its unflushed records and queued outputs are lost, as are messages on their
+    /// way to it) and restarts it from its disk.
+    fn crash(&mut self, i: usize) {
+        let mut inf = info(&format!("n{i}"), self.nodes.len());
+        inf.recovered = self.disks[i].clone();
+        self.nodes[i] = Broadcast::init(&inf, &self.cfg, self.now);
+        self.ctxs[i] = Ctx::new(format!("n{i}"));
+        self.written[i] = 0;
+        let me = format!("n{i}");
+        self.in_flight.retain(|m| m.dest != me);
+        self.collect(i);
+    }
+
     fn collect(&mut self, i: usize) {
+        if self.auto_flush {
+            self.flush(i);
+        }
         for m in self.ctxs[i].drain() {
             if is_client(&m.dest) {
                 self.client_out.push(m);
@@ -522,4 +559,472 @@ fn replies_carry_only_the_allowed_keys() {
         };
         assert_eq!(keys, want, "{v}");
     }
+}
+
+// ---- Durability: the acknowledgement rule, recovery, crashes ----
+
+fn types(out: &[Message<Msg>]) -> Vec<String> {
+    out.iter()
+        .map(|m| {
+            serde_json::to_value(&m.body.payload).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn broadcast_ok_and_reads_wait_for_durability() {
+    let mut c = Cluster::new(1, &cfg(Overlay::Star));
+    c.auto_flush = false;
+    c.client(0, 1, Msg::Broadcast { message: json!(5) });
+    c.client(0, 2, Msg::Read);
+    assert!(
+        c.client_out.is_empty(),
+        "nothing is acknowledged before the flush"
+    );
+    assert!(
+        c.nodes[0].values().is_empty(),
+        "reads see durable values only"
+    );
+    c.flush(0);
+    c.collect(0);
+    let bodies: Vec<Value> = c
+        .client_out
+        .iter()
+        .map(|m| serde_json::to_value(&m.body).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            json!({"type":"broadcast_ok","in_reply_to":1}),
+            json!({"type":"read_ok","messages":[5],"in_reply_to":2}),
+        ]
+    );
+    // A duplicate of a durable value and a read with nothing pending are answered at once.
+    c.client(0, 3, Msg::Broadcast { message: json!(5) });
+    c.client(0, 4, Msg::Read);
+    assert_eq!(c.client_out.len(), 4);
+}
+
+#[test]
+fn values_are_forwarded_only_once_durable() {
+    let mut c = Cluster::new(
+        2,
+        &BroadcastConfig {
+            overlay: Overlay::Total,
+            eager: Eager::Always,
+            ..Default::default()
+        },
+    );
+    c.auto_flush = false;
+    c.client(0, 1, Msg::Broadcast { message: json!(1) });
+    c.nodes[0].tick(100, &mut c.ctxs[0]);
+    assert!(c.ctxs[0].peek().is_empty(), "{:?}", c.ctxs[0].peek());
+    c.flush(0);
+    assert_eq!(types(c.ctxs[0].peek()), ["broadcast_ok", "gossip"]);
+}
+
+#[test]
+fn acknowledgements_to_peers_cover_only_durable_entries() {
+    let cfg = BroadcastConfig {
+        overlay: Overlay::Total,
+        ack_delay_ms: 0,
+        ..Default::default()
+    };
+    let mut c = Cluster::new(2, &cfg);
+    c.auto_flush = false;
+    c.client(0, 1, Msg::Broadcast { message: json!(1) });
+    c.flush(0);
+    c.collect(0);
+    let gossip = c.in_flight.pop_front().unwrap();
+    assert!(matches!(gossip.body.payload, Msg::Gossip { .. }));
+    c.nodes[1].handle(gossip, 0, &mut c.ctxs[1]);
+    assert!(
+        c.ctxs[1].peek().is_empty(),
+        "no acknowledgement before the value is durable: {:?}",
+        c.ctxs[1].peek()
+    );
+    c.flush(1);
+    let out = c.ctxs[1].drain();
+    assert_eq!(types(&out), ["gossip_ok"]);
+    assert!(matches!(out[0].body.payload, Msg::GossipOk { ack: 1, .. }));
+}
+
+#[test]
+fn records_are_taken_in_order_and_persisted_counts_are_exact() {
+    let mut c = Cluster::new(1, &cfg(Overlay::Star));
+    c.auto_flush = false;
+    let n = &mut c.nodes[0];
+    let ctx = &mut c.ctxs[0];
+    n.handle(
+        req("c1", "n0", 1, Msg::Broadcast { message: json!(1) }),
+        0,
+        ctx,
+    );
+    let first = n.take_records();
+    assert_eq!(first.len(), 2, "the start record, then the entry");
+    n.handle(
+        req("c1", "n0", 2, Msg::Broadcast { message: json!(2) }),
+        0,
+        ctx,
+    );
+    let second = n.take_records();
+    assert_eq!(second.len(), 1);
+    assert!(n.take_records().is_empty());
+    n.persisted(1, 0, ctx);
+    assert!(ctx.peek().is_empty(), "only the start record is durable");
+    n.persisted(2, 0, ctx);
+    assert_eq!(types(&ctx.drain()), ["broadcast_ok"]);
+    assert_eq!(n.values(), &[json!(1)]);
+    n.persisted(3, 0, ctx);
+    assert_eq!(types(&ctx.drain()), ["broadcast_ok"]);
+    n.persisted(2, 0, ctx);
+    n.persisted(99, 0, ctx);
+    assert!(
+        ctx.drain().is_empty(),
+        "stale or excessive counts are harmless"
+    );
+    assert_eq!(n.values(), &[json!(1), json!(2)]);
+}
+
+#[test]
+fn persistence_off_emits_no_records_and_acknowledges_at_once() {
+    let cfg = BroadcastConfig {
+        persist: false,
+        ..Default::default()
+    };
+    assert!(!Broadcast::persistent(&cfg));
+    let mut n = Broadcast::init(&info("n0", 1), &cfg, 0);
+    let mut ctx = Ctx::new("n0");
+    n.handle(
+        req("c1", "n0", 1, Msg::Broadcast { message: json!(1) }),
+        0,
+        &mut ctx,
+    );
+    assert_eq!(types(&ctx.drain()), ["broadcast_ok"]);
+    assert!(n.take_records().is_empty());
+}
+
+#[test]
+fn a_restart_recovers_values_log_id_and_cursors() {
+    let mut c = Cluster::new(4, &cfg(Overlay::Star));
+    for v in 0..20i64 {
+        c.client(
+            v as usize % 4,
+            v as u64,
+            Msg::Broadcast { message: json!(v) },
+        );
+        c.run_for(100, 100);
+    }
+    c.run_for(2000, 100);
+    let want: BTreeSet<i64> = (0..20).collect();
+    assert!(c.sets().iter().all(|s| *s == want));
+    let hub_log = c.nodes[0].log_id;
+    let hub_acked: Vec<usize> = c.nodes[0].links.iter().map(|l| l.acked).collect();
+    let hub_values = c.nodes[0].values().to_vec();
+    c.crash(0);
+    assert_eq!(c.nodes[0].log_id, hub_log, "the log id persists");
+    assert_eq!(
+        c.nodes[0].values(),
+        &hub_values[..],
+        "same values, same order"
+    );
+    let acked: Vec<usize> = c.nodes[0].links.iter().map(|l| l.acked).collect();
+    assert_eq!(acked, hub_acked, "cursors resume where peers acknowledged");
+    // Nobody replays the log: the hub's peers keep their cursors, the hub keeps its own.
+    let before = c.sent_between_nodes;
+    c.run_for(3000, 100);
+    assert_eq!(c.sent_between_nodes, before, "quiet after a restart");
+    // And the restarted hub still relays new values.
+    c.client(
+        1,
+        100,
+        Msg::Broadcast {
+            message: json!(100),
+        },
+    );
+    c.run_for(2000, 100);
+    assert!(c.sets().iter().all(|s| s.contains(&100)), "{:?}", c.sets());
+}
+
+#[test]
+fn a_restarted_leaf_gets_what_it_missed() {
+    let mut c = Cluster::new(3, &cfg(Overlay::Star));
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    c.run_for(1000, 100);
+    c.partition(&[2]);
+    c.client(1, 2, Msg::Broadcast { message: json!(2) });
+    c.run_for(1000, 100);
+    c.crash(2);
+    c.cut.clear();
+    c.run_for(3000, 100);
+    let want: BTreeSet<i64> = [1, 2].into();
+    assert!(c.sets().iter().all(|s| *s == want), "{:?}", c.sets());
+}
+
+/// Random crashes at random points, with flushes at random points: every value a client saw
+/// acknowledged survives, and after the faults stop every node holds all of them.
+#[test]
+fn crashes_at_any_instant_never_lose_acknowledged_values() {
+    for seed in 0..40u64 {
+        for overlay in [Overlay::Star, Overlay::Total, Overlay::Tree(2)] {
+            let mut c = Cluster::new(5, &cfg(overlay));
+            c.auto_flush = false;
+            let mut rng = StdRng::seed_from_u64(seed);
+            c.loss = 0.1;
+            c.rng = StdRng::seed_from_u64(seed + 1000);
+            let mut next = 0i64;
+            for _ in 0..300 {
+                match rng.random_range(0..10) {
+                    0..=3 => {
+                        let node = rng.random_range(0..5);
+                        c.client(
+                            node,
+                            next as u64,
+                            Msg::Broadcast {
+                                message: json!(next),
+                            },
+                        );
+                        next += 1;
+                    }
+                    4..=6 => {
+                        let node = rng.random_range(0..5);
+                        c.flush(node);
+                        c.collect(node);
+                    }
+                    7 => {
+                        let node = rng.random_range(0..5);
+                        c.crash(node);
+                    }
+                    _ => {
+                        c.now += 50;
+                        for i in 0..5 {
+                            c.nodes[i].tick(c.now, &mut c.ctxs[i]);
+                            c.collect(i);
+                        }
+                        // Deliver some of what is in flight, in order.
+                        let k = rng.random_range(0..=c.in_flight.len());
+                        let rest = c.in_flight.split_off(k);
+                        c.deliver_all();
+                        c.in_flight.extend(rest);
+                    }
+                }
+            }
+            let acked: BTreeSet<i64> = c
+                .client_out
+                .iter()
+                .filter(|m| m.body.payload == Msg::BroadcastOk)
+                .map(|m| m.body.in_reply_to.unwrap() as i64)
+                .collect();
+            assert!(!acked.is_empty());
+            // Heal: no loss, instant disks.
+            c.loss = 0.0;
+            c.auto_flush = true;
+            for i in 0..5 {
+                c.collect(i);
+            }
+            c.run_for(10_000, 100);
+            for (i, s) in c.sets().iter().enumerate() {
+                let lost: Vec<_> = acked.difference(s).collect();
+                assert!(
+                    lost.is_empty(),
+                    "seed {seed} {overlay:?}: n{i} lost {lost:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_undecodable_record_stops_recovery_and_a_new_log_is_written() {
+    let mut c = Cluster::new(2, &cfg(Overlay::Total));
+    for v in 0..3i64 {
+        c.client(0, v as u64, Msg::Broadcast { message: json!(v) });
+    }
+    let good = c.disks[0].clone();
+    let old_id = c.nodes[0].log_id;
+    // Corrupt a record after the first three values, followed by one that is fine.
+    c.disks[0].push(vec![2, 0xff, 0xff]);
+    c.disks[0].push(record::encode(&record::Record::Entries {
+        at: 3,
+        entries: vec![(FROM_CLIENT, json!(99))],
+    }));
+    c.crash(0);
+    assert_eq!(c.nodes[0].values(), &[json!(0), json!(1), json!(2)]);
+    assert_ne!(c.nodes[0].log_id, old_id, "a new log id: peers must rewind");
+    let new_id = c.nodes[0].log_id;
+    // The fresh copy is written; the next recovery starts from it and is complete.
+    c.flush(0);
+    assert!(c.disks[0].len() > good.len() + 2);
+    c.crash(0);
+    assert_eq!(c.nodes[0].log_id, new_id);
+    assert_eq!(c.nodes[0].values(), &[json!(0), json!(1), json!(2)]);
+    assert!(c.nodes[0].queue.is_empty(), "complete: nothing to rewrite");
+    c.run_for(3000, 100);
+    let want: BTreeSet<i64> = (0..3).collect();
+    assert!(c.sets().iter().all(|s| *s == want), "{:?}", c.sets());
+}
+
+#[test]
+fn garbage_records_never_panic_recovery() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut base = Cluster::new(3, &cfg(Overlay::Star));
+    for v in 0..10i64 {
+        base.client(1, v as u64, Msg::Broadcast { message: json!(v) });
+        base.run_for(100, 100);
+    }
+    let disk = base.disks[0].clone();
+    for _ in 0..500 {
+        let mut recs = disk.clone();
+        match rng.random_range(0..4) {
+            0 => {
+                let i = rng.random_range(0..recs.len());
+                let r = &mut recs[i];
+                if !r.is_empty() {
+                    let j = rng.random_range(0..r.len());
+                    r[j] = rng.random();
+                }
+            }
+            1 => {
+                let i = rng.random_range(0..recs.len());
+                let len = rng.random_range(0..=recs[i].len());
+                recs[i].truncate(len);
+            }
+            2 => {
+                let i = rng.random_range(0..=recs.len());
+                let junk: Vec<u8> = (0..rng.random_range(0..40)).map(|_| rng.random()).collect();
+                recs.insert(i, junk);
+            }
+            _ => {
+                let i = rng.random_range(0..recs.len());
+                let r = recs[i].clone();
+                recs.insert(i, r);
+            }
+        }
+        let mut inf = info("n0", 3);
+        inf.recovered = recs;
+        let mut n = Broadcast::init(&inf, &cfg(Overlay::Star), 0);
+        let mut ctx = Ctx::new("n0");
+        n.handle(req("c1", "n0", 1, Msg::Read), 0, &mut ctx);
+        n.tick(100, &mut ctx);
+        let _ = n.take_records();
+        assert!(n.values().len() <= 10);
+    }
+}
+
+#[test]
+fn a_log_of_another_node_list_is_ignored() {
+    let mut c = Cluster::new(2, &cfg(Overlay::Total));
+    c.client(0, 1, Msg::Broadcast { message: json!(1) });
+    let mut inf = info("n0", 3);
+    inf.recovered = c.disks[0].clone();
+    let n = Broadcast::init(&inf, &cfg(Overlay::Total), 0);
+    assert!(n.values().is_empty());
+}
+
+#[test]
+fn record_codec_round_trips_and_rejects_trailing_bytes() {
+    let recs = [
+        record::Record::Start {
+            log_id: 7,
+            cluster: u64::MAX,
+        },
+        record::Record::Entries {
+            at: 3,
+            entries: vec![(FROM_CLIENT, json!({"a":[1,2]})), (2, json!(1.5))],
+        },
+        record::Record::Entries {
+            at: 0,
+            entries: vec![],
+        },
+        record::Record::Link {
+            peer: 4,
+            peer_log: 9,
+            acked: 10,
+            reset_at: 2,
+        },
+        record::Record::Topology {
+            peers: vec![1, 3, 2],
+        },
+        record::Record::Topology { peers: vec![] },
+    ];
+    for r in recs {
+        let mut bytes = record::encode(&r);
+        assert_eq!(record::decode(&bytes), Ok(r.clone()));
+        bytes.push(0);
+        assert!(record::decode(&bytes).is_err());
+        for cut in 0..bytes.len() - 1 {
+            assert!(record::decode(&bytes[..cut]).is_err(), "{r:?} cut at {cut}");
+        }
+    }
+    // A count far larger than the bytes present is an error, not an allocation.
+    let mut huge = vec![2u8];
+    huge.extend_from_slice(&0u64.to_le_bytes());
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(record::decode(&huge).is_err());
+}
+
+#[test]
+fn large_backlogs_are_split_into_modest_records() {
+    let log: Vec<Value> = (0..100_000).map(|i| json!(i)).collect();
+    let origin = vec![FROM_CLIENT; log.len()];
+    let mut from = 0;
+    let mut records = 0;
+    while from < log.len() {
+        let (rec, upto) = record::encode_entries(from, &log, &origin, record::ENTRIES_BYTES);
+        assert!(rec.len() < record::ENTRIES_BYTES + 64);
+        assert!(upto > from);
+        from = upto;
+        records += 1;
+    }
+    assert!(records > 1);
+}
+
+#[test]
+fn the_given_topology_is_persisted_before_topology_ok() {
+    let given = cfg(Overlay::Given);
+    let mut c = Cluster::new(3, &given);
+    c.auto_flush = false;
+    let topo: HashMap<String, Vec<String>> = [
+        ("n0", vec!["n1"]),
+        ("n1", vec!["n0", "n2"]),
+        ("n2", vec!["n1"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+    .collect();
+    for i in 0..3 {
+        c.client(
+            i,
+            10,
+            Msg::Topology {
+                topology: topo.clone(),
+            },
+        );
+    }
+    assert!(
+        c.client_out.is_empty(),
+        "topology_ok waits for the neighbour list to be durable"
+    );
+    for i in 0..3 {
+        c.flush(i);
+        c.collect(i);
+    }
+    assert_eq!(c.client_out.len(), 3);
+    assert!(c
+        .client_out
+        .iter()
+        .all(|m| m.body.payload == Msg::TopologyOk));
+    c.auto_flush = true;
+    // Maelstrom sends the topology once: a restarted node must still know its neighbours.
+    c.crash(1);
+    assert_eq!(c.nodes[1].peers(), vec!["n0", "n2"]);
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    c.crash(0);
+    c.client(0, 2, Msg::Broadcast { message: json!(2) });
+    c.run_for(3000, 100);
+    let want: BTreeSet<i64> = [1, 2].into();
+    assert!(c.sets().iter().all(|s| *s == want), "{:?}", c.sets());
 }
