@@ -13,6 +13,8 @@
 //!   stderr logs, kill/pause/resume and crash detection.
 //! - [`results`]: the run folder (`results/<workload>/<time>/`, `latest` links, JSON writers),
 //!   the terminal summary, and the progress bar.
+//! - [`sim`]: deterministic simulation: node logic in-process under virtual time on the same
+//!   network, nemesis and checkers, with crash-restart over a simulated disk; one seed replays a run.
 
 pub mod analysis;
 pub mod checker;
@@ -24,5 +26,6 @@ pub mod process;
 pub mod procstats;
 pub mod results;
 pub mod run;
+pub mod sim;
 pub mod topology;
 pub mod workload;
