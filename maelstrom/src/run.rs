@@ -28,13 +28,14 @@
 //! found exited at teardown aborts the run too (spec §2), and its report comes before whatever
 //! error the run had already hit: a dead node is why nothing else answered.
 
-use crate::analysis::analyse;
+use crate::analysis::{analyse, recoveries};
 use crate::checker::AvailabilityTarget;
 use crate::cli::{TestOpts, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
 use crate::history::{Op, OpType, Process};
 use crate::nemesis::{Fault, FaultSet, NemesisOp, NemesisPlan};
 use crate::net::{Delivery, Latency, Net, NetError, Packet};
 use crate::process::{LineResult, NodeCommand, NodeProcess};
+use crate::procstats::ProcStats;
 use crate::results::{Progress, ProgressCounters, RunDir};
 use crate::topology;
 use crate::workload::{Completion, Generator, OpSpec, Reply, Workload};
@@ -263,6 +264,8 @@ struct Ctx<'a> {
     dir: &'a RunDir,
     nodes: Mutex<Nodes>,
     history: Mutex<Vec<Op>>,
+    /// CPU and peak memory of every node incarnation, read from `/proc` just before it is killed.
+    used: Mutex<ProcStats>,
 }
 
 impl Ctx<'_> {
@@ -297,10 +300,14 @@ impl Ctx<'_> {
             args: self.opts.args.clone(),
             // All nodes share one working directory, as in Maelstrom (its tmpdir): `<run>/data`.
             work_dir: self.dir.data_dir(),
-            // Where murmur's nodes persist their state; other nodes ignore it.
+            // Where murmur's nodes persist their state; other nodes ignore it. Absolute, since
+            // the node runs in that very directory.
             env: vec![(
                 "MURMUR_DATA_DIR".to_string(),
-                self.dir.data_dir().to_string_lossy().into_owned(),
+                std::path::absolute(self.dir.data_dir())
+                    .unwrap_or_else(|_| self.dir.data_dir())
+                    .to_string_lossy()
+                    .into_owned(),
             )],
             log_path: self.dir.node_log_path(id),
             log_stderr: self.opts.log_stderr,
@@ -378,6 +385,13 @@ impl Ctx<'_> {
                 .is_some_and(|p| p.try_exit_status().is_some())
     }
 
+    /// Adds a live node's CPU and peak memory (from `/proc`) to the run's totals.
+    fn account(&self, p: &NodeProcess) {
+        if let Some(s) = ProcStats::read(p.pid()) {
+            lock(&self.used).add(s);
+        }
+    }
+
     /// Teardown (spec §2): SIGKILL every node, in node-list order, and return the crashes of
     /// those that had exited on their own (not killed by the nemesis).
     fn stop_nodes(&self) -> Vec<NodeCrashed> {
@@ -387,6 +401,7 @@ impl Ctx<'_> {
         let mut crashes = Vec::new();
         for (id, p) in procs {
             lock(&self.shared.routes).nodes.remove(&id);
+            self.account(&p);
             match p.stop() {
                 Ok(stopped) if stopped.exited_on_its_own => {
                     crashes.push(NodeCrashed::of(&id, &p, stopped.status))
@@ -416,6 +431,7 @@ impl Ctx<'_> {
                     let _ = lock(&self.shared.net).set_down(self.shared.now(), id, true);
                     let mut n = lock(&self.nodes);
                     if let Some(p) = n.procs.get_mut(id) {
+                        self.account(p);
                         match p.kill() {
                             Ok(_) => {}
                             // It had exited on its own: a crash, which must not be hidden by
@@ -644,6 +660,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
             killed: HashMap::new(),
         }),
         history: Mutex::new(Vec::new()),
+        used: Mutex::new(ProcStats::default()),
     };
 
     let outcome = drive(&ctx, workload, &mut op_rng, nemesis_seed);
@@ -681,7 +698,12 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "delivery-lag-us": {"count": lag.count, "p50": lag.p50_us, "p99": lag.p99_us, "max": lag.max_us},
         "overloaded": overloaded,
         "wedged-nodes": lock(&shared.wedged).iter().map(|(n, e)| json!({"node": n, "error": e})).collect::<Vec<_>>(),
+        "nodes": *lock(&ctx.used),
     });
+    if workload == Workload::Broadcast && opts.nemesis.contains(&crate::cli::Fault::Kill) {
+        results["runner"]["recoveries"] =
+            json!(recoveries(&history, &opts.nodes, opts.concurrency));
+    }
     dir.write_results(&results)?;
     dir.update_latest_links()?;
     let exit_code = match results.get("valid?") {

@@ -309,6 +309,11 @@ struct Link {
     acked: usize,
     /// Local log prefix sent at least once.
     sent_upto: usize,
+    /// Local log prefix already looked at for this peer (≥ `sent_upto` when it counts): entries
+    /// in `sent_upto..scanned` were skipped as not for the peer while earlier gossip was in
+    /// flight. They are covered by the next gossip's range instead of being jumped over, which
+    /// would leave a gap in the peer's contiguous cursor and force a retransmission.
+    scanned: usize,
     /// A gossip call timed out with values unacknowledged: resend from `acked`.
     retransmit: bool,
     /// Contiguous prefix of the peer's log held here.
@@ -555,7 +560,7 @@ impl Workload for Broadcast {
             .copied()
             .filter(|&p| {
                 let l = &self.links[p];
-                l.retransmit || l.sent_upto < durable
+                l.retransmit || l.sent_upto.max(l.scanned) < durable
             })
             .collect();
         if self.cfg.fanout > 0 && candidates.len() > self.cfg.fanout {
@@ -713,11 +718,14 @@ impl Broadcast {
         let link = &mut self.links[p];
         link.retransmit = false;
         if values.is_empty() {
-            // Nothing in range is for this peer: skip it, and count it as held if nothing is in flight.
+            // Nothing in range is for this peer. With nothing in flight, count it as held (the next
+            // gossip's `base` tells the peer); otherwise remember it was scanned, and let the next
+            // gossip's range start at `sent_upto` so the peer's cursor stays contiguous.
             if link.acked >= from {
-                link.acked = upto;
+                link.acked = link.acked.max(upto);
+                link.sent_upto = link.sent_upto.max(upto);
             }
-            link.sent_upto = link.sent_upto.max(upto);
+            link.scanned = link.scanned.max(upto);
             return;
         }
         let msg = Msg::Gossip {
@@ -730,6 +738,7 @@ impl Broadcast {
             ack: link.confirmed,
         };
         link.sent_upto = link.sent_upto.max(upto);
+        link.scanned = link.scanned.max(upto);
         link.ack_due = None;
         link.acked_sent = link.confirmed;
         let id = ctx.send(&self.nodes[p], msg);

@@ -37,22 +37,22 @@ const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "low-latency",
-        knobs: "--overlay total --eager always --ack-delay-ms 1500 --rto-ms 3000",
+        knobs: "--overlay total --eager always --ack-delay-ms 3000 --rto-ms 6000",
         goal: "≤ 12.2 msgs-per-op, median ≤ 80 ms, max ≤ 100 ms",
     },
     Setting {
         name: "balanced",
-        knobs: "--sync-ms 200 --ack-delay-ms 1000 --rto-ms 3000",
+        knobs: "--sync-ms 200 --ack-delay-ms 2000 --rto-ms 5000",
         goal: "≤ 1.8 msgs-per-op, max ≤ 300 ms",
     },
     Setting {
         name: "low-message",
-        knobs: "--sync-ms 350 --ack-delay-ms 2000 --rto-ms 4000",
+        knobs: "--sync-ms 350 --ack-delay-ms 3000 --rto-ms 6000",
         goal: "≤ 1.2 msgs-per-op, max ≤ 450 ms",
     },
     Setting {
         name: "lowest-message",
-        knobs: "--sync-ms 600 --ack-delay-ms 3000 --rto-ms 5000",
+        knobs: "--sync-ms 600 --ack-delay-ms 4000 --rto-ms 8000",
         goal: "≤ 0.9 msgs-per-op, max ≤ 700 ms",
     },
 ];
