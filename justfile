@@ -53,3 +53,7 @@ faults seeds="20": build
 # Single-node capacity: latency vs rate at set sizes 1k/10k/100k → results/CAPACITY.md (~1 min).
 capacity: build
     target/release/bench --capacity
+
+# The runner's own capacity: 25 flooding fixture nodes at 25k–100k msgs/s → results/RUNNER.md (~1 min).
+runner-capacity: build
+    target/release/bench --runner-capacity

@@ -4,7 +4,7 @@
 //! ```text
 //!  stdin ─► reader ─mpsc(4096)─► listen ────────┐                     ┌─► writer ─► stdout
 //!                                               │                     │
-//!        interval(sync_ms) ─► sync ─────────────┼── Mutex<workload,  ─┤ mpsc of lines
+//!        interval(sync_ms) ─► sync ─────────────┼── Mutex<workload,  ─┤ mpsc(1024) lines
 //!                                               │        ctx>         │
 //!   poke (records pending) ─► flusher ──────────┘         │           │
 //!          take_records │ ▲ persisted(n) ─► outputs ───────┼───────────┘
@@ -68,6 +68,10 @@ use tokio::sync::{mpsc, watch, Notify};
 
 /// Capacity of the reader → listen channel: enough to absorb a burst, small enough to push back.
 const INBOX: usize = 4096;
+/// Capacity of the channel to the writer, in batches of lines. Bounded so that a reader of stdout
+/// that falls behind slows the node down (every task waits to send) instead of letting queued
+/// replies grow without limit in memory.
+const OUTBOX: usize = 1024;
 
 /// Heartbeat period: the resolution at which stalls are noticed (far below the 1 s threshold).
 const HEARTBEAT_MS: Millis = 100;
@@ -362,7 +366,7 @@ type Node<W> = (W, Ctx<<W as Workload>::Msg>);
 struct Shared<W: Workload> {
     node: Mutex<Node<W>>,
     guard: Arc<Mutex<ClientGuard>>,
-    out: mpsc::UnboundedSender<Vec<Line>>,
+    out: mpsc::Sender<Vec<Line>>,
     clock: Clock,
     /// Poked whenever a handler ran, so the flusher looks for records (persistent workloads only).
     dirty: Option<Notify>,
@@ -374,12 +378,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<W: Workload> Shared<W> {
-    /// Runs `f` on the node, drains its outputs through the client guard, sends them, and pokes the
-    /// flusher. Returns false if the writer is gone.
-    fn with_node(
+    /// Runs `f` on the node, drains its outputs through the client guard, sends them (waiting if
+    /// the writer is behind: back-pressure), and pokes the flusher. Returns false if the writer is
+    /// gone.
+    async fn with_node(
         &self,
         f: impl FnOnce(&mut W, &mut Ctx<W::Msg>, &mut ClientGuard, Millis),
     ) -> bool {
+        let lines = self.run_node(f);
+        self.send(lines).await
+    }
+
+    /// The synchronous part of [`Shared::with_node`]: the lock is released before any `.await`.
+    fn run_node(
+        &self,
+        f: impl FnOnce(&mut W, &mut Ctx<W::Msg>, &mut ClientGuard, Millis),
+    ) -> Vec<Line> {
         let now = self.clock.now();
         let lines = {
             let mut node = lock(&self.node);
@@ -391,11 +405,11 @@ impl<W: Workload> Shared<W> {
         if let Some(dirty) = &self.dirty {
             dirty.notify_one();
         }
-        self.send(lines)
+        lines
     }
 
-    fn send(&self, lines: Vec<Line>) -> bool {
-        lines.is_empty() || self.out.send(lines).is_ok()
+    async fn send(&self, lines: Vec<Line>) -> bool {
+        lines.is_empty() || self.out.send(lines).await.is_ok()
     }
 }
 
@@ -436,7 +450,7 @@ where
 {
     let clock = Clock(Instant::now());
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound<W::Msg>>(INBOX);
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<Line>>();
+    let (out_tx, out_rx) = mpsc::channel::<Vec<Line>>(OUTBOX);
     let guard = Arc::new(Mutex::new(ClientGuard::new(
         shell.stall_ms,
         shell.reply_deadline_ms,
@@ -479,13 +493,15 @@ where
                                     dir.display()
                                 );
                                 tracing::error!("{text}; refusing init");
-                                let _ = out_tx.send(vec![boxed(error_line(
-                                    node_id,
-                                    env.src,
-                                    env.body.msg_id,
-                                    ErrorCode::Crash,
-                                    text.clone(),
-                                ))]);
+                                let _ = out_tx
+                                    .send(vec![boxed(error_line(
+                                        node_id,
+                                        env.src,
+                                        env.body.msg_id,
+                                        ErrorCode::Crash,
+                                        text.clone(),
+                                    ))])
+                                    .await;
                                 init_failure = Some(text);
                                 break;
                             }
@@ -528,27 +544,37 @@ where
                             payload: Common::InitOk,
                         },
                     };
-                    let _ = out_tx.send(vec![boxed(reply)]);
+                    let _ = out_tx.send(vec![boxed(reply)]).await;
                     break;
                 }
                 other => tracing::debug!(?other, "ignoring non-init message before init"),
             },
-            Inbound::Msg(m) => refuse_before_init(
-                &out_tx,
-                &guard,
-                clock.now(),
-                m.src,
-                m.dest,
-                m.body.msg_id,
-                m.body.in_reply_to.is_some(),
-            ),
+            Inbound::Msg(m) => {
+                let refusal = refuse_before_init(
+                    &guard,
+                    clock.now(),
+                    m.src,
+                    m.dest,
+                    m.body.msg_id,
+                    m.body.in_reply_to.is_some(),
+                );
+                if let Some(line) = refusal {
+                    let _ = out_tx.send(vec![line]).await;
+                }
+            }
             Inbound::Reject {
                 src,
                 dest,
                 msg_id,
                 is_reply,
                 ..
-            } => refuse_before_init(&out_tx, &guard, clock.now(), src, dest, msg_id, is_reply),
+            } => {
+                if let Some(line) =
+                    refuse_before_init(&guard, clock.now(), src, dest, msg_id, is_reply)
+                {
+                    let _ = out_tx.send(vec![line]).await;
+                }
+            }
         }
     }
     let Some((state, ctx, store)) = node else {
@@ -586,7 +612,10 @@ where
                     _ = interval.tick() => {}
                     _ = stop.changed() => break,
                 }
-                if !shared.with_node(|state, ctx, _, now| state.tick(now, ctx)) {
+                if !shared
+                    .with_node(|state, ctx, _, now| state.tick(now, ctx))
+                    .await
+                {
                     break;
                 }
             }
@@ -612,21 +641,24 @@ where
                     return;
                 }
                 state.handle(msg, now, ctx);
-            }),
+            })
+            .await,
             Inbound::Common(env) => {
                 if let Common::Init { .. } = env.body.payload {
                     tracing::warn!(src = %env.src, "second init ignored; answering init_ok");
                     let me = lock(&shared.node).1.me().to_string();
-                    shared.send(vec![boxed(Envelope {
-                        id: None,
-                        src: me,
-                        dest: env.src,
-                        body: Body {
-                            msg_id: None,
-                            in_reply_to: env.body.msg_id,
-                            payload: Common::InitOk,
-                        },
-                    })])
+                    shared
+                        .send(vec![boxed(Envelope {
+                            id: None,
+                            src: me,
+                            dest: env.src,
+                            body: Body {
+                                msg_id: None,
+                                in_reply_to: env.body.msg_id,
+                                payload: Common::InitOk,
+                            },
+                        })])
+                        .await
                 } else {
                     tracing::debug!(src = %env.src, body = ?env.body, "unsolicited reply ignored");
                     true
@@ -645,7 +677,9 @@ where
                 if is_reply || late {
                     true
                 } else {
-                    shared.send(vec![boxed(error_line(dest, src, msg_id, code, text))])
+                    shared
+                        .send(vec![boxed(error_line(dest, src, msg_id, code, text))])
+                        .await
                 }
             }
         };
@@ -732,7 +766,10 @@ async fn flush_loop<W: Workload>(
             Ok(()) => {
                 failures = 0;
                 durable += records.len() as u64;
-                if !shared.with_node(|state, ctx, _, now| state.persisted(durable, now, ctx)) {
+                if !shared
+                    .with_node(|state, ctx, _, now| state.persisted(durable, now, ctx))
+                    .await
+                {
                     return Ok(());
                 }
             }
@@ -787,30 +824,29 @@ fn error_line(
 /// records a clean failure) unless it is too old to answer; peer traffic is dropped because peers
 /// retry.
 fn refuse_before_init(
-    out: &mpsc::UnboundedSender<Vec<Line>>,
     guard: &Mutex<ClientGuard>,
     now: Millis,
     src: String,
     dest: String,
     msg_id: Option<u64>,
     is_reply: bool,
-) {
+) -> Option<Line> {
     if is_reply || !is_client(&src) || msg_id.is_none() {
         tracing::debug!(%src, "dropping peer message received before init");
-        return;
+        return None;
     }
     if !lock(guard).fresh(now) {
         tracing::warn!(%src, "request queued during a stall before init dropped");
-        return;
+        return None;
     }
     tracing::warn!(%src, "request before init");
-    let _ = out.send(vec![boxed(error_line(
+    Some(boxed(error_line(
         dest,
         src,
         msg_id,
         ErrorCode::TemporarilyUnavailable,
         "node not initialised yet: waiting for init".into(),
-    ))]);
+    )))
 }
 
 async fn read_lines<M, R>(input: R, tx: mpsc::Sender<Inbound<M>>, max_line: usize)
@@ -892,7 +928,7 @@ async fn deliver<M: serde::de::DeserializeOwned>(
 
 async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(
     output: W,
-    mut rx: mpsc::UnboundedReceiver<Vec<Line>>,
+    mut rx: mpsc::Receiver<Vec<Line>>,
 ) -> std::io::Result<()> {
     let mut out = tokio::io::BufWriter::with_capacity(1 << 16, output);
     let mut buf = Vec::with_capacity(4096);

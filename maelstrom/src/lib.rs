@@ -7,10 +7,16 @@
 //! - [`net`]: the simulated network as a clock-free state machine: latency, per-receiver
 //!   deadline queues with Maelstrom's head-of-line semantics, receive-time partition drops.
 //! - [`nemesis`]: partition shapes (grudges) and the fault schedule.
+//! - [`workload`]: the client side of each workload: ops, requests, closed reply schemas,
+//!   Maelstrom's `with-errors` outcome rules.
 //! - [`checker`]: pure functions from history and journal to Maelstrom's `results` keys.
+//! - [`analysis`]: which checkers a workload runs, composed into `results.json`; recovery times
+//!   of restarted nodes.
+//! - [`run`]: the real-time driver: router, workers, coordinator, nemesis, final phase, teardown.
 //! - [`cli`]: Maelstrom's `test` flags (clap), resolved and validated into `TestOpts`; exit codes.
 //! - [`process`]: real node processes over pipes: stdin writer, strict stdout line parsing,
 //!   stderr logs, kill/pause/resume and crash detection.
+//! - [`procstats`]: node CPU and peak memory from `/proc`, for the benchmarks.
 //! - [`results`]: the run folder (`results/<workload>/<time>/`, `latest` links, JSON writers),
 //!   the terminal summary, and the progress bar.
 //! - [`sim`]: deterministic simulation: node logic in-process under virtual time on the same

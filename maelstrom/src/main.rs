@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     for w in &opts.warnings {
         tracing::warn!("{w}");
     }
+    maelstrom::run::install_interrupt_handler();
     match maelstrom::run::run(&opts) {
         Ok(outcome) => {
             let info = maelstrom::results::SummaryInfo {

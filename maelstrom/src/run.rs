@@ -52,6 +52,25 @@ use std::time::{Duration, Instant};
 
 /// Maelstrom's client RPC timeout (client.clj).
 const RPC_TIMEOUT: Duration = Duration::from_millis(5000);
+/// Set by SIGINT or SIGTERM once [`install_interrupt_handler`] ran. Nodes live in their own
+/// process groups (so a Ctrl-C does not reach them) and a paused node never sees its stdin close,
+/// so the runner must tear them down itself: the driver aborts at its next checkpoint.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Routes SIGINT and SIGTERM to [`INTERRUPTED`] (the binary calls it; library users may not want it).
+pub fn install_interrupt_handler() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        // Only an atomic store: async-signal-safe.
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installing a handler that only stores to a static atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
 /// How often a client waiting for a reply checks whether it should give up (the run is aborting,
 /// or the node it waits on has crashed).
 const GIVE_UP_POLL: Duration = Duration::from_millis(50);
@@ -357,6 +376,16 @@ impl Ctx<'_> {
 
     /// The first node (in node-list order) that exited without being killed by the nemesis:
     /// Maelstrom's `:node-crashed`, as an error carrying the crash report.
+    /// The driver's periodic check (every loop wakes at least every 100 ms): a crashed node or an
+    /// interrupt (SIGINT/SIGTERM) aborts the run, which still tears down every node.
+    fn checkpoint(&self) -> anyhow::Result<()> {
+        self.check_crashes()?;
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bail!("interrupted by a signal; every node was stopped");
+        }
+        Ok(())
+    }
+
     fn check_crashes(&self) -> Result<(), NodeCrashed> {
         match self.opts.nodes.iter().find_map(|id| self.crash_of(id)) {
             Some(crash) => Err(crash),
@@ -827,7 +856,7 @@ fn drive(
             .collect();
         join_setup(handles, "init")
     })?;
-    ctx.check_crashes()?;
+    ctx.checkpoint()?;
 
     // Client setup: one setup client per node; broadcast sends the topology (spec §5).
     let topo = topology::build(
@@ -988,7 +1017,7 @@ impl Workers {
                 Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(_) => bail!("a worker did not finish its {what}"),
             }
-            ctx.check_crashes()?;
+            ctx.checkpoint()?;
         }
         Ok(())
     }
@@ -1080,7 +1109,7 @@ fn phases(
         let wake = Instant::now() + RECOVERY_WAIT;
         loop {
             // A crash during the wait aborts now, not 10 s later.
-            ctx.check_crashes()?;
+            ctx.checkpoint()?;
             let left = wake.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -1126,7 +1155,7 @@ fn main_phase(
         }
         if last_crash_check.elapsed() > Duration::from_millis(100) {
             last_crash_check = Instant::now();
-            ctx.check_crashes()?;
+            ctx.checkpoint()?;
             workers
                 .counters
                 .msgs

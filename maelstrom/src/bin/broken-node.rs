@@ -16,6 +16,10 @@
 //! - `bad-topology`: a broadcast node whose `topology_ok` carries an extra key, which aborts the
 //!   test during setup. At `init` it writes its pid to `<id>.pid` in its working directory, so a
 //!   test can check that the runner stopped it, and where it ran.
+//! - `flood=K` (a load generator, not a broken node): after `init` it sends K `token` messages to
+//!   other nodes and forwards every token it receives to another node at once, so K tokens per node
+//!   circulate for the whole run. With latency L ms the network routes about K·N/L messages per
+//!   millisecond: `bench --runner-capacity` uses it to measure the runner.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
@@ -31,6 +35,7 @@ fn main() {
     let mut others: Vec<String> = vec![];
     let mut values: Vec<Value> = vec![];
     let mut counter = 0u64;
+    let mut lcg = u64::from(std::process::id());
     for (i, line) in stdin.lock().lines().enumerate() {
         let Ok(line) = line else { break };
         if crash_after.is_some_and(|n| i >= n) {
@@ -54,6 +59,14 @@ fn main() {
             json!({"src": me, "dest": src, "body": b})
         };
         let mut send: Vec<Value> = vec![];
+        let flood: Option<usize> = mode.strip_prefix("flood=").and_then(|k| k.parse().ok());
+        let mut next_peer = |others: &Vec<String>| -> Option<String> {
+            // A small LCG is plenty to spread tokens; no seed needed for a load generator.
+            lcg = lcg
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (!others.is_empty()).then(|| others[(lcg >> 33) as usize % others.len()].clone())
+        };
         match body["type"].as_str().unwrap_or_default() {
             "init" => {
                 others = body["node_ids"]
@@ -68,6 +81,16 @@ fn main() {
                     let _ = std::fs::write(format!("{me}.pid"), std::process::id().to_string());
                 }
                 send.push(reply(json!({"type": "init_ok"})));
+                for k in 0..flood.unwrap_or(0) {
+                    if let Some(o) = next_peer(&others) {
+                        send.push(json!({"src": me, "dest": o, "body": {"type": "token", "k": k}}));
+                    }
+                }
+            }
+            "token" => {
+                if let Some(o) = next_peer(&others) {
+                    send.push(json!({"src": me, "dest": o, "body": body}));
+                }
             }
             "echo" => {
                 let mut m = reply(json!({"type": "echo_ok", "echo": body["echo"]}));
