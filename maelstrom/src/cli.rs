@@ -136,11 +136,11 @@ pub struct TestArgs {
     pub latency: u64,
 
     /// Shape of the latency distribution around `--latency`.
-    #[arg(long, value_enum, default_value = "constant", value_name = "DIST")]
+    #[arg(long, value_parser = parse_latency_dist, default_value = "constant", value_name = "constant|uniform|exponential")]
     pub latency_dist: LatencyDist,
 
     /// Which topology to hand broadcast nodes.
-    #[arg(long, value_enum, default_value = "grid", value_name = "TOPOLOGY")]
+    #[arg(long, value_parser = parse_topology, default_value = "grid", value_name = "line|grid|tree|tree2|tree3|tree4|total")]
     pub topology: Topology,
 
     /// Required fraction of ok client ops: `total` or a number in 0..1. Unset: no requirement.
@@ -341,115 +341,30 @@ impl fmt::Display for Workload {
     }
 }
 
-/// `--latency-dist` (spec §3). The sampling itself lives with the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LatencyDist {
-    /// Exactly the mean.
-    #[value(name = "constant")]
-    Constant,
-    /// Integer uniform in [0, 2·mean).
-    #[value(name = "uniform")]
-    Uniform,
-    /// Exponential with rate 1/mean, truncated to whole ms.
-    #[value(name = "exponential")]
-    Exponential,
+// The flags' value types are the domain types themselves (one definition each): the network's
+// latency distributions, the topology shapes and the nemesis faults. clap parses them with their
+// `FromStr`; `TestOpts` serialises them by name.
+pub use crate::nemesis::Fault;
+pub use crate::net::LatencyDist;
+pub use crate::topology::TopologyKind as Topology;
+
+fn parse_latency_dist(s: &str) -> Result<LatencyDist, String> {
+    s.parse()
+        .map_err(|e: crate::net::ParseLatencyDistError| e.to_string())
 }
 
-impl LatencyDist {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LatencyDist::Constant => "constant",
-            LatencyDist::Uniform => "uniform",
-            LatencyDist::Exponential => "exponential",
-        }
-    }
+fn parse_topology(s: &str) -> Result<Topology, String> {
+    s.parse()
+        .map_err(|e: crate::topology::ParseTopologyError| e.to_string())
 }
 
-impl fmt::Display for LatencyDist {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Serialises a value by its `Display` name (`"uniform"`, `"tree2"`, `["partition"]`).
+fn by_name<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
-/// `--topology` names. The shapes themselves are built by the topology module; convert with
-/// `as_str()` and its own parser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Topology {
-    #[value(name = "line")]
-    Line,
-    #[value(name = "grid")]
-    Grid,
-    #[value(name = "tree")]
-    Tree,
-    #[value(name = "tree2")]
-    Tree2,
-    #[value(name = "tree3")]
-    Tree3,
-    #[value(name = "tree4")]
-    Tree4,
-    #[value(name = "total")]
-    Total,
-}
-
-impl Topology {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Topology::Line => "line",
-            Topology::Grid => "grid",
-            Topology::Tree => "tree",
-            Topology::Tree2 => "tree2",
-            Topology::Tree3 => "tree3",
-            Topology::Tree4 => "tree4",
-            Topology::Total => "total",
-        }
-    }
-}
-
-impl fmt::Display for Topology {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One `--nemesis` fault (spec §3, §10). The ordering is the canonical order of
-/// [`TestOpts::nemesis`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fault {
-    Partition,
-    Kill,
-    Pause,
-}
-
-impl Fault {
-    pub const ALL: [Fault; 3] = [Fault::Partition, Fault::Kill, Fault::Pause];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fault::Partition => "partition",
-            Fault::Kill => "kill",
-            Fault::Pause => "pause",
-        }
-    }
-}
-
-impl FromStr for Fault {
-    type Err = CliError;
-
-    fn from_str(s: &str) -> Result<Fault, CliError> {
-        Fault::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| CliError::UnknownFault(s.to_string()))
-    }
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+fn names<S: serde::Serializer, T: fmt::Display>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
 }
 
 /// `--concurrency` as typed: `count`, times the node count when `per_node` (`"2n"`).
@@ -614,10 +529,13 @@ pub struct TestOpts {
     pub concurrency: usize,
     /// Mean server latency in ms.
     pub latency_ms: u64,
+    #[serde(serialize_with = "by_name")]
     pub latency_dist: LatencyDist,
+    #[serde(serialize_with = "by_name")]
     pub topology: Topology,
     pub availability: Option<Availability>,
     /// Faults to inject, deduplicated, in [`Fault`] order; empty means no nemesis.
+    #[serde(serialize_with = "names")]
     pub nemesis: Vec<Fault>,
     /// Mean seconds between nemesis ops (see [`TestOpts::nemesis_interval`]).
     pub nemesis_interval_secs: f64,
@@ -810,7 +728,7 @@ pub fn parse_nemesis(s: &str) -> Result<Vec<Fault>, CliError> {
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(Fault::from_str)
+        .map(|f| Fault::from_str(f).map_err(|e| CliError::UnknownFault(e.name)))
         .collect::<Result<Vec<_>, _>>()?;
     faults.sort();
     faults.dedup();
@@ -1144,7 +1062,7 @@ mod tests {
     fn topology_availability_and_flags() {
         for name in ["line", "grid", "tree", "tree2", "tree3", "tree4", "total"] {
             let t = parse(&["--bin", "x", "--topology", name]).unwrap();
-            assert_eq!(t.topology.as_str(), name);
+            assert_eq!(t.topology, name.parse().unwrap());
         }
         let t = parse(&[
             "--bin",

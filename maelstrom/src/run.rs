@@ -638,13 +638,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         .as_str()
         .parse()
         .map_err(|e: String| anyhow!(e))?;
-    let latency = Latency::new(
-        opts.latency_dist
-            .as_str()
-            .parse()
-            .map_err(|e| anyhow!("{e}"))?,
-        opts.latency_ms,
-    )?;
+    let latency = Latency::new(opts.latency_dist, opts.latency_ms)?;
     let started_at = std::time::SystemTime::now();
     let dir = RunDir::create(&opts.results_dir, workload.name(), started_at)?;
     eprintln!("Seed: {} (replay with --seed {})", opts.seed, opts.seed);
@@ -729,7 +723,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "wedged-nodes": lock(&shared.wedged).iter().map(|(n, e)| json!({"node": n, "error": e})).collect::<Vec<_>>(),
         "nodes": *lock(&ctx.used),
     });
-    if workload == Workload::Broadcast && opts.nemesis.contains(&crate::cli::Fault::Kill) {
+    if workload == Workload::Broadcast && opts.nemesis.contains(&Fault::Kill) {
         results["runner"]["recoveries"] =
             json!(recoveries(&history, &opts.nodes, opts.concurrency));
     }
@@ -859,10 +853,7 @@ fn drive(
     ctx.checkpoint()?;
 
     // Client setup: one setup client per node; broadcast sends the topology (spec §5).
-    let topo = topology::build(
-        opts.topology.as_str().parse().map_err(|e| anyhow!("{e}"))?,
-        &opts.nodes,
-    );
+    let topo = topology::build(opts.topology, &opts.nodes);
     let topo_json = topology::to_json(&topo);
     thread::scope(|s| {
         let handles: Vec<_> = opts
@@ -1041,15 +1032,7 @@ fn phases(
     let main_start = shared.now();
     let time_limit_ns = opts.time_limit_secs * 1_000_000_000;
     let cutoff = main_start + time_limit_ns;
-    let faults: FaultSet = opts
-        .nemesis
-        .iter()
-        .map(|f| match f {
-            crate::cli::Fault::Partition => Fault::Partition,
-            crate::cli::Fault::Kill => Fault::Kill,
-            crate::cli::Fault::Pause => Fault::Pause,
-        })
-        .collect();
+    let faults: FaultSet = opts.nemesis.iter().copied().collect();
     let mut plan = NemesisPlan::new(
         faults,
         opts.nemesis_interval_secs,
