@@ -295,7 +295,7 @@ fn runner_capacity(runner: &str, fixture: &str, out: &Path, scratch: &Path) {
     );
     let _ = writeln!(s, "| K | L ms | offered msgs/s | routed msgs/s | lag p50 µs | lag p99 µs | lag max µs | overloaded | CPU | command |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-    for (k, l) in [(10u64, 10u64), (20, 10), (40, 10)] {
+    for (k, l) in [(10u64, 10u64), (20, 10), (25, 10), (30, 10), (40, 10)] {
         let command = format!(
             "{runner} test -w echo --bin {fixture} --node-count 25 --rate 0 --time-limit {LIMIT} --latency {l} --seed 1 -- flood={k}"
         );
