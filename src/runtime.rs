@@ -4,7 +4,7 @@
 //! ```text
 //!  stdin ─► reader ─mpsc(4096)─► listen ────────┐                     ┌─► writer ─► stdout
 //!                                               │                     │
-//!        interval(sync_ms) ─► sync ─────────────┼── Mutex<workload,  ─┤ mpsc(1024) lines
+//!        interval(sync_ms) ─► sync ─────────────┼── Mutex<workload,  ─┤ mpsc(64) lines
 //!                                               │        ctx>         │
 //!   poke (records pending) ─► flusher ──────────┘         │           │
 //!          take_records │ ▲ persisted(n) ─► outputs ───────┼───────────┘
@@ -68,10 +68,12 @@ use tokio::sync::{mpsc, watch, Notify};
 
 /// Capacity of the reader → listen channel: enough to absorb a burst, small enough to push back.
 const INBOX: usize = 4096;
-/// Capacity of the channel to the writer, in batches of lines. Bounded so that a reader of stdout
-/// that falls behind slows the node down (every task waits to send) instead of letting queued
-/// replies grow without limit in memory.
-const OUTBOX: usize = 1024;
+/// Capacity of the channel to the writer, in batches of lines (one handler's outputs each).
+/// Bounded so that a reader of stdout that falls behind slows the node down (every task waits to
+/// send) instead of letting queued replies grow without limit in memory. Small, because a batch can
+/// be large (a `read_ok` carries the whole set, unserialised until the writer takes it); the
+/// writer drains it far faster than handlers fill it in normal operation.
+const OUTBOX: usize = 64;
 
 /// Heartbeat period: the resolution at which stalls are noticed (far below the 1 s threshold).
 const HEARTBEAT_MS: Millis = 100;
