@@ -421,11 +421,19 @@ fn a_node_that_crashes_mid_run_aborts_the_test_with_its_last_words() {
         "{err}"
     );
     assert!(err.contains("node-logs/n0.log"), "{err}");
-    // Detected as it happens: the test stops long before its 10 s time limit.
-    assert!(r.took < Duration::from_secs(4), "took {:?}", r.took);
     // As in Maelstrom: the history is saved, but there is no analysis.
     let dir = r.run_dir();
     assert!(dir.join("history.jsonl").is_file());
+    // Detected as it happens, not at teardown: had the run gone on, requests to the dead node
+    // would have completed with a 5 s client timeout. (A fact of the recorded run, not a
+    // wall-clock bound, so a loaded machine cannot make it fail.)
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let timeouts = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|op| op["error"] == "net-timeout")
+        .count();
+    assert_eq!(timeouts, 0, "no request waited for its timeout:\n{history}");
     assert!(dir.join("messages.jsonl").is_file());
     assert!(!dir.join("results.json").exists());
     assert!(
@@ -448,8 +456,9 @@ fn nodes_that_crash_at_init_abort_at_once() {
     // One report in full; any other node that crashed before the teardown is only named.
     assert_eq!(err.matches("Before crashing").count(), 1, "{err}");
     assert!(!err.contains("did not answer init"), "{err}");
-    // Not after init's 10 s timeout.
-    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+    // Not after init's 10 s timeout: the error text is the same either way (the crash report
+    // wins), so only the run's duration tells; the bound is that timeout itself, not a speed.
+    assert!(r.took < Duration::from_secs(10), "took {:?}", r.took);
 }
 
 #[test]
