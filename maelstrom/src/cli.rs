@@ -311,18 +311,6 @@ impl Workload {
         Self::IMPLEMENTED.contains(&self)
     }
 
-    /// Whether Maelstrom runs a final phase (heal, wait 10 s, final reads) for it (spec §2).
-    pub fn has_final_phase(self) -> bool {
-        matches!(
-            self,
-            Workload::Broadcast
-                | Workload::GSet
-                | Workload::GCounter
-                | Workload::PnCounter
-                | Workload::Kafka
-        )
-    }
-
     /// `Ok` for an implemented workload, otherwise a [`CliError`] naming the ones that are.
     /// The driver calls this: parsing accepts every Maelstrom name so that the message can say
     /// "not implemented yet" rather than "invalid value".
@@ -576,9 +564,12 @@ impl TestOpts {
         let origin = if self.seed_given {
             "from --seed"
         } else {
-            "random; replay with --seed"
+            "random"
         };
-        format!("seed {} ({origin})", self.seed)
+        format!(
+            "Seed: {} ({origin}; replay with --seed {})",
+            self.seed, self.seed
+        )
     }
 }
 

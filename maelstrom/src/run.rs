@@ -641,7 +641,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     let latency = Latency::new(opts.latency_dist, opts.latency_ms)?;
     let started_at = std::time::SystemTime::now();
     let dir = RunDir::create(&opts.results_dir, workload.name(), started_at)?;
-    eprintln!("Seed: {} (replay with --seed {})", opts.seed, opts.seed);
+    eprintln!("{}", opts.seed_line());
     eprintln!("Results: {}", dir.path().display());
     dir.create_data_dir()?;
 
@@ -723,7 +723,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "wedged-nodes": lock(&shared.wedged).iter().map(|(n, e)| json!({"node": n, "error": e})).collect::<Vec<_>>(),
         "nodes": *lock(&ctx.used),
     });
-    if workload == Workload::Broadcast && opts.nemesis.contains(&Fault::Kill) {
+    if workload == Workload::Broadcast && opts.has_fault(Fault::Kill) {
         results["runner"]["recoveries"] =
             json!(recoveries(&history, &opts.nodes, opts.concurrency));
     }
