@@ -7,8 +7,8 @@
 //! - [`workload`]: one module per workload (echo, unique-ids, broadcast).
 //! - [`store`]: the crash-safe append-only record log each node persists to (checksummed frames,
 //!   group commit, torn-tail repair) and where it lives.
-//! - [`runtime`]: the thin tokio shell (stdin reader, stdout writer, listen, sync, flush and
-//!   heartbeat tasks).
+//! - [`runtime`]: the thin tokio shell (stdin reader, stdout writer, listen, demand-driven sync and
+//!   flush tasks, pause detection).
 //!
 //! Each binary in `src/bin/` is a few lines: parse knobs, call [`runtime::main`].
 

@@ -44,11 +44,17 @@ pub trait Workload: Sized + Send + 'static {
     /// Handles one message from a client or a peer.
     fn handle(&mut self, msg: Message<Self::Msg>, now: Millis, ctx: &mut Ctx<Self::Msg>);
 
-    /// A periodic tick (the sync task). Default: nothing to do.
+    /// Timed work (the sync task): batched sends, retransmissions, delayed acknowledgements. Runs
+    /// when [`Workload::next_tick`] says it is due. Default: nothing to do.
     fn tick(&mut self, _now: Millis, _ctx: &mut Ctx<Self::Msg>) {}
 
-    /// How often [`Workload::tick`] should run, if at all.
-    fn tick_interval(_config: &Self::Config) -> Option<Millis> {
+    /// When [`Workload::tick`] next has work to do: `None` if it has none until a message arrives
+    /// (the node then sleeps; an idle node costs no CPU), a time `<= now` if it is due now. The
+    /// driver asks again after every handler, tick and [`Workload::persisted`], so the answer only
+    /// has to be right for the current state. A tick run early must be harmless (drivers may wake
+    /// late or early), but a workload that batches work on a schedule encodes the schedule here.
+    /// Default: never.
+    fn next_tick(&mut self, _now: Millis) -> Option<Millis> {
         None
     }
 

@@ -64,6 +64,18 @@ impl<T> Calls<T> {
         out
     }
 
+    /// The earliest deadline of a call still outstanding (stale entries of answered calls are
+    /// dropped on the way), so a driver can sleep until then.
+    pub fn next_deadline(&mut self) -> Option<Millis> {
+        while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
+            if self.pending.get(&id).is_some_and(|(d, _)| *d == deadline) {
+                return Some(deadline);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }
@@ -86,11 +98,18 @@ mod tests {
         assert_eq!(c.resolve(1), Some("a"));
         assert_eq!(c.resolve(1), None, "a reply is consumed once");
         assert_eq!(c.resolve(99), None, "replies to unknown ids are ignored");
+        assert_eq!(c.next_deadline(), Some(50));
         assert_eq!(c.expire(49), vec![]);
         assert_eq!(c.expire(150), vec![(2, "b")]);
         assert_eq!(c.len(), 1);
+        assert_eq!(
+            c.next_deadline(),
+            Some(200),
+            "the answered call's 100 is skipped"
+        );
         assert_eq!(c.expire(1000), vec![(3, "c")]);
         assert!(c.is_empty());
+        assert_eq!(c.next_deadline(), None);
         assert_eq!(c.resolve(3), None, "late reply to an expired call");
     }
 

@@ -4,15 +4,20 @@
 //! ```text
 //!  stdin ─► reader ─mpsc(4096)─► listen ────────┐                     ┌─► writer ─► stdout
 //!                                               │                     │
-//!        interval(sync_ms) ─► sync ─────────────┼── Mutex<workload,  ─┤ mpsc(64) lines
-//!                                               │        ctx>         │
+//!   sleep until next_tick ─► sync ──────────────┼── Mutex<workload,  ─┤ mpsc(64) lines
+//!        ▲ (poked when it moves sooner)         │        ctx>         │
 //!   poke (records pending) ─► flusher ──────────┘         │           │
 //!          take_records │ ▲ persisted(n) ─► outputs ───────┼───────────┘
 //!                       ▼ │                              │
 //!   blocking pool: Store::append = write + fdatasync      │ every client request and reply
 //!                  (<data>/<node>/records.log)            ▼ passes the client guard
-//!     interval(100 ms) ─► heartbeat ──────────── Mutex<ClientGuard>
+//!            SIGCONT ─► flag ─────────────────── Mutex<ClientGuard>
 //! ```
+//! Everything but the fsync runs on one thread (a current-thread runtime). Stdin and stdout, when
+//! they are pipes (as under Maelstrom), are read and written in non-blocking mode on that thread,
+//! so a message costs no hand-off between threads; otherwise tokio's blocking-pool stdio is used.
+//! An idle node has no timer armed at all: it sleeps in the kernel until a line arrives.
+//!
 //! - **reader** owns stdin: reads lines (at most [`ShellConfig::max_line_bytes`]; longer ones are
 //!   skipped) and classifies them with [`parse_line`] (malformed lines are logged to stderr and
 //!   skipped) into a bounded channel, which gives back-pressure.
@@ -21,9 +26,12 @@
 //!   [`InitInfo::recovered`]; if the store cannot be opened it answers `init` with error 13 and
 //!   exits, rather than acknowledge writes it cannot keep. Client requests before `init` get error
 //!   11, peer messages are dropped (peers retry). After `init`, for each message: lock, check the
-//!   client guard, [`Workload::handle`], drain outputs, unlock, send, poke the flusher.
-//! - **sync** calls [`Workload::tick`] every [`Workload::tick_interval`] (missed ticks are delayed,
-//!   not bunched), then drains and pokes the flusher the same way.
+//!   client guard, [`Workload::handle`], drain outputs, ask [`Workload::next_tick`], unlock, send,
+//!   poke the flusher (and the sync task if the next tick moved sooner).
+//! - **sync** sleeps until the time [`Workload::next_tick`] last gave (not at all if it gave
+//!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and drains and
+//!   pokes the flusher the same way. Demand-driven rather than periodic: a periodic timer costs
+//!   every idle node a wake-up per period (on a VM, ~80 µs of CPU each).
 //! - **flusher** (persistent workloads only) is group commit. Poked after every handler, it waits
 //!   [`ShellConfig::flush_ms`] more (a batching window; 0 by default), locks the node,
 //!   [`Workload::take_records`], unlocks, and appends the batch with one `fdatasync` on the blocking
@@ -32,8 +40,8 @@
 //!   [`Workload::persisted`] with the running count, drains the outputs that waited for durability
 //!   (acknowledgements), unlocks and sends them. A failed append is retried with the same records
 //!   first (backoff 10 ms doubling to 1 s); nothing is reported durable until it succeeds.
-//! - **heartbeat** ticks every 100 ms so the [`ClientGuard`] notices when the process was stalled
-//!   (a `pause` fault); see "Pauses" below.
+//! - **SIGCONT** sets a flag that the shell checks before handling anything, so the [`ClientGuard`]
+//!   learns of a pause before it sees the backlog that piled up during it; see "Pauses" below.
 //! - **writer** alone owns stdout, so lines never interleave; it flushes whenever its queue is
 //!   momentarily empty.
 //!
@@ -44,12 +52,12 @@
 //! **Pauses** (spec §10, "Late replies kill a node's output"). A client gives up on a request after
 //! 5 s and its id is closed; a reply to a closed client makes Maelstrom stop reading this node's
 //! stdout for the rest of the test. After a SIGSTOP/SIGCONT pause, the requests queued in the pipe
-//! are read in a burst and look fresh. The [`ClientGuard`] dates messages handled just after a stall
-//! back to its start and drops client requests, and client replies, older than
-//! [`ShellConfig::reply_deadline_ms`]; its docs give the heuristic and its knobs.
+//! are read in a burst and look fresh. The [`ClientGuard`] dates messages handled just after a
+//! resume back to the last moment the node was active and drops client requests, and client
+//! replies, older than [`ShellConfig::reply_deadline_ms`]; its docs give the heuristic and its knobs.
 //!
 //! **Shutdown.** EOF on stdin is the normal end: the reader stops, the listen task handles what was
-//! already queued, the sync and heartbeat tasks are stopped, the flusher takes every remaining
+//! already queued, the sync task is stopped, the flusher takes every remaining
 //! record, makes it durable and releases the outputs that waited for it (a final flush), the writer
 //! drains its queue and flushes, and the process exits 0 (1 if the final flush failed). Maelstrom
 //! itself ends nodes with SIGKILL, which loses nothing durable.
@@ -61,6 +69,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -74,9 +83,6 @@ const INBOX: usize = 4096;
 /// be large (a `read_ok` carries the whole set, unserialised until the writer takes it); the
 /// writer drains it far faster than handlers fill it in normal operation.
 const OUTBOX: usize = 64;
-
-/// Heartbeat period: the resolution at which stalls are noticed (far below the 1 s threshold).
-const HEARTBEAT_MS: Millis = 100;
 
 /// Backoff between attempts of a failed append: doubles from the first value up to the second.
 const RETRY_MS: (Millis, Millis) = (10, 1000);
@@ -101,7 +107,7 @@ pub const SHELL_ENV: &[&str] = &[
 /// |---|---|---|---|
 /// | `data_root` | `MURMUR_DATA_DIR` | `<tmp>/murmur/<parent>` | nodes persist in `<data_root>/<node id>/` ([`store::data_root`] explains the default) |
 /// | `flush_ms` | `MURMUR_FLUSH_MS` | 0 | batching window: how long the flusher waits after records appear before writing them. 0 writes at once; records emitted while a write is in progress form the next batch anyway |
-/// | `stall_ms` | `MURMUR_STALL_MS` | 1000 | a clock gap longer than this is a stall (a pause), and messages handled this long after it are dated back to its start; 0 turns stall detection off |
+/// | `stall_ms` | `MURMUR_STALL_MS` | 1000 | after a resume from a pause (SIGCONT), messages handled this long are dated back to the node's last activity before it; 0 ignores pauses |
 /// | `reply_deadline_ms` | `MURMUR_REPLY_DEADLINE_MS` | 4000 | client requests older than this are dropped unanswered (Maelstrom's client timeout is 5000 ms, minus room for network latency); 0 answers whatever the age |
 /// | `max_line_bytes` | — | 64 MiB | longer stdin lines are skipped (bounded memory) |
 ///
@@ -245,72 +251,75 @@ fn boxed<T: Serialize + Send + 'static>(v: T) -> Line {
 /// dropped if its request has grown too old meanwhile (one handled just before a pause and answered
 /// after it, or one stuck behind a slow disk).
 ///
-/// **The heuristic.** After a pause, requests that piled up in the stdin pipe are read within
-/// milliseconds of the resume and look fresh, so their age must be guessed. A heartbeat every
-/// 100 ms records `last_beat`. A clock gap of more than `stall_ms` since the last beat — noticed by
-/// the heartbeat, or by a message handled before the heartbeat got to run — means the process was
-/// stalled from `last_beat` until now. Every message handled within `stall_ms` after the stall is
-/// noticed is dated back to the stall's start, the most conservative guess (the backlog drains in
-/// milliseconds, well inside that window). A stall shorter than the deadline therefore drops
-/// nothing; a long pause drops what was queued during it plus the requests of the first `stall_ms`
-/// after it. Starvation that looks like a stall costs the same, and only availability.
+/// **Pauses.** After a SIGSTOP/SIGCONT pause, the requests that piled up in the stdin pipe are read
+/// within milliseconds of the resume and look fresh, so their age must be guessed. The shell tells
+/// the guard when the process was resumed ([`ClientGuard::resumed`]: a SIGCONT handler sets a flag
+/// that the shell checks before handling anything, on the thread that handles messages, so the flag
+/// is always seen before the backlog). The pause began at the earliest right after the last thing
+/// the shell did ([`ClientGuard::active`]), so every message handled within `stall_ms` after the
+/// resume is dated back to that moment, the most conservative guess (the backlog drains in
+/// milliseconds, well inside that window). A short pause of a busy node therefore drops nothing; a
+/// long pause, or any pause of a node that had been idle for longer than the deadline, drops what was
+/// queued during it plus the requests of the first `stall_ms` after it: availability, never safety.
+///
+/// Knowing about a pause from the signal rather than from a clock gap means no heartbeat timer: an
+/// idle node does not wake up at all.
 #[derive(Debug)]
 pub struct ClientGuard {
     stall_ms: Millis,
     deadline_ms: Millis,
-    last_beat: Millis,
-    /// The last stall noticed: (its start, until when arrivals are dated back to it).
+    /// When the shell last handled anything: a pause began after this.
+    last_active: Millis,
+    /// The last pause: (its earliest start, until when arrivals are dated back to it).
     stall: Option<(Millis, Millis)>,
     /// Client requests handed to the workload and not answered yet: (client, msg_id) → arrival.
-    /// Entries older than the deadline are forgotten at each beat: their replies are dropped anyway.
+    /// Entries older than the deadline are swept once per deadline: their replies are dropped anyway.
     open: HashMap<(String, u64), Millis>,
+    next_sweep: Millis,
 }
 
 impl ClientGuard {
-    /// `stall_ms` = 0 turns stall detection off; `deadline_ms` = 0 never drops anything.
+    /// `stall_ms` = 0 ignores pauses; `deadline_ms` = 0 never drops anything.
     pub fn new(stall_ms: Millis, deadline_ms: Millis, now: Millis) -> Self {
         ClientGuard {
             stall_ms,
             deadline_ms,
-            last_beat: now,
+            last_active: now,
             stall: None,
             open: HashMap::new(),
+            next_sweep: now.saturating_add(deadline_ms),
         }
     }
 
-    /// The heartbeat. Returns the length of the stall it noticed, if it is the first to notice one.
-    pub fn beat(&mut self, now: Millis) -> Option<Millis> {
-        let stall = self.notice(now);
-        self.last_beat = self.last_beat.max(now);
-        if self.deadline_ms > 0 {
+    /// The shell handled something at `now` (the process was running then).
+    pub fn active(&mut self, now: Millis) {
+        self.last_active = self.last_active.max(now);
+        if self.deadline_ms > 0 && now >= self.next_sweep {
             let deadline = self.deadline_ms;
             self.open
                 .retain(|_, at| now.saturating_sub(*at) <= deadline);
+            self.next_sweep = now.saturating_add(deadline);
         }
-        stall
     }
 
-    /// Records a stall if the clock jumped since the last beat; returns its length the first time.
-    fn notice(&mut self, now: Millis) -> Option<Millis> {
-        let gap = now.saturating_sub(self.last_beat);
-        if self.stall_ms == 0 || gap <= self.stall_ms {
-            return None;
+    /// The process was resumed after being stopped; returns how long it may have been stalled (since
+    /// it was last active). Arrivals in the next `stall_ms` are dated back to the stall's start.
+    pub fn resumed(&mut self, now: Millis) -> Millis {
+        let gap = now.saturating_sub(self.last_active);
+        if self.stall_ms == 0 {
+            return gap;
         }
-        if self.stall.is_some_and(|(start, _)| start == self.last_beat) {
-            return None;
-        }
-        self.stall = Some((self.last_beat, now.saturating_add(self.stall_ms)));
+        self.stall = Some((self.last_active, now.saturating_add(self.stall_ms)));
         tracing::warn!(
-            stalled_ms = gap,
-            "the process was stalled (paused?); client requests older than {} ms are dropped, not answered late",
+            stalled_ms_at_most = gap,
+            "resumed after a stop (SIGCONT); client requests older than {} ms are dropped, not answered late",
             self.deadline_ms
         );
-        Some(gap)
+        gap
     }
 
     /// When a message handled now (probably) arrived.
-    pub fn arrival(&mut self, now: Millis) -> Millis {
-        self.notice(now);
+    pub fn arrival(&self, now: Millis) -> Millis {
         match self.stall {
             Some((start, until)) if now < until => start,
             _ => now,
@@ -335,7 +344,7 @@ impl ClientGuard {
     }
 
     /// Whether a request handled now may be answered at once (the shell's own error replies).
-    pub fn fresh(&mut self, now: Millis) -> bool {
+    pub fn fresh(&self, now: Millis) -> bool {
         let at = self.arrival(now);
         !self.too_old(at, now)
     }
@@ -368,10 +377,31 @@ type Node<W> = (W, Ctx<<W as Workload>::Msg>);
 struct Shared<W: Workload> {
     node: Mutex<Node<W>>,
     guard: Arc<Mutex<ClientGuard>>,
+    /// Set by the SIGCONT handler; taken before anything is handled (see [`ClientGuard`]).
+    resumed: Arc<AtomicBool>,
     out: mpsc::Sender<Vec<Line>>,
     clock: Clock,
     /// Poked whenever a handler ran, so the flusher looks for records (persistent workloads only).
     dirty: Option<Notify>,
+    /// [`Workload::next_tick`] as of the last handler ([`NO_TICK`] for none): the sync task sleeps
+    /// until then.
+    tick_at: AtomicU64,
+    /// Poked when `tick_at` moved earlier than what the sync task sleeps for.
+    tick_sooner: Notify,
+}
+
+/// `tick_at` when the workload needs no tick.
+const NO_TICK: u64 = u64::MAX;
+
+/// Unregisters a signal handler when dropped.
+struct Unregister(Option<signal_hook::SigId>);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.take() {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -397,13 +427,19 @@ impl<W: Workload> Shared<W> {
         f: impl FnOnce(&mut W, &mut Ctx<W::Msg>, &mut ClientGuard, Millis),
     ) -> Vec<Line> {
         let now = self.clock.now();
-        let lines = {
+        let (lines, next) = {
             let mut node = lock(&self.node);
             let (state, ctx) = &mut *node;
             let mut guard = lock(&self.guard);
+            notice_resume(&self.resumed, &mut guard, now);
             f(state, ctx, &mut guard, now);
-            filter_late(ctx.drain(), &mut guard, now)
+            guard.active(now);
+            let lines = filter_late(ctx.drain(), &mut guard, now);
+            (lines, state.next_tick(now).unwrap_or(NO_TICK))
         };
+        if self.tick_at.swap(next, Ordering::Relaxed) > next {
+            self.tick_sooner.notify_one();
+        }
         if let Some(dirty) = &self.dirty {
             dirty.notify_one();
         }
@@ -412,6 +448,13 @@ impl<W: Workload> Shared<W> {
 
     async fn send(&self, lines: Vec<Line>) -> bool {
         lines.is_empty() || self.out.send(lines).await.is_ok()
+    }
+}
+
+/// Tells the guard about a SIGCONT received since the last check.
+fn notice_resume(flag: &AtomicBool, guard: &mut ClientGuard, now: Millis) {
+    if flag.swap(false, Ordering::Relaxed) {
+        guard.resumed(now);
     }
 }
 
@@ -435,7 +478,37 @@ fn filter_late<M: Serialize + Send + 'static>(
 
 /// Runs the node over the process's stdin and stdout.
 pub async fn run<W: Workload>(config: W::Config, shell: ShellConfig) -> anyhow::Result<()> {
-    run_io::<W, _, _>(config, shell, tokio::io::stdin(), tokio::io::stdout()).await
+    run_io::<W, _, _>(config, shell, stdin(), stdout()).await
+}
+
+/// Stdin. A pipe (as under Maelstrom) is read in non-blocking mode on the runtime's own thread, so
+/// a message costs no hand-off between threads; anything else (a terminal, a file) goes through
+/// tokio's blocking-pool reader.
+fn stdin() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// Stdout, the same way as [`stdin`].
+fn stdout() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdout()),
+    }
 }
 
 /// Runs the node over any byte streams (tests drive it through in-memory pipes).
@@ -462,20 +535,17 @@ where
     let reader = tokio::spawn(read_lines::<W::Msg, R>(input, in_tx, shell.max_line_bytes));
     let writer = tokio::spawn(write_lines(output, out_rx));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let heartbeat = {
-        let guard = Arc::clone(&guard);
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_millis(HEARTBEAT_MS));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = stop.changed() => break,
-                }
-                lock(&guard).beat(clock.now());
-            }
-        })
+    // SIGCONT marks the end of a pause (see `ClientGuard`). The handler only sets a flag; it is
+    // unregistered when the node stops.
+    let resumed = Arc::new(AtomicBool::new(false));
+    let sigcont = signal_hook::flag::register(signal_hook::consts::SIGCONT, Arc::clone(&resumed))
+        .map_err(|e| tracing::warn!("cannot watch for SIGCONT (pauses will go unnoticed): {e}"))
+        .ok();
+    let _unregister = Unregister(sigcont);
+    let fresh = |now: Millis| {
+        let mut g = lock(&guard);
+        notice_resume(&resumed, &mut g, now);
+        g.fresh(now)
     };
 
     // Phase 1: wait for init.
@@ -553,8 +623,7 @@ where
             },
             Inbound::Msg(m) => {
                 let refusal = refuse_before_init(
-                    &guard,
-                    clock.now(),
+                    || fresh(clock.now()),
                     m.src,
                     m.dest,
                     m.body.msg_id,
@@ -572,7 +641,7 @@ where
                 ..
             } => {
                 if let Some(line) =
-                    refuse_before_init(&guard, clock.now(), src, dest, msg_id, is_reply)
+                    refuse_before_init(|| fresh(clock.now()), src, dest, msg_id, is_reply)
                 {
                     let _ = out_tx.send(vec![line]).await;
                 }
@@ -584,8 +653,6 @@ where
             None => tracing::info!("stdin closed before init; exiting"),
             Some(_) => tracing::info!("exiting: init failed"),
         }
-        let _ = stop_tx.send(true);
-        let _ = heartbeat.await;
         drop(out_tx);
         let _ = writer.await;
         reader.abort();
@@ -597,32 +664,53 @@ where
     let shared = Arc::new(Shared::<W> {
         node: Mutex::new((state, ctx)),
         guard: Arc::clone(&guard),
+        resumed: Arc::clone(&resumed),
         out: out_tx,
         clock,
         dirty: store.as_ref().map(|_| Notify::new()),
+        tick_at: AtomicU64::new(NO_TICK),
+        tick_sooner: Notify::new(),
     });
 
-    // Phase 2: the sync and flush tasks.
-    let sync = W::tick_interval(&config).map(|every| {
+    // Phase 2: the sync and flush tasks. A first empty pass asks the workload when it wants its
+    // first tick (a recovered node may have gossip to resume) and lets the flusher take the records
+    // init emitted.
+    shared.with_node(|_, _, _, _| {}).await;
+    let sync = {
         let shared = Arc::clone(&shared);
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_millis(every.max(1)));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = stop.changed() => break,
+                let at = shared.tick_at.load(Ordering::Relaxed);
+                let sooner = shared.tick_sooner.notified();
+                if at == NO_TICK {
+                    tokio::select! {
+                        _ = sooner => continue,
+                        _ = stop.changed() => break,
+                    }
                 }
-                if !shared
-                    .with_node(|state, ctx, _, now| state.tick(now, ctx))
-                    .await
-                {
+                if at > shared.clock.now() {
+                    let deadline = shared.clock.0 + Duration::from_millis(at);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline.into()) => {}
+                        _ = sooner => continue,
+                        _ = stop.changed() => break,
+                    }
+                }
+                // Due (or woken early by a stale deadline): the workload decides.
+                let alive = shared
+                    .with_node(|state, ctx, _, now| {
+                        if state.next_tick(now).is_some_and(|t| t <= now) {
+                            state.tick(now, ctx);
+                        }
+                    })
+                    .await;
+                if !alive {
                     break;
                 }
             }
         })
-    });
+    };
     let (flush_stop_tx, flush_stop_rx) = watch::channel(false);
     let flusher = store.map(|store| {
         tokio::spawn(flush_loop(
@@ -675,7 +763,7 @@ where
                 text,
             } => {
                 tracing::warn!(%src, %code, "{text}");
-                let late = is_client(&src) && !lock(&guard).fresh(clock.now());
+                let late = is_client(&src) && !fresh(clock.now());
                 if is_reply || late {
                     true
                 } else {
@@ -692,10 +780,7 @@ where
 
     tracing::info!("stdin closed; shutting down");
     let _ = stop_tx.send(true);
-    if let Some(sync) = sync {
-        let _ = sync.await;
-    }
-    let _ = heartbeat.await;
+    let _ = sync.await;
     let _ = flush_stop_tx.send(true);
     let flushed = match flusher {
         Some(f) => f.await?,
@@ -826,8 +911,7 @@ fn error_line(
 /// records a clean failure) unless it is too old to answer; peer traffic is dropped because peers
 /// retry.
 fn refuse_before_init(
-    guard: &Mutex<ClientGuard>,
-    now: Millis,
+    fresh: impl FnOnce() -> bool,
     src: String,
     dest: String,
     msg_id: Option<u64>,
@@ -837,7 +921,7 @@ fn refuse_before_init(
         tracing::debug!(%src, "dropping peer message received before init");
         return None;
     }
-    if !lock(guard).fresh(now) {
+    if !fresh() {
         tracing::warn!(%src, "request queued during a stall before init dropped");
         return None;
     }
@@ -959,9 +1043,10 @@ mod tests {
     fn no_stall_no_drops() {
         let mut g = ClientGuard::new(1000, 4000, 0);
         for t in (0..10_000).step_by(100) {
-            assert_eq!(g.beat(t), None);
             assert!(g.admit("c1", Some(t), t + 5));
+            g.active(t + 5);
             assert!(g.release("c1", Some(t), t + 50));
+            g.active(t + 50);
         }
         assert_eq!(g.open_requests(), 0);
     }
@@ -969,16 +1054,16 @@ mod tests {
     #[test]
     fn a_long_pause_drops_requests_queued_during_it_and_late_replies() {
         let mut g = ClientGuard::new(1000, 4000, 0);
-        g.beat(100);
+        g.active(100);
         // Request 1 is handled just before the pause; its reply only comes after it.
         assert!(g.admit("c1", Some(1), 150));
-        // Paused from ~200 to 10_200. A queued request is handled before the heartbeat runs: the
-        // guard notices the stall itself and dates the request back to its start.
-        assert!(!g.admit("c2", Some(7), 10_201));
-        assert_eq!(g.arrival(10_202), 100);
-        // The heartbeat then runs: the stall was already noticed.
-        assert_eq!(g.beat(10_203), None);
+        g.active(150);
+        // Stopped from ~150 to 10_200; the shell sees the SIGCONT flag before the backlog.
+        assert_eq!(g.resumed(10_200), 10_050);
+        assert!(!g.admit("c2", Some(7), 10_201), "queued during the pause");
+        assert_eq!(g.arrival(10_202), 150, "dated back to the last activity");
         assert!(!g.release("c1", Some(1), 10_204), "reply after the pause");
+        g.active(10_204);
         // More backlog right after the resume: dropped too.
         assert!(!g.admit("c3", Some(1), 10_300));
         assert!(!g.fresh(10_300));
@@ -988,25 +1073,30 @@ mod tests {
     }
 
     #[test]
-    fn the_heartbeat_notices_a_stall_first() {
+    fn a_short_pause_of_a_busy_node_drops_nothing() {
         let mut g = ClientGuard::new(1000, 4000, 0);
-        assert_eq!(g.beat(100), None);
-        assert_eq!(g.beat(8_100), Some(8_000));
-        assert_eq!(g.beat(8_200), None);
-        assert!(!g.admit("c1", Some(1), 8_250));
-        assert!(g.admit("c1", Some(2), 9_200));
+        assert!(g.admit("c1", Some(1), 150));
+        g.active(150);
+        // A 2.5 s pause: queued requests are at most 2.5 s old, inside the 4 s deadline.
+        g.resumed(2_650);
+        assert!(g.admit("c2", Some(1), 2_650));
+        assert!(g.release("c1", Some(1), 2_700));
+        assert!(g.release("c2", Some(1), 2_700));
     }
 
     #[test]
-    fn a_short_stall_drops_nothing() {
+    fn a_pause_after_a_long_idle_spell_is_dated_from_the_last_activity() {
+        // The guard cannot tell when a pause began, only that the node did nothing after its last
+        // activity: the cost is availability after a pause, never a late reply.
         let mut g = ClientGuard::new(1000, 4000, 0);
-        g.beat(100);
-        assert!(g.admit("c1", Some(1), 150));
-        // A 2.5 s stall: queued requests are at most 2.5 s old, inside the 4 s deadline.
-        assert!(g.admit("c2", Some(1), 2_650));
-        assert_eq!(g.beat(2_660), None, "noticed by admit already");
-        assert!(g.release("c1", Some(1), 2_700));
-        assert!(g.release("c2", Some(1), 2_700));
+        g.active(1_000);
+        g.resumed(6_000);
+        assert!(!g.admit("c1", Some(1), 6_001));
+        assert!(g.admit("c1", Some(2), 7_001), "after the drain window");
+        // Without a pause, idleness alone drops nothing.
+        let mut g = ClientGuard::new(1000, 4000, 0);
+        g.active(1_000);
+        assert!(g.admit("c1", Some(1), 60_000));
     }
 
     #[test]
@@ -1014,14 +1104,18 @@ mod tests {
         let mut g = ClientGuard::new(1000, 4000, 0);
         assert!(g.admit("c1", Some(1), 0));
         for t in (100..=4_100).step_by(100) {
-            g.beat(t);
+            g.active(t);
         }
         assert!(
             !g.release("c1", Some(1), 4_150),
-            "forgotten: older than the deadline"
+            "too old: dropped (and swept)"
         );
         assert!(g.admit("c1", Some(2), 4_150));
         assert!(!g.release("c1", Some(2), 8_200), "still open but too old");
+        for t in (4_200..=9_000).step_by(100) {
+            g.active(t);
+        }
+        assert_eq!(g.open_requests(), 0, "swept once past the deadline");
     }
 
     #[test]
@@ -1038,7 +1132,8 @@ mod tests {
     #[test]
     fn knobs_turn_the_guard_off() {
         let mut g = ClientGuard::new(0, 4000, 0);
-        assert!(g.admit("c1", Some(1), 60_000), "no stall detection");
+        g.resumed(60_000);
+        assert!(g.admit("c1", Some(1), 60_000), "pauses ignored");
         let mut g = ClientGuard::new(1000, 0, 0);
         assert!(g.admit("c1", Some(1), 60_000));
         assert!(g.release("c1", Some(1), 600_000), "no deadline");

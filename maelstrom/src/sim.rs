@@ -35,11 +35,12 @@
 //!   workload messages go to [`Workload::handle`]; `init` builds the node ([`Workload::init`], with
 //!   the recovered records) and is answered `init_ok`; malformed requests get the shell's error.
 //!   Before `init`, client requests get error 11 and peer traffic is dropped. Client requests and
-//!   replies pass the shell's [`ClientGuard`] (the real one, fed by a 100 ms heartbeat), which drops
-//!   requests that waited out a stall and replies too late to be read. [`Workload::tick`] runs
-//!   every [`Workload::tick_interval`], first at `init` (tokio's interval), late ticks delayed, not
-//!   bunched (`MissedTickBehavior::Delay`). Outputs are serialised to JSON and sent through the
-//!   [`Net`] at once.
+//!   replies pass the shell's [`ClientGuard`] (the real one, told of each resume as the shell's
+//!   SIGCONT flag tells it), which drops requests that waited out a pause and replies too late to
+//!   be read. As in the shell, the sync timer is armed at [`Workload::next_tick`] after every
+//!   call into the workload (re-armed only if sooner), and when it fires [`Workload::tick`] runs if
+//!   the workload still says it is due. Outputs are serialised to JSON and sent through the [`Net`]
+//!   at once.
 //! - **Wedged output.** A node that sends to an unregistered id (typically a late reply to a client
 //!   closed after a timeout) makes [`Net::send`] fail; as in Maelstrom (spec §2 "Malformed
 //!   output"), nothing that node incarnation prints afterwards is delivered. That is reported as a
@@ -62,13 +63,14 @@
 //! [`Net::set_grudge`]; kill and pause target Jepsen's node specs; `start`/`resume` target all nodes
 //! and are no-ops for running ones. Each op is recorded in the history as in the runner.
 //! - **Partition**: the grudge is checked when a receiver takes a message ([`Net`]).
-//! - **Pause** (SIGSTOP): the node processes nothing — no deliveries, no ticks, no heartbeats, no
-//!   flush completions. The network keeps writing its messages into its stdin pipe (journaled as
+//! - **Pause** (SIGSTOP): the node processes nothing — no deliveries, no ticks, no flush
+//!   completions. The network keeps writing its messages into its stdin pipe (journaled as
 //!   received, as in Maelstrom); once the pipe holds 64 KiB the receiver stops taking
-//!   ([`Net::set_down`]) and the rest waits in the network queue. On resume the node handles, at
-//!   the resume time, its overdue tick, its overdue heartbeat, its piped messages (in order) and a
-//!   flush that completed meanwhile, these four groups in a seeded order (the shell's tasks race
-//!   after SIGCONT). Then its queue flows again.
+//!   ([`Net::set_down`]) and the rest waits in the network queue. On resume the client guard is
+//!   told first (the shell's SIGCONT flag is checked before anything is handled); then the node
+//!   handles, at the resume time, its overdue tick, its piped messages (in order) and a flush that
+//!   completed meanwhile, these three groups in a seeded order (the shell's tasks race after
+//!   SIGCONT). Then its queue flows again.
 //! - **Kill** (SIGKILL): the node's memory, pipe and records not yet durable are gone. A flush in
 //!   flight is torn: a seeded prefix of its batch made it to disk (`torn_flushes`). Its messages
 //!   pile up in the network ([`Net::set_down`]). **Start** discards the pile ([`Net::restart`]);
@@ -93,7 +95,7 @@
 //! - Handlers take no time, so there is no CPU contention, no delivery lag and no overload; a
 //!   simulated run is reproducible in its interleavings, not only in its inputs.
 //! - The node's tokio shell is not run: its contract (parse, pre-`init` rule, `init_ok`, ticks,
-//!   heartbeat and client guard, flusher) is modelled here, with the real [`ClientGuard`]. Bugs in
+//!   client guard, flusher) is modelled here, with the real [`ClientGuard`]. Bugs in
 //!   the shell's I/O (the store's file format, stdout buffering) are out of reach; the node's JSON
 //!   is produced by serde, so the runner's stdout-line validation is not exercised.
 //! - Process start-up is a seeded delay (`restart_delay_ms`), not a real spawn; `boot_unix_micros`
@@ -142,8 +144,8 @@ pub enum TraceLevel {
 }
 
 /// The parts of murmur's tokio shell (`murmur::runtime`) the simulation reproduces besides the
-/// workload calls: its [`ClientGuard`] (spec §10 "Late replies kill a node's output"), fed by a
-/// heartbeat. Defaults are the shell's (`murmur::runtime::ShellConfig`).
+/// workload calls: its [`ClientGuard`] (spec §10 "Late replies kill a node's output"), told of
+/// every activity and every resume. Defaults are the shell's (`murmur::runtime::ShellConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShellModel {
     /// Run every client request and reply through a [`ClientGuard`], as the shell does. Off, a
@@ -153,8 +155,6 @@ pub struct ShellModel {
     pub stall_ms: Millis,
     /// `MURMUR_REPLY_DEADLINE_MS`.
     pub reply_deadline_ms: Millis,
-    /// The shell's heartbeat period.
-    pub heartbeat_ms: Millis,
 }
 
 impl Default for ShellModel {
@@ -163,7 +163,6 @@ impl Default for ShellModel {
             client_guard: true,
             stall_ms: 1000,
             reply_deadline_ms: 4000,
-            heartbeat_ms: 100,
         }
     }
 }
@@ -556,10 +555,9 @@ impl SimOutcome {
 /// Something scheduled on the virtual clock.
 #[derive(Debug)]
 enum Event {
-    /// A node's sync timer (stale if the incarnation changed).
+    /// A node's sync timer, set to the workload's [`Workload::next_tick`] (stale if the
+    /// incarnation changed, or if the timer was re-armed sooner).
     Tick { node: usize, inc: u64 },
-    /// A node's shell heartbeat (feeds its client guard).
-    Heartbeat { node: usize, inc: u64 },
     /// A node's flush in flight completes.
     FlushDone { node: usize, inc: u64 },
     /// A (re)started process is up: it reads what is already in its pipe, and is sent `init`.
@@ -603,7 +601,8 @@ struct Node<W: Workload> {
     /// The pipe is full: the network receiver is down until resume.
     pipe_full: bool,
     tick_overdue: bool,
-    heartbeat_overdue: bool,
+    /// When the sync timer is armed (virtual time), if it is.
+    tick_at: Option<u64>,
     flush_overdue: bool,
     /// The shell's client guard (from process start; `None` if the model is off or the node down).
     guard: Option<ClientGuard>,
@@ -672,7 +671,6 @@ struct Sim<'a, W: Workload> {
     cfg: &'a SimConfig,
     node_cfg: &'a W::Config,
     persistent: bool,
-    tick_every: Option<u64>,
     now: u64,
     net: Net,
     events: BTreeMap<(u64, u64), Event>,
@@ -729,7 +727,6 @@ pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
         cfg,
         node_cfg,
         persistent: W::persistent(node_cfg),
-        tick_every: W::tick_interval(node_cfg).map(|ms| ms.max(1) * MS),
         now: 0,
         net: Net::new(cfg.latency, net_rng),
         events: BTreeMap::new(),
@@ -811,7 +808,7 @@ impl<W: Workload> Sim<'_, W> {
                 pipe_bytes: 0,
                 pipe_full: false,
                 tick_overdue: false,
-                heartbeat_overdue: false,
+                tick_at: None,
                 flush_overdue: false,
                 guard: None,
                 disk: Vec::new(),
@@ -878,8 +875,7 @@ impl<W: Workload> Sim<'_, W> {
 
     fn event(&mut self, ev: Event) {
         match ev {
-            Event::Tick { node, inc } => self.timer(node, inc, false),
-            Event::Heartbeat { node, inc } => self.timer(node, inc, true),
+            Event::Tick { node, inc } => self.timer(node, inc),
             Event::FlushDone { node, inc } => {
                 if self.nodes[node].inc != inc || !self.nodes[node].flush_in_flight {
                     return;
@@ -947,8 +943,8 @@ impl<W: Workload> Sim<'_, W> {
 
     // --- nodes ------------------------------------------------------------------------------
 
-    /// Calls into node `i` (if it is up), then sends its outputs through the shell's client guard
-    /// and pokes its flusher.
+    /// Calls into node `i` (if it is up), then sends its outputs through the shell's client guard,
+    /// arms its sync timer sooner if [`Workload::next_tick`] moved sooner, and pokes its flusher.
     fn call(&mut self, i: usize, f: impl FnOnce(&mut W, Millis, &mut Ctx<W::Msg>)) {
         let now_ms = self.now_ms();
         let node = &mut self.nodes[i];
@@ -958,6 +954,17 @@ impl<W: Workload> Sim<'_, W> {
         f(state, now_ms, ctx);
         let out = ctx.drain();
         node.dirty = true;
+        if let Some(g) = &mut node.guard {
+            g.active(now_ms);
+        }
+        if let Some(t) = state.next_tick(now_ms) {
+            let at = (t * MS).max(self.now);
+            if node.tick_at.map_or(true, |armed| at < armed) {
+                node.tick_at = Some(at);
+                let inc = node.inc;
+                self.at(at, Event::Tick { node: i, inc });
+            }
+        }
         for m in out {
             if is_client(&m.dest) {
                 let released = match &mut self.nodes[i].guard {
@@ -1061,52 +1068,27 @@ impl<W: Workload> Sim<'_, W> {
         self.call(i, |w, now, ctx| w.persisted(count, now, ctx));
     }
 
-    fn timer(&mut self, i: usize, inc: u64, heartbeat: bool) {
+    /// The sync timer fired: the shell's sync task wakes and ticks if the workload says it is due.
+    fn timer(&mut self, i: usize, inc: u64) {
         let node = &mut self.nodes[i];
-        if node.inc != inc || matches!(node.proc, Proc::Down) {
+        if node.inc != inc || matches!(node.proc, Proc::Down) || node.tick_at != Some(self.now) {
             return;
         }
+        node.tick_at = None;
         if node.paused {
-            if heartbeat {
-                node.heartbeat_overdue = true;
-            } else {
-                node.tick_overdue = true;
-            }
+            node.tick_overdue = true;
             return;
         }
-        if heartbeat {
-            self.run_heartbeat(i);
-        } else {
-            self.run_tick(i);
-        }
+        self.run_tick(i);
     }
 
     fn run_tick(&mut self, i: usize) {
         self.nodes[i].tick_overdue = false;
-        self.call(i, |w, now, ctx| w.tick(now, ctx));
-        if let Some(every) = self.tick_every {
-            let inc = self.nodes[i].inc;
-            self.at(self.now + every, Event::Tick { node: i, inc });
-        }
-    }
-
-    fn run_heartbeat(&mut self, i: usize) {
-        let now_ms = self.now_ms();
-        let node = &mut self.nodes[i];
-        node.heartbeat_overdue = false;
-        let Some(guard) = &mut node.guard else {
-            return;
-        };
-        let stall = guard.beat(now_ms);
-        let inc = node.inc;
-        if let Some(stalled) = stall {
-            let id = node.id.clone();
-            self.note(TraceLevel::Events, || {
-                format!("{id}: client guard noticed a {stalled} ms stall")
-            });
-        }
-        let every = self.cfg.shell.heartbeat_ms.max(1) * MS;
-        self.at(self.now + every, Event::Heartbeat { node: i, inc });
+        self.call(i, |w, now, ctx| {
+            if w.next_tick(now).is_some_and(|t| t <= now) {
+                w.tick(now, ctx);
+            }
+        });
     }
 
     /// A delivery from the network.
@@ -1262,7 +1244,7 @@ impl<W: Workload> Sim<'_, W> {
         );
     }
 
-    /// A process starts: its shell's guard and heartbeat begin, it reads what piled up in its pipe
+    /// A process starts: its shell's guard begins, it reads what piled up in its pipe
     /// since the network restarted its queue, and it is sent `init`.
     fn boot(&mut self, i: usize) {
         let now_ms = self.now_ms();
@@ -1272,11 +1254,7 @@ impl<W: Workload> Sim<'_, W> {
         node.guard = shell
             .client_guard
             .then(|| ClientGuard::new(shell.stall_ms, shell.reply_deadline_ms, now_ms));
-        let (inc, guarded, paused) = (node.inc, node.guard.is_some(), node.paused);
-        if guarded {
-            self.at(self.now, Event::Heartbeat { node: i, inc });
-        }
-        if !paused {
+        if !node.paused {
             self.drain_pipe(i);
         }
         let client = self.open_client(Purpose::Init(i));
@@ -1310,12 +1288,9 @@ impl<W: Workload> Sim<'_, W> {
         self.note(TraceLevel::Events, || {
             format!("{id}: init (incarnation {inc}, {n_rec} records recovered)")
         });
-        // The flusher looks for records the new incarnation emitted while building itself.
-        self.nodes[i].dirty = true;
-        self.maybe_flush(i);
-        if self.tick_every.is_some() {
-            self.at(self.now, Event::Tick { node: i, inc });
-        }
+        // As the shell does after init: an empty pass arms the sync timer (a recovered node may have
+        // gossip to resume) and lets the flusher take the records init emitted.
+        self.call(i, |_, _, _| {});
     }
 
     fn kill(&mut self, i: usize) {
@@ -1336,7 +1311,7 @@ impl<W: Workload> Sim<'_, W> {
         node.flush_in_flight = false;
         node.flush_overdue = false;
         node.tick_overdue = false;
-        node.heartbeat_overdue = false;
+        node.tick_at = None;
         node.dirty = false;
         node.proc = Proc::Down;
         node.guard = None;
@@ -1400,9 +1375,16 @@ impl<W: Workload> Sim<'_, W> {
         if self.nodes[i].spawning {
             return; // the process is not running yet: its start reads the pipe
         }
-        // The shell's tasks race after SIGCONT: overdue tick, overdue heartbeat, piped lines,
-        // flush completion, in a seeded order.
-        let mut order = [0u8, 1, 2, 3];
+        // The shell sees the SIGCONT flag before it handles anything.
+        let now_ms = self.now_ms();
+        if let Some(g) = &mut self.nodes[i].guard {
+            let stalled = g.resumed(now_ms);
+            self.note(TraceLevel::Events, || {
+                format!("{id}: client guard told of the resume (idle or stopped {stalled} ms)")
+            });
+        }
+        // Then its tasks race: overdue tick, piped lines, flush completion, in a seeded order.
+        let mut order = [0u8, 2, 3];
         for k in (1..order.len()).rev() {
             let j = self.sched_rng.random_range(0..=k);
             order.swap(k, j);
@@ -1410,7 +1392,6 @@ impl<W: Workload> Sim<'_, W> {
         for step in order {
             match step {
                 0 if self.nodes[i].tick_overdue => self.run_tick(i),
-                1 if self.nodes[i].heartbeat_overdue => self.run_heartbeat(i),
                 2 => self.drain_pipe(i),
                 3 if self.nodes[i].flush_overdue => self.complete_flush(i),
                 _ => {}

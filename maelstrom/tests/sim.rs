@@ -524,8 +524,8 @@ impl<W: Workload> Workload for DropGossip<W> {
         self.forward(ctx);
     }
 
-    fn tick_interval(config: &W::Config) -> Option<Millis> {
-        W::tick_interval(config)
+    fn next_tick(&mut self, now: Millis) -> Option<Millis> {
+        self.inner.next_tick(now)
     }
 
     fn persistent(config: &W::Config) -> bool {
@@ -584,8 +584,8 @@ impl<W: Workload> Workload for AckEarly<W> {
         self.fake_flush(now, ctx);
     }
 
-    fn tick_interval(config: &W::Config) -> Option<Millis> {
-        W::tick_interval(config)
+    fn next_tick(&mut self, now: Millis) -> Option<Millis> {
+        self.inner.next_tick(now)
     }
 }
 
@@ -684,6 +684,9 @@ struct RefNode {
     push: Vec<Vec<Millis>>,
     /// Gossip in flight: msg_id → (peer, value indices).
     calls: HashMap<u64, (usize, Vec<usize>)>,
+    /// Ticks every `sync_ms` from the first, idle or not (a deliberately simple design).
+    sync_ms: Millis,
+    last_tick: Option<Millis>,
 }
 
 const RESEND_MS: Millis = 1000;
@@ -735,7 +738,7 @@ impl Workload for RefNode {
     type Msg = Msg;
     type Config = BroadcastConfig;
 
-    fn init(info: &InitInfo, _: &BroadcastConfig, _: Millis) -> Self {
+    fn init(info: &InitInfo, cfg: &BroadcastConfig, _: Millis) -> Self {
         let peers: Vec<String> = info
             .node_ids
             .iter()
@@ -755,6 +758,8 @@ impl Workload for RefNode {
             records: Vec::new(),
             waiting: Vec::new(),
             calls: HashMap::new(),
+            sync_ms: cfg.sync_ms.max(1),
+            last_tick: None,
         };
         for r in &info.recovered {
             let (origin, v): (bool, serde_json::Value) =
@@ -810,6 +815,7 @@ impl Workload for RefNode {
     }
 
     fn tick(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        self.last_tick = Some(now);
         for p in 0..self.peers.len() {
             let mut held = Vec::new();
             for i in 0..self.values.len() {
@@ -837,8 +843,8 @@ impl Workload for RefNode {
         }
     }
 
-    fn tick_interval(cfg: &BroadcastConfig) -> Option<Millis> {
-        Some(cfg.sync_ms)
+    fn next_tick(&mut self, now: Millis) -> Option<Millis> {
+        Some(self.last_tick.map_or(now, |t| t + self.sync_ms))
     }
 
     fn persistent(_: &BroadcastConfig) -> bool {

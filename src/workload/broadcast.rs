@@ -176,7 +176,7 @@ impl FromStr for Eager {
 /// | knob | default | meaning |
 /// |---|---|---|
 /// | `overlay` | `star` | who gossips with whom ([`Overlay`]: given, star, total, `tree<k>`) |
-/// | `sync_ms` | 100 | sync task period: how often pending deltas leave |
+/// | `sync_ms` | 100 | batching period: pending deltas leave on the next multiple of it (the node only wakes when something is pending) |
 /// | `fanout` | 0 | peers served per tick, chosen at random among those with something pending (0 = all) |
 /// | `eager` | `leaves` | when a client's value leaves its origin ([`Eager`]) |
 /// | `ack_delay_ms` | 250 | how long an acknowledgement may wait to ride on gossip going back |
@@ -380,6 +380,12 @@ pub struct Broadcast {
     topology_waiting: Vec<(String, Option<u64>)>,
     /// Gossip calls in flight: (peer, local log cursor the call covers).
     calls: Calls<(usize, usize)>,
+    /// The `sync_ms` grid slot of the last tick: ticks fall on multiples of `sync_ms`, at most
+    /// one per slot, so deltas are batched exactly as a fixed-period timer would batch them.
+    last_slot: Option<Millis>,
+    /// The slot promised to pending deltas: the first boundary after they became pending, as a
+    /// fixed-period timer would have it. Cleared by the tick.
+    pending_slot: Option<Millis>,
     rng: SmallRng,
 }
 
@@ -439,6 +445,8 @@ impl Workload for Broadcast {
             topology_needs: None,
             topology_waiting: Vec::new(),
             calls: Calls::default(),
+            last_slot: None,
+            pending_slot: None,
             rng: seed_rng,
         };
         b.recover(&info.recovered, cluster);
@@ -546,6 +554,9 @@ impl Workload for Broadcast {
     }
 
     fn tick(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        let s = self.cfg.sync_ms.max(1);
+        self.last_slot = Some(now - now % s);
+        self.pending_slot = None;
         for (_, (p, upto)) in self.calls.expire(now) {
             let link = &mut self.links[p];
             if link.acked < upto {
@@ -553,15 +564,11 @@ impl Workload for Broadcast {
             }
         }
         self.send_due_acks(now, ctx);
-        let durable = self.durable;
         let mut candidates: Vec<usize> = self
             .peers
             .iter()
             .copied()
-            .filter(|&p| {
-                let l = &self.links[p];
-                l.retransmit || l.sent_upto.max(l.scanned) < durable
-            })
+            .filter(|&p| self.gossip_pending(p))
             .collect();
         if self.cfg.fanout > 0 && candidates.len() > self.cfg.fanout {
             candidates.partial_shuffle(&mut self.rng, self.cfg.fanout);
@@ -573,8 +580,30 @@ impl Workload for Broadcast {
         self.record_links();
     }
 
-    fn tick_interval(cfg: &BroadcastConfig) -> Option<Millis> {
-        Some(cfg.sync_ms.max(1))
+    /// The next `sync_ms` slot after the last tick in which something is due: deltas or a
+    /// retransmission pending for a neighbour, changed cursors to record, an acknowledgement's
+    /// delay running out, a gossip call's deadline. `None` when idle: no timer, no CPU.
+    fn next_tick(&mut self, now: Millis) -> Option<Millis> {
+        let s = self.cfg.sync_ms.max(1);
+        let pending = self.peers.iter().any(|&p| self.gossip_pending(p))
+            || (self.cfg.persist && (0..self.links.len()).any(|p| self.link_changed(p)));
+        // Pending work is due at the first slot boundary after it became pending (remembered, so a
+        // timer firing just after that boundary finds it due); deadlines at the first boundary at
+        // or after them.
+        if !pending {
+            self.pending_slot = None;
+        }
+        let pending = pending.then(|| *self.pending_slot.get_or_insert(now - now % s + s));
+        let due = [
+            pending,
+            self.links.iter().filter_map(|l| l.ack_due).min(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        let slot = due.div_ceil(s) * s;
+        Some(self.last_slot.map_or(slot, |last| slot.max(last + s)))
     }
 
     fn persistent(cfg: &BroadcastConfig) -> bool {
@@ -886,6 +915,23 @@ impl Broadcast {
         self.topology_queued = true;
     }
 
+    /// Whether the tick has gossip for neighbour `p`: a retransmission, or durable entries not
+    /// yet sent or scanned.
+    fn gossip_pending(&self, p: usize) -> bool {
+        let l = &self.links[p];
+        l.retransmit || l.sent_upto.max(l.scanned) < self.durable
+    }
+
+    /// The cursors of link `p` a record would hold: (peer log id or 0, acked, reset_at).
+    fn link_cursors(&self, p: usize) -> (u64, usize, usize) {
+        let l = &self.links[p];
+        (l.peer_log.unwrap_or(0), l.acked, l.reset_at)
+    }
+
+    fn link_changed(&self, p: usize) -> bool {
+        self.link_cursors(p) != self.link_recorded[p]
+    }
+
     /// Queues a cursor record for every link whose persisted cursors changed (called once per tick,
     /// which bounds how often they are written).
     fn record_links(&mut self) {
@@ -893,8 +939,7 @@ impl Broadcast {
             return;
         }
         for p in 0..self.links.len() {
-            let l = &self.links[p];
-            let cur = (l.peer_log.unwrap_or(0), l.acked, l.reset_at);
+            let cur = self.link_cursors(p);
             if cur != self.link_recorded[p] {
                 self.link_recorded[p] = cur;
                 self.queue.push(record::encode(&record::Record::Link {

@@ -1028,3 +1028,64 @@ fn the_given_topology_is_persisted_before_topology_ok() {
     let want: BTreeSet<i64> = [1, 2].into();
     assert!(c.sets().iter().all(|s| *s == want), "{:?}", c.sets());
 }
+
+/// Ticks are demand-driven but keep the `sync_ms` grid of a fixed-period timer: an idle node asks
+/// for none, pending deltas are due at the first boundary after they appeared (also when the timer
+/// fires a little after it), at most one tick per slot, and deadlines (call timeouts) round up to a
+/// boundary.
+#[test]
+fn next_tick_keeps_the_sync_grid_and_is_none_when_idle() {
+    let c = BroadcastConfig {
+        persist: false,
+        ..BroadcastConfig::default()
+    };
+    let mut hub = Broadcast::init(&info("n0", 3), &c, 0);
+    let mut ctx = Ctx::new("n0");
+    assert_eq!(hub.next_tick(0), None, "idle: no timer");
+    hub.handle(
+        req("c1", "n0", 1, Msg::Broadcast { message: json!(1) }),
+        5,
+        &mut ctx,
+    );
+    assert_eq!(
+        hub.next_tick(5),
+        Some(100),
+        "pending: due at the next boundary"
+    );
+    assert_eq!(hub.next_tick(60), Some(100), "still");
+    // The timer fires late, at 101: still due.
+    assert!(hub.next_tick(101).is_some_and(|t| t <= 101));
+    ctx.drain();
+    hub.tick(101, &mut ctx);
+    assert_eq!(types(&ctx.drain()), ["gossip", "gossip"]);
+    // Nothing pending; the gossip calls time out after rto_ms (1000), rounded up to a slot.
+    assert_eq!(hub.next_tick(102), Some(1200));
+    hub.handle(
+        req("c1", "n0", 2, Msg::Broadcast { message: json!(2) }),
+        150,
+        &mut ctx,
+    );
+    assert_eq!(
+        hub.next_tick(150),
+        Some(200),
+        "one tick per slot: the next slot"
+    );
+    hub.tick(201, &mut ctx);
+    // Both peers acknowledge everything: once the calls' deadlines pass, nothing is left.
+    for p in ["n1", "n2"] {
+        let log = hub.log_id;
+        let m = req(
+            p,
+            "n0",
+            9,
+            Msg::GossipOk {
+                log: 7,
+                to_log: log,
+                ack: 2,
+            },
+        );
+        hub.handle(m, 300, &mut ctx);
+    }
+    hub.tick(1300, &mut ctx);
+    assert_eq!(hub.next_tick(1300), None, "all acknowledged: idle again");
+}
