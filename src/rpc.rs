@@ -76,6 +76,12 @@ impl<T> Calls<T> {
         None
     }
 
+    /// Forgets the calls whose context fails `keep` (made moot by other means, e.g. a cumulative
+    /// acknowledgement); they will neither resolve nor expire.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.pending.retain(|_, (_, ctx)| keep(ctx));
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }
@@ -111,6 +117,22 @@ mod tests {
         assert!(c.is_empty());
         assert_eq!(c.next_deadline(), None);
         assert_eq!(c.resolve(3), None, "late reply to an expired call");
+    }
+
+    #[test]
+    fn forgotten_calls_neither_resolve_nor_expire() {
+        let mut c = Calls::default();
+        c.register(1, 100, ("p", 5));
+        c.register(2, 200, ("p", 9));
+        c.register(3, 150, ("q", 5));
+        c.retain(|&(peer, upto)| peer != "p" || upto > 6);
+        assert_eq!(c.resolve(1), None);
+        assert_eq!(
+            c.next_deadline(),
+            Some(150),
+            "the forgotten call's 100 is skipped"
+        );
+        assert_eq!(c.expire(1000), vec![(3, ("q", 5)), (2, ("p", 9))]);
     }
 
     #[test]

@@ -686,11 +686,22 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         used: Mutex::new(ProcStats::default()),
     };
 
+    let children_cpu_before = crate::procstats::reaped_children_cpu_seconds();
     let outcome = drive(&ctx, workload, &mut op_rng, nemesis_seed);
 
     // Teardown: kill every node (SIGKILL, as Maelstrom does), stop the router.
     shared.aborting.store(true, Ordering::SeqCst);
     let crashes = ctx.stop_nodes();
+    // Every incarnation has been reaped by now: the kernel's exact account of their CPU replaces
+    // the sum of per-process `/proc` figures, which are truncated to clock ticks.
+    if let (Some(before), Some(after)) = (
+        children_cpu_before,
+        crate::procstats::reaped_children_cpu_seconds(),
+    ) {
+        if after > before {
+            lock(&ctx.used).cpu_seconds = after - before;
+        }
+    }
     drop(router_guard);
     if !opts.keep_data {
         if let Err(e) = dir.remove_data_dir() {

@@ -24,8 +24,9 @@
 //! With `persist` on (the default; [`BroadcastConfig`]), the node emits records through the sans-IO
 //! durability contract of [`Workload`]: the log id (first record of a log), every new log entry
 //! (value and origin, in log order), the neighbour list of a `topology` message (overlay `given`:
-//! Maelstrom sends it only once, so a restarted node would otherwise have no neighbours), and, at
-//! most once per tick, the per-peer cursors that changed (`acked`, the peer's log id, `reset_at`).
+//! Maelstrom sends it only once, so a restarted node would otherwise have no neighbours), and the
+//! per-peer cursors that changed (`acked`, the peer's log id, `reset_at`), riding on records written
+//! anyway or, failing that, alone [`CURSOR_RECORD_MS`] after they changed.
 //! The driver (the tokio shell's flusher, or a simulator's virtual disk) makes them durable in
 //! batches and reports [`Workload::persisted`]; `durable` is the log prefix covered by durable
 //! records. **The rule: nothing that depends on a log entry (or on the neighbour list) leaves the
@@ -386,8 +387,16 @@ pub struct Broadcast {
     /// The slot promised to pending deltas: the first boundary after they became pending, as a
     /// fixed-period timer would have it. Cleared by the tick.
     pending_slot: Option<Millis>,
+    /// Since when link cursors differ from their last record, noticed by `next_tick` (persistence
+    /// only): they ride on other writes, or are written alone [`CURSOR_RECORD_MS`] later.
+    cursors_dirty_since: Option<Millis>,
     rng: SmallRng,
 }
+
+/// The longest changed link cursors wait for another write to ride on before they are written on
+/// their own (one wake-up and one small write per node per second at most, instead of one per
+/// tick; a restart within that window only resends a little more).
+const CURSOR_RECORD_MS: Millis = 1000;
 
 impl Workload for Broadcast {
     type Msg = Msg;
@@ -447,6 +456,7 @@ impl Workload for Broadcast {
             calls: Calls::default(),
             last_slot: None,
             pending_slot: None,
+            cursors_dirty_since: None,
             rng: seed_rng,
         };
         b.recover(&info.recovered, cluster);
@@ -577,7 +587,11 @@ impl Workload for Broadcast {
         for p in candidates {
             self.send_gossip(p, now, ctx);
         }
-        self.record_links();
+        if self.cursors_due(now).is_some_and(|t| t <= now) {
+            let mut records = std::mem::take(&mut self.queue);
+            self.record_links(&mut records);
+            self.queue = records;
+        }
     }
 
     /// The next `sync_ms` slot after the last tick in which something is due: deltas or a
@@ -585,8 +599,11 @@ impl Workload for Broadcast {
     /// delay running out, a gossip call's deadline. `None` when idle: no timer, no CPU.
     fn next_tick(&mut self, now: Millis) -> Option<Millis> {
         let s = self.cfg.sync_ms.max(1);
-        let pending = self.peers.iter().any(|&p| self.gossip_pending(p))
-            || (self.cfg.persist && (0..self.links.len()).any(|p| self.link_changed(p)));
+        for i in 0..self.peers.len() {
+            self.skip_unforwardable(self.peers[i]);
+        }
+        let pending = self.peers.iter().any(|&p| self.gossip_pending(p));
+        let cursors_due = self.cursors_due(now);
         // Pending work is due at the first slot boundary after it became pending (remembered, so a
         // timer firing just after that boundary finds it due); deadlines at the first boundary at
         // or after them.
@@ -596,6 +613,7 @@ impl Workload for Broadcast {
         let pending = pending.then(|| *self.pending_slot.get_or_insert(now - now % s + s));
         let due = [
             pending,
+            cursors_due,
             self.links.iter().filter_map(|l| l.ack_due).min(),
             self.calls.next_deadline(),
         ]
@@ -630,6 +648,13 @@ impl Workload for Broadcast {
             self.taken += 1;
             self.recorded_upto = upto;
             self.marks.push_back((self.taken, upto));
+        }
+        if !out.is_empty() {
+            // Changed cursors ride along with a write that happens anyway, never cause one.
+            let before = out.len();
+            self.record_links(&mut out);
+            self.taken += (out.len() - before) as u64;
+            self.cursors_dirty_since = None;
         }
         out
     }
@@ -712,6 +737,9 @@ impl Broadcast {
         if ack > link.acked {
             link.acked = ack;
             link.sent_upto = link.sent_upto.max(ack);
+            // Calls this covers can no longer time out into a retransmission: forget them, so their
+            // deadlines wake nobody (acks usually ride on gossip and never resolve a call by id).
+            self.calls.retain(|&(q, upto)| q != p || upto > ack);
         }
     }
 
@@ -915,6 +943,27 @@ impl Broadcast {
         self.topology_queued = true;
     }
 
+    /// If no durable entry past what peer `p` was sent or scanned is for it (a leaf's entries all
+    /// came from its hub, say), settles that range now, exactly as the tick's `send_gossip` would
+    /// with nothing to send, so the node does not wake up at the next slot just to find that out.
+    fn skip_unforwardable(&mut self, p: usize) {
+        let l = &self.links[p];
+        let start = l.sent_upto.max(l.scanned);
+        if l.retransmit || start >= self.durable {
+            return;
+        }
+        if (start..self.durable).any(|i| self.forwardable(i, p)) {
+            return;
+        }
+        let durable = self.durable;
+        let link = &mut self.links[p];
+        if link.acked >= link.sent_upto {
+            link.acked = link.acked.max(durable);
+            link.sent_upto = durable;
+        }
+        link.scanned = durable;
+    }
+
     /// Whether the tick has gossip for neighbour `p`: a retransmission, or durable entries not
     /// yet sent or scanned.
     fn gossip_pending(&self, p: usize) -> bool {
@@ -923,26 +972,33 @@ impl Broadcast {
     }
 
     /// The cursors of link `p` a record would hold: (peer log id or 0, acked, reset_at).
+    /// When changed link cursors must be written on their own (see [`CURSOR_RECORD_MS`]), if any
+    /// changed since their last record.
+    fn cursors_due(&mut self, now: Millis) -> Option<Millis> {
+        let changed = self.cfg.persist
+            && (0..self.links.len()).any(|p| self.link_cursors(p) != self.link_recorded[p]);
+        if !changed {
+            self.cursors_dirty_since = None;
+            return None;
+        }
+        Some(*self.cursors_dirty_since.get_or_insert(now) + CURSOR_RECORD_MS)
+    }
+
     fn link_cursors(&self, p: usize) -> (u64, usize, usize) {
         let l = &self.links[p];
         (l.peer_log.unwrap_or(0), l.acked, l.reset_at)
     }
 
-    fn link_changed(&self, p: usize) -> bool {
-        self.link_cursors(p) != self.link_recorded[p]
-    }
-
-    /// Queues a cursor record for every link whose persisted cursors changed (called once per tick,
-    /// which bounds how often they are written).
-    fn record_links(&mut self) {
-        if !self.cfg.persist {
-            return;
-        }
+    /// Appends a cursor record for every link whose persisted cursors changed. Called only when
+    /// other records are written anyway: cursors are an optimisation (a restarted node resumes each
+    /// link where it was instead of replaying the log), and any older recorded state is safe (a
+    /// lower `acked` resends more; an older peer log id or `reset_at` rewinds again on contact).
+    fn record_links(&mut self, out: &mut Vec<Vec<u8>>) {
         for p in 0..self.links.len() {
             let cur = self.link_cursors(p);
             if cur != self.link_recorded[p] {
                 self.link_recorded[p] = cur;
-                self.queue.push(record::encode(&record::Record::Link {
+                out.push(record::encode(&record::Record::Link {
                     peer: p as u32,
                     peer_log: cur.0,
                     acked: cur.1 as u64,
