@@ -26,7 +26,7 @@
 //! (value and origin, in log order), the neighbour list of a `topology` message (overlay `given`:
 //! Maelstrom sends it only once, so a restarted node would otherwise have no neighbours), and the
 //! per-peer cursors that changed (`acked`, the peer's log id, `reset_at`), riding on records written
-//! anyway or, failing that, alone [`CURSOR_RECORD_MS`] after they changed.
+//! anyway or, failing that, alone a second after they changed.
 //! The driver (the tokio shell's flusher, or a simulator's virtual disk) makes them durable in
 //! batches and reports [`Workload::persisted`]; `durable` is the log prefix covered by durable
 //! records. **The rule: nothing that depends on a log entry (or on the neighbour list) leaves the
