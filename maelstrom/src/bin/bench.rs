@@ -27,9 +27,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A named node configuration: knobs passed after `--` to the broadcast binary.
+/// A named node configuration: knobs passed after `--` to the broadcast binary, and shell
+/// variables (`MURMUR_FSYNC`, ...) in the environment the runner passes on to its nodes.
 struct Setting {
     name: &'static str,
+    env: &'static str,
     knobs: &'static str,
     goal: &'static str,
 }
@@ -37,30 +39,52 @@ struct Setting {
 const SETTINGS: &[Setting] = &[
     Setting {
         name: "default",
+        env: "",
         knobs: "",
         goal: "3d and 3e: < 20 msgs-per-op, median < 400 ms, max < 600 ms",
     },
     Setting {
         name: "low-latency",
+        env: "",
         knobs: "--overlay total --eager always --ack-delay-ms 3000 --rto-ms 6000",
         goal: "≤ 12.2 msgs-per-op, median ≤ 80 ms, max ≤ 100 ms",
     },
     Setting {
         name: "balanced",
+        env: "",
         knobs: "--sync-ms 200 --ack-delay-ms 2000 --rto-ms 5000",
         goal: "≤ 1.8 msgs-per-op, max ≤ 300 ms",
     },
     Setting {
         name: "low-message",
+        env: "",
         knobs: "--sync-ms 350 --ack-delay-ms 3000 --rto-ms 6000",
         goal: "≤ 1.2 msgs-per-op, max ≤ 450 ms",
     },
     Setting {
         name: "lowest-message",
+        env: "",
         knobs: "--sync-ms 600 --ack-delay-ms 4000 --rto-ms 8000",
         goal: "≤ 0.9 msgs-per-op, max ≤ 700 ms",
     },
+    Setting {
+        name: "default+fsync",
+        env: "MURMUR_FSYNC=1",
+        knobs: "",
+        goal: "the default with an fdatasync per group commit (survives machine crashes): its cost",
+    },
+    Setting {
+        name: "default, no persistence",
+        env: "",
+        knobs: "--persist 0",
+        goal: "the default without a disk (a killed node forgets): what durability costs",
+    },
 ];
+
+/// Settings that are cost comparisons rather than targets: fault-free runs only.
+fn comparison(s: &Setting) -> bool {
+    s.name.starts_with("default+") || s.name.starts_with("default,")
+}
 
 const VARIANTS: &[(&str, &str)] = &[
     ("no faults", ""),
@@ -113,10 +137,19 @@ fn main() {
         return fault_matrix(&runner, &node, &out, &scratch, seeds);
     }
 
+    eprintln!("bench: measuring what one request costs a node");
+    let cost = request_cost(&node);
     let mut rows = Vec::new();
     for (vname, nemesis) in VARIANTS.iter().take(if quick { 1 } else { VARIANTS.len() }) {
         for s in SETTINGS {
-            let label = format!("{}-{}", s.name, vname.replace([',', ' '], "-"));
+            if comparison(s) && !nemesis.is_empty() {
+                continue;
+            }
+            let label = format!(
+                "{}-{}",
+                s.name.replace([',', ' ', '+'], "-"),
+                vname.replace([',', ' '], "-")
+            );
             let mut cmd = vec![
                 runner.clone(),
                 "test".into(),
@@ -138,7 +171,12 @@ fn main() {
             }
             cmd.extend(["--seed".into(), seed.to_string()]);
             let printable = format!(
-                "{}{}",
+                "{}{}{}",
+                if s.env.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", s.env)
+                },
                 cmd.join(" "),
                 if s.knobs.is_empty() {
                     String::new()
@@ -149,6 +187,7 @@ fn main() {
             let dir = scratch.join(&label);
             eprintln!("bench: {label}: {printable}");
             let status = Command::new(&cmd[0])
+                .envs(s.env.split_whitespace().filter_map(|kv| kv.split_once('=')))
                 .args(&cmd[1..])
                 .args(["--results-dir", &dir.to_string_lossy(), "--no-progress"])
                 .args(if s.knobs.is_empty() {
@@ -175,7 +214,7 @@ fn main() {
         eprintln!("bench: cannot create {}: {e}", out.display());
         std::process::exit(1);
     }
-    let md = markdown(&rows, seed);
+    let md = markdown(&rows, seed, cost);
     let svg = frontier_svg(&rows);
     for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {
         let path = out.join(name);
@@ -350,13 +389,58 @@ fn runner_capacity(runner: &str, fixture: &str, out: &Path, scratch: &Path) {
 /// User + system CPU seconds of every child process reaped so far (the runner, and through it
 /// the nodes it reaped).
 fn children_cpu() -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
+    maelstrom::procstats::reaped_children_cpu_seconds().unwrap_or(0.0)
+}
+
+/// Requests per measurement of [`request_cost`].
+const REQUESTS: usize = 400;
+
+/// CPU seconds one `read` costs a fresh broadcast node when requests arrive 5 ms apart (the node
+/// sleeps in between and is woken for each) and when they arrive back to back; start-up and
+/// shutdown are measured separately and subtracted. `None` if the node cannot be run.
+fn request_cost(node: &str) -> Option<(f64, f64)> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Duration;
+    let run = |n: usize, gap: Option<Duration>| -> Option<f64> {
+        let data = tempdir_for("request-cost");
+        let cpu0 = children_cpu();
+        let mut child = Command::new(node)
+            .env("MURMUR_DATA_DIR", &data)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut stdin = child.stdin.take()?;
+        let mut lines = BufReader::new(child.stdout.take()?).lines();
+        let line = |id: usize, body: &str| {
+            format!("{{\"src\":\"c1\",\"dest\":\"n0\",\"body\":{{\"msg_id\":{id},{body}}}}}\n")
+        };
+        stdin
+            .write_all(line(1, r#""type":"init","node_id":"n0","node_ids":["n0"]"#).as_bytes())
+            .ok()?;
+        lines.next()?.ok()?;
+        let reads: Vec<String> = (0..n).map(|i| line(i + 2, r#""type":"read""#)).collect();
+        match gap {
+            Some(gap) => {
+                for r in &reads {
+                    stdin.write_all(r.as_bytes()).ok()?;
+                    std::thread::sleep(gap);
+                }
+            }
+            None => stdin.write_all(reads.concat().as_bytes()).ok()?,
+        }
+        drop(stdin);
+        lines.for_each(drop);
+        child.wait().ok()?;
+        let _ = std::fs::remove_dir_all(&data);
+        Some(children_cpu() - cpu0)
+    };
+    let base = run(0, None)?;
+    let alone = (run(REQUESTS, Some(Duration::from_millis(5)))? - base) / REQUESTS as f64;
+    let burst = (run(REQUESTS, None)? - base) / REQUESTS as f64;
+    Some((alone.max(0.0), burst.max(0.0)))
 }
 
 /// One node driven over pipes; see the module docs.
@@ -564,7 +648,7 @@ fn fmt(x: Option<f64>, digits: usize) -> String {
     x.map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
-fn markdown(rows: &[Row], seed: u64) -> String {
+fn markdown(rows: &[Row], seed: u64, cost: Option<(f64, f64)>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Broadcast benchmarks\n");
     let _ = writeln!(
@@ -577,12 +661,27 @@ fn markdown(rows: &[Row], seed: u64) -> String {
          timings are not trusted. Re-run a row with its command (from the repository root, after \
          `cargo build --release --workspace`).\n"
     );
+    if let Some((alone, burst)) = cost {
+        let _ = writeln!(
+            s,
+            "**Reading the CPU column.** On the machine that produced this file, a node spent {:.1} µs of CPU on a \
+             request that arrived alone (the process asleep, woken for it) and {:.1} µs on one that arrived in a burst \
+             (`bench` measures this first: one node, {REQUESTS} `read`s 5 ms apart vs. back to back, CPU from \
+             `getrusage` of the reaped process, start-up subtracted). Node CPU is therefore close to \
+             (wake-ups × the first figure): one per message a node receives at this load, of which the 2,000 client \
+             requests of a run alone account for about {:.2} s.\n",
+            alone * 1e6,
+            burst * 1e6,
+            2000.0 * alone
+        );
+    }
     let _ = writeln!(s, "Settings and their goals (from the efficiency issue):\n");
     for st in SETTINGS {
-        let knobs = if st.knobs.is_empty() {
-            "(defaults)".to_string()
-        } else {
-            format!("`{}`", st.knobs)
+        let knobs = match (st.env, st.knobs) {
+            ("", "") => "(defaults)".to_string(),
+            ("", k) => format!("`{k}`"),
+            (e, "") => format!("`{e}`"),
+            (e, k) => format!("`{e}` `{k}`"),
         };
         let _ = writeln!(s, "- **{}** {knobs}: {}", st.name, st.goal);
     }
@@ -711,7 +810,11 @@ fn frontier_svg(rows: &[Row]) -> String {
             y2 - 3.0
         );
     }
-    for r in rows.iter().filter(|r| r.variant == "no faults") {
+    for r in rows.iter().filter(|r| {
+        r.variant == "no faults"
+            && !r.setting.starts_with("default+")
+            && !r.setting.starts_with("default,")
+    }) {
         let Some(v) = &r.results else { continue };
         let (Some(m), Some(med), Some(max)) = (
             num(v, &["net", "servers", "msgs-per-op"]),
