@@ -312,8 +312,9 @@ struct Link {
     sent_upto: usize,
     /// Local log prefix already looked at for this peer (≥ `sent_upto` when it counts): entries
     /// in `sent_upto..scanned` were skipped as not for the peer while earlier gossip was in
-    /// flight. They are covered by the next gossip's range instead of being jumped over, which
-    /// would leave a gap in the peer's contiguous cursor and force a retransmission.
+    /// flight, or before the peer's log id was known. They are covered by the next gossip's range
+    /// instead of being jumped over, which would leave a gap in the peer's contiguous cursor and
+    /// force a retransmission.
     scanned: usize,
     /// A gossip call timed out with values unacknowledged: resend from `acked`.
     retransmit: bool,
@@ -775,10 +776,13 @@ impl Broadcast {
         let link = &mut self.links[p];
         link.retransmit = false;
         if values.is_empty() {
-            // Nothing in range is for this peer. With nothing in flight, count it as held (the next
-            // gossip's `base` tells the peer); otherwise remember it was scanned, and let the next
-            // gossip's range start at `sent_upto` so the peer's cursor stays contiguous.
-            if link.acked >= from {
+            // Nothing in range is for this peer. With nothing in flight, count it as held: the next
+            // gossip's `base` tells the peer. The peer trusts `base` only if the gossip names its
+            // log id, so this needs the peer's log id. Otherwise (something in flight, or a peer
+            // not yet heard from, as every peer is at start-up) remember the range was scanned
+            // and let the next gossip's range start at `sent_upto`, so that the peer's cursor
+            // stays contiguous instead of waiting `rto_ms` for a retransmission to fill the gap.
+            if link.acked >= from && link.peer_log.is_some() {
                 link.acked = link.acked.max(upto);
                 link.sent_upto = link.sent_upto.max(upto);
             }
@@ -957,7 +961,8 @@ impl Broadcast {
         }
         let durable = self.durable;
         let link = &mut self.links[p];
-        if link.acked >= link.sent_upto {
+        // As in `send_gossip`: counted as held only if the peer will trust the next `base`.
+        if link.acked >= link.sent_upto && link.peer_log.is_some() {
             link.acked = link.acked.max(durable);
             link.sent_upto = durable;
         }

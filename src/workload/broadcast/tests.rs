@@ -1089,3 +1089,45 @@ fn next_tick_keeps_the_sync_grid_and_is_none_when_idle() {
     hub.tick(1300, &mut ctx);
     assert_eq!(hub.next_tick(1300), None, "all acknowledged: idle again");
 }
+
+/// A node whose log starts with values not for a peer (here: relayed-free `total`, a value
+/// learned from another peer) must not jump over them before it knows the peer's log id: the
+/// peer would not trust the gossip's `base`, its contiguous cursor would stall, and everything
+/// would be resent after `rto_ms`. Seen at start-up, when no peer has been heard from.
+#[test]
+fn skipped_entries_do_not_open_a_gap_before_the_peer_is_known() {
+    let cfg = BroadcastConfig {
+        overlay: Overlay::Total,
+        eager: Eager::Always,
+        ..Default::default()
+    };
+    let mut c = Cluster::new(3, &cfg);
+    // n0 learns 1 from n1 (its log position 0, not for n2), and looks at its link to n2 (where a
+    // driver asks for the next tick, and in the tick) before hearing from n2.
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    let to_n2: Vec<_> = c.in_flight.iter().filter(|m| m.dest == "n2").cloned().collect();
+    c.in_flight.retain(|m| m.dest != "n2");
+    c.deliver_all();
+    c.nodes[0].next_tick(c.now);
+    c.nodes[0].tick(c.now, &mut c.ctxs[0]);
+    c.collect(0);
+    c.client(0, 2, Msg::Broadcast { message: json!(2) });
+    c.in_flight.extend(to_n2);
+    let sent = c.sent_between_nodes;
+    // Well within `rto_ms`: the acknowledgements (due after `ack_delay_ms`) settle everything.
+    c.run_for(cfg.ack_delay_ms + 2 * cfg.sync_ms, cfg.sync_ms);
+    assert!(c.sets().iter().all(|s| s.len() == 2), "{:?}", c.sets());
+    for (i, n) in c.nodes.iter().enumerate() {
+        for p in n.peers.clone() {
+            let unacked = n.links[p].acked..n.log.len();
+            assert!(
+                unacked.clone().all(|e| !n.forwardable(e, p)),
+                "n{i}'s link to n{p}: {unacked:?} unacknowledged"
+            );
+        }
+    }
+    // Nothing is resent later either.
+    let oks = c.sent_between_nodes - sent;
+    c.run_for(3 * cfg.rto_ms, cfg.sync_ms);
+    assert_eq!(c.sent_between_nodes - sent, oks, "no retransmission");
+}
