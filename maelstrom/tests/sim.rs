@@ -12,6 +12,7 @@
 //! | `partitions_only` (a) | `partition`: 3–7 nodes; `partition-25`: 25 nodes, 100 ms, 30 s | 700 + 3 |
 //! | `crash_restart_partitions_and_pauses` (b) | `crash` (kill, pause, partition), `crash-25` | 400 + 3 |
 //! | `pauses_and_partitions` | `pause`: tells pause problems from durability ones | 150 |
+//! | `ack_relay_under_faults` | `relay` (kill, pause, partition; overlay `total` with the ack relay on), `relay-25` (the low-latency setting) | 300 + 3 |
 //! | `same_seed_same_run` | two runs of a seed: identical history, journal, verdict | 13 |
 //! | `replay` (c) | `SIM_SEED` / `SIM_SCENARIO`; seed 0 of `partition` without them | 1 |
 //! | `mutant_*` (d) | broken nodes that must be caught: no gossip; acks before durability; no client guard | 20 + 40 + 60 |
@@ -26,20 +27,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use maelstrom::history::JournalKind;
 use maelstrom::nemesis::{Fault, FaultSet};
 use maelstrom::net::{Latency, LatencyDist};
 use maelstrom::sim::{self, SimConfig, SimOutcome, SimStats, TraceLevel};
 use maelstrom::topology::TopologyKind;
 use murmur::node::{Ctx, InitInfo, Message, Millis, Workload};
 use murmur::wire::is_client;
-use murmur::workload::broadcast::{Broadcast, BroadcastConfig, Msg, Overlay};
+use murmur::workload::broadcast::{Broadcast, BroadcastConfig, Eager, Msg, Overlay};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-const SCENARIOS: [&str; 5] = ["partition", "partition-25", "crash", "crash-25", "pause"];
+const SCENARIOS: [&str; 7] = [
+    "partition",
+    "partition-25",
+    "crash",
+    "crash-25",
+    "pause",
+    "relay",
+    "relay-25",
+];
 
 /// The simulation and node configs of scenario `name` for `seed`, or `None` for an unknown name.
 fn scenario(name: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
@@ -48,7 +58,7 @@ fn scenario(name: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
     let big = name.ends_with("-25");
     let faults: FaultSet = match name.trim_end_matches("-25") {
         "partition" => [Fault::Partition].into_iter().collect(),
-        "crash" => [Fault::Partition, Fault::Kill, Fault::Pause]
+        "crash" | "relay" => [Fault::Partition, Fault::Kill, Fault::Pause]
             .into_iter()
             .collect(),
         "pause" if !big => [Fault::Partition, Fault::Pause].into_iter().collect(),
@@ -107,6 +117,23 @@ fn scenario(name: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
         _ => Overlay::Star,
     };
     node.sync_ms = [50, 100, 100, 200][r.random_range(0..4)];
+    if name.starts_with("relay") {
+        // Overlay `total` with timers that leave room for the ack relay (see the broadcast module
+        // docs), so stand-alone acknowledgements go through it, and are lost with it.
+        node.overlay = Overlay::Total;
+        if big {
+            // The low-latency setting of the benchmarks.
+            node.eager = Eager::Always;
+            node.ack_delay_ms = 3000;
+            node.rto_ms = 6000;
+            node.sync_ms = 100;
+        } else {
+            node.eager = [Eager::Always, Eager::Always, Eager::Never][r.random_range(0..3)];
+            node.sync_ms = [50, 100][r.random_range(0..2)];
+            node.ack_delay_ms = [100, 250, 500, 1000][r.random_range(0..4)];
+            node.rto_ms = node.ack_delay_ms + 8 * node.sync_ms + r.random_range(0..=1500);
+        }
+    }
     Some((cfg, node))
 }
 
@@ -248,7 +275,13 @@ fn simulate(name: &str, seed: u64, trace: TraceLevel) -> (SimOutcome, BroadcastC
 /// Runs scenario `name` for `seed`. Every 10th seed runs twice: one seed must give one run, bit
 /// for bit.
 fn check(name: &str, seed: u64) -> Verdict {
+    check_with(name, seed, |_| {})
+}
+
+/// [`check`], also showing the outcome to `look`.
+fn check_with(name: &str, seed: u64, look: impl FnOnce(&SimOutcome)) -> Verdict {
     let (out, node) = simulate(name, seed, TraceLevel::Off);
+    look(&out);
     if seed % 10 == 0 {
         let (again, _) = simulate(name, seed, TraceLevel::Off);
         assert_eq!(
@@ -352,6 +385,56 @@ fn pauses_and_partitions() {
         b.seeds,
         b.breakdown(),
         b.first_failures(3)
+    );
+}
+
+/// Stand-alone acknowledgements batched through a relay node (overlay `total`): a relay that is
+/// partitioned away, paused or killed while holding acknowledgements must cost retransmissions
+/// and direct acknowledgements, never a value. Also checks that the relay path, and the fallback
+/// to direct acknowledgements, were exercised.
+#[test]
+fn ack_relay_under_faults() {
+    let sent = Mutex::new(HashMap::<String, u64>::new());
+    let tally = |out: &SimOutcome| {
+        let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+        for e in &out.journal {
+            if e.kind == JournalKind::Send && !is_client(&e.src) && !is_client(&e.dest) {
+                *sent.entry(e.body_type.clone()).or_default() += 1;
+            }
+        }
+    };
+    let started = Instant::now();
+    let small = run_seeds(seeds_for_bulk(0, 300), |s| check_with("relay", s, tally));
+    println!(
+        "{}",
+        small.summary("ack relay, kill+pause+partition, 3–7 nodes", started)
+    );
+    let started = Instant::now();
+    let big = run_seeds(seeds_for_bulk(0, 3), |s| check_with("relay-25", s, tally));
+    println!(
+        "{}",
+        big.summary(
+            "ack relay, kill+pause+partition, 25 nodes, low-latency setting",
+            started
+        )
+    );
+    let sent = sent.into_inner().unwrap_or_else(|p| p.into_inner());
+    println!("[sim] ack relay: node messages by type: {sent:?}");
+    assert!(small.stats.kills > 0 && small.stats.pauses > 0 && small.stats.partitions > 0);
+    for t in ["ack_batch", "relayed_acks", "gossip_ok"] {
+        assert!(
+            sent.get(t).copied().unwrap_or(0) > 0,
+            "no {t} sent: {sent:?}"
+        );
+    }
+    let failed = small.failures.len() + big.failures.len();
+    assert!(
+        failed == 0,
+        "{failed} seeds failed with the ack relay:\n{}\n{}\n\n{}\n\n{}",
+        small.breakdown(),
+        big.breakdown(),
+        small.first_failures(3),
+        big.first_failures(1)
     );
 }
 
@@ -837,6 +920,8 @@ impl Workload for RefNode {
                 upto: 0,
                 values: held.iter().map(|&i| self.values[i].clone()).collect(),
                 ack: 0,
+                retry: false,
+                relayed: vec![],
             };
             let id = ctx.send(&self.peers[p], gossip);
             self.calls.insert(id, (p, held));

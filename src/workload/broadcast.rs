@@ -12,8 +12,15 @@
 //! value is never sent back to the peer it came from), and resends from `acked` when a gossip call
 //! times out, so a value is retried until the peer confirms it: nothing acknowledged is lost to a
 //! partition. Acknowledgements are cumulative (`recv_upto`), ride on gossip already going the other
-//! way, and otherwise leave as a `gossip_ok` after `ack_delay_ms`. Nothing is sent when nothing is
-//! pending.
+//! way, and otherwise leave as a `gossip_ok` after `ack_delay_ms` (or, in overlay `total`, through
+//! the ack relay below). Nothing is sent when nothing is pending.
+//!
+//! A range holding nothing for the peer (values it sent us, or, without relaying, values learned
+//! from others) is counted as acknowledged without a message, and the next gossip's `base` moves
+//! the peer's cursor over it. The peer trusts `base` only from a gossip naming its log id, so this
+//! waits until the peer's log id is known; until then the next gossip's range simply starts
+//! earlier. Jumping over the range anyway would leave a gap in the peer's contiguous cursor, which
+//! only a retransmission after `rto_ms` would fill (at start-up, every link did this once).
 //!
 //! Each log has a random **log id**. Messages carry the sender's log id and the receiver's as the
 //! sender knows it, so cursors are only trusted between the same two logs: a peer that restarted
@@ -60,6 +67,39 @@
 //! # Who talks to whom
 //! [`Overlay`] chooses the neighbours: Maelstrom's topology, a star around one hub, a tree, or
 //! everyone (origin-push, no relaying). See [`BroadcastConfig`] for the knobs and their defaults.
+//!
+//! # Acknowledgement relay (overlay `total`)
+//! In overlay `total` every node gossips with every other, so when traffic stops every directed
+//! pair that exchanged values since its last gossip owes one stand-alone acknowledgement: about
+//! n(n−1)/2 to n(n−1) `gossip_ok`s (300–600 at 25 nodes), where the values themselves took
+//! n−1 messages each. With the relay they take about 2(n−1) messages:
+//! - When an acknowledgement to some peer falls due, a node sends the **ack relay** one
+//!   `ack_batch` with *every* acknowledgement it owes (due or not: at the end of traffic they all
+//!   are soon), plus its own to the relay. The relay is the lowest-numbered node among the node
+//!   itself and the peers it heard from within `rto_ms`: `n0` while it is reachable, so every node
+//!   picks the same one.
+//! - The relay holds what it received per destination, and sends each destination one
+//!   `relayed_acks` with everything held for it and its own acknowledgement, or attaches them to
+//!   gossip it sends that destination first. Its own owed acknowledgements wait the same way.
+//! - Each acknowledgement may be held until `relay_hold` (two thirds of `rto_ms − ack_delay_ms`)
+//!   after it fell due; the batch tells the relay how long that leaves (`wait`, relative, so no
+//!   clocks need agree). The last third covers the three network hops (gossip, batch, relay) and
+//!   ticks, so the peer hears before it resends. The relay is used only where that third spans at
+//!   least four sync periods (with the defaults it does not), and can be switched off
+//!   (`ack_relay`).
+//! - A relayed acknowledgement is applied only if both its log ids are the receiver's current view
+//!   (its own, and the acker's as learned from the acker's own messages). It never changes that
+//!   view, so a stale or forged one cannot rewind a link. So that it can be checked, a node
+//!   relays an acknowledgement only to a peer whose last message named its log id (`knows_us`).
+//!
+//! Nothing depends on the relay for safety: an acknowledgement lost with it (relay partitioned
+//! away, paused, killed, or simply slow) leaves the peer resending after `rto_ms`, exactly as a
+//! lost `gossip_ok` would. A resend is flagged `retry`, and a gossip that starts below what we
+//! already acknowledged reveals a lost acknowledgement; either makes the next stand-alone
+//! acknowledgement to that peer go **direct** (`gossip_ok`), so a dead relay costs one resend per
+//! link, and an acknowledgement already overdue is not held back further. Acknowledgements still
+//! cover only durable values (the relay forwards the ackers' `confirmed` unchanged), and relayed
+//! state is volatile: a relay that restarts has simply lost some acknowledgements.
 
 use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
 use crate::rpc::Calls;
@@ -72,7 +112,8 @@ use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 
-/// Broadcast payloads. The first six are Maelstrom's; `gossip` and `gossip_ok` are ours.
+/// Broadcast payloads. The first six are Maelstrom's; `gossip`, `gossip_ok`, `ack_batch` and
+/// `relayed_acks` are ours.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
@@ -91,6 +132,9 @@ pub enum Msg {
     /// Values `log[from..upto]` of the sender's log `log` (filtered for the receiver), plus the
     /// sender's cursors: `base` (what it believes the receiver has of its log) and `ack` (what it
     /// holds of the receiver's log), both valid only if `to_log` is the receiver's log id.
+    /// `retry`: a resend after `rto_ms`, whose acknowledgement is overdue and so goes direct
+    /// rather than through the ack relay. `relayed`: from an ack relay, acknowledgements it held
+    /// for the receiver (as in `relayed_acks`). Both are absent on the wire when empty.
     Gossip {
         log: u64,
         to_log: u64,
@@ -99,6 +143,10 @@ pub enum Msg {
         upto: u64,
         values: Vec<Value>,
         ack: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retry: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        relayed: Vec<AckFrom>,
     },
     /// A stand-alone cumulative acknowledgement, sent when no gossip goes back soon enough.
     GossipOk {
@@ -106,7 +154,45 @@ pub enum Msg {
         to_log: u64,
         ack: u64,
     },
+    /// Stand-alone acknowledgements for several peers in one message to the ack relay (see
+    /// "Acknowledgement relay" in the module docs): the sender's own acknowledgement of the
+    /// relay's log (as in `gossip_ok`), plus `acks` for the relay to pass on.
+    AckBatch {
+        log: u64,
+        to_log: u64,
+        ack: u64,
+        acks: Vec<AckFor>,
+    },
+    /// From the ack relay: its own acknowledgement of the receiver's log (as in `gossip_ok`), plus
+    /// acknowledgements other nodes sent the receiver through it.
+    RelayedAcks {
+        log: u64,
+        to_log: u64,
+        ack: u64,
+        acks: Vec<AckFrom>,
+    },
     Error(ErrorBody),
+}
+
+/// An acknowledgement handed to the ack relay: the sender holds node `to`'s log `to_log` up to
+/// `ack`; the relay may hold it `wait` ms before passing it on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckFor {
+    pub to: String,
+    pub to_log: u64,
+    pub ack: u64,
+    pub wait: u64,
+}
+
+/// An acknowledgement passed on by the ack relay: node `from`, whose log is `log`, holds the
+/// receiver's log `to_log` up to `ack`. Applied only if both log ids are the receiver's current
+/// view; it never changes that view (only a node's own messages can announce its log id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckFrom {
+    pub from: String,
+    pub log: u64,
+    pub to_log: u64,
+    pub ack: u64,
 }
 
 impl From<ErrorBody> for Msg {
@@ -183,6 +269,7 @@ impl FromStr for Eager {
 /// | `ack_delay_ms` | 250 | how long an acknowledgement may wait to ride on gossip going back |
 /// | `rto_ms` | 1000 | a gossip unacknowledged this long is resent (from the acked cursor) |
 /// | `max_batch` | 5000 | most values in one gossip message |
+/// | `ack_relay` | `true` | overlay `total`: stand-alone acknowledgements leave as one batch per node through a relay node (see "Acknowledgement relay" in the module docs), where `(rto_ms − ack_delay_ms) / 3` ≥ 4 `sync_ms` |
 /// | `seed` | 0 | mixed with the node id to seed the fan-out choice |
 /// | `persist` | `true` | persist the log and acknowledge only durable values (see the module docs); `0`/`false` keeps everything in memory, so a killed node loses what it held |
 ///
@@ -197,6 +284,7 @@ pub struct BroadcastConfig {
     pub ack_delay_ms: Millis,
     pub rto_ms: Millis,
     pub max_batch: usize,
+    pub ack_relay: bool,
     pub seed: u64,
     pub persist: bool,
 }
@@ -211,6 +299,7 @@ impl Default for BroadcastConfig {
             ack_delay_ms: 250,
             rto_ms: 1000,
             max_batch: 5000,
+            ack_relay: true,
             seed: 0,
             persist: true,
         }
@@ -224,6 +313,15 @@ impl BroadcastConfig {
             v.parse()
                 .map_err(|_| format!("knob `{name}`: `{v}` is not a valid number"))
         }
+        fn flag(name: &str, v: &str) -> Result<bool, String> {
+            match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "on" | "yes" => Ok(true),
+                "0" | "false" | "off" | "no" => Ok(false),
+                _ => Err(format!(
+                    "knob `{name}`: `{v}` is not a boolean (1/0, true/false, on/off)"
+                )),
+            }
+        }
         match name.replace('-', "_").to_ascii_lowercase().as_str() {
             "overlay" => self.overlay = value.parse()?,
             "sync_ms" => self.sync_ms = num(name, value)?,
@@ -232,18 +330,9 @@ impl BroadcastConfig {
             "ack_delay_ms" => self.ack_delay_ms = num(name, value)?,
             "rto_ms" => self.rto_ms = num(name, value)?,
             "max_batch" => self.max_batch = num::<usize>(name, value)?.max(1),
+            "ack_relay" => self.ack_relay = flag(name, value)?,
             "seed" => self.seed = num(name, value)?,
-            "persist" => {
-                self.persist = match value.to_ascii_lowercase().as_str() {
-                    "1" | "true" | "on" | "yes" => true,
-                    "0" | "false" | "off" | "no" => false,
-                    _ => {
-                        return Err(format!(
-                            "knob `{name}`: `{value}` is not a boolean (1/0, true/false, on/off)"
-                        ))
-                    }
-                }
-            }
+            "persist" => self.persist = flag(name, value)?,
             _ => return Err(format!("unknown knob `{name}`")),
         }
         Ok(())
@@ -328,9 +417,34 @@ struct Link {
     acked_sent: u64,
     /// An acknowledgement is owed, due at this time.
     ack_due: Option<Millis>,
+    /// The peer's last message named this node's log id, so it can check acknowledgements relayed
+    /// in this node's name (they carry log ids but cannot announce them).
+    knows_us: bool,
+    /// The peer resent what this node had acknowledged: an acknowledgement sent through the ack
+    /// relay may have been lost, so the next stand-alone one goes direct.
+    direct_ack: bool,
+    /// When the last message from the peer arrived (to pick a reachable ack relay).
+    heard_at: Option<Millis>,
     /// Local log length when the peer was last seen to lose its state: entries before it that
     /// came from the peer must be sent back, since the peer no longer has them.
     reset_at: usize,
+}
+
+impl Link {
+    /// An acknowledgement was owed for values not yet durable here: nothing new to confirm yet.
+    fn waits_for_durability(&self) -> bool {
+        self.confirmed == self.acked_sent && !self.unconfirmed.is_empty()
+    }
+
+    /// `confirmed` went to the peer in a message of our own (not through the relay). That settles
+    /// a resend only if it covered everything received: a retry's values may still be on their
+    /// way to disk, and their acknowledgement is what the peer is waiting for.
+    fn note_direct_ack(&mut self) {
+        self.acked_sent = self.confirmed;
+        if self.unconfirmed.is_empty() {
+            self.direct_ack = false;
+        }
+    }
 }
 
 /// A client request answered once the log is durable up to `need`.
@@ -391,6 +505,18 @@ pub struct Broadcast {
     /// Since when link cursors differ from their last record, noticed by `next_tick` (persistence
     /// only): they ride on other writes, or are written alone [`CURSOR_RECORD_MS`] later.
     cursors_dirty_since: Option<Millis>,
+    /// Stand-alone acknowledgements go through an ack relay (overlay `total`, `ack_relay`, and
+    /// enough slack between `ack_delay_ms` and `rto_ms`; see the module docs).
+    use_relay: bool,
+    /// How long after it fell due an acknowledgement may be held for the relay: two thirds of
+    /// `rto_ms − ack_delay_ms`, the last third being left for the network (gossip, batch, relay).
+    relay_hold: Millis,
+    /// Acknowledgements held here as a relay, per destination: (acker, its log, the destination's
+    /// log, ack), at most one per acker.
+    relay_out: Vec<Vec<(usize, u64, u64, u64)>>,
+    /// Per destination, when what is held for it (relayed acknowledgements and our own) must
+    /// leave: the earliest deadline among them.
+    relay_due: Vec<Option<Millis>>,
     rng: SmallRng,
 }
 
@@ -432,6 +558,7 @@ impl Workload for Broadcast {
         // with the same seed. Never 0, which means "unknown" on the wire.
         let log_id = seed_rng.random::<u64>() ^ info.boot_unix_micros ^ now.rotate_left(32) | 1;
         let cluster = record::cluster_id(&nodes);
+        let relay_slack = cfg.rto_ms.saturating_sub(cfg.ack_delay_ms);
         let mut b = Broadcast {
             cfg: cfg.clone(),
             me,
@@ -458,6 +585,13 @@ impl Workload for Broadcast {
             last_slot: None,
             pending_slot: None,
             cursors_dirty_since: None,
+            use_relay: cfg.overlay == Overlay::Total
+                && cfg.ack_relay
+                && n >= 3
+                && relay_slack / 3 >= 4 * cfg.sync_ms.max(1),
+            relay_hold: relay_slack * 2 / 3,
+            relay_out: vec![Vec::new(); n],
+            relay_due: vec![None; n],
             rng: seed_rng,
         };
         b.recover(&info.recovered, cluster);
@@ -506,16 +640,24 @@ impl Workload for Broadcast {
                 upto,
                 values,
                 ack,
+                retry,
+                relayed,
             } => {
                 let Some(p) = self.peer_index(&src) else {
                     return;
                 };
                 self.check_peer_log(p, log);
+                self.heard(p, to_log, now);
                 for v in values {
                     self.insert(v, p as u32);
                 }
                 let trusted = to_log == self.log_id;
                 let link = &mut self.links[p];
+                if retry || from < link.acked_sent {
+                    // A resend, maybe of what we acknowledged (that acknowledgement never
+                    // arrived): the peer is already waiting past `rto_ms`.
+                    link.direct_ack = true;
+                }
                 let before = link.recv_upto;
                 if trusted && base > link.recv_upto {
                     // The peer only advances `base` on our acknowledgements, which cover durable values.
@@ -533,6 +675,7 @@ impl Workload for Broadcast {
                 if trusted {
                     self.on_ack(p, ack);
                 }
+                self.apply_relayed(relayed);
                 self.sync_durable(now, ctx);
                 self.send_due_acks(now, ctx);
             }
@@ -544,9 +687,42 @@ impl Workload for Broadcast {
                     self.calls.resolve(id);
                 }
                 self.check_peer_log(p, log);
+                self.heard(p, to_log, now);
                 if to_log == self.log_id {
                     self.on_ack(p, ack);
                 }
+            }
+            Msg::AckBatch {
+                log,
+                to_log,
+                ack,
+                acks,
+            } => {
+                let Some(p) = self.peer_index(&src) else {
+                    return;
+                };
+                self.check_peer_log(p, log);
+                self.heard(p, to_log, now);
+                if to_log == self.log_id {
+                    self.on_ack(p, ack);
+                }
+                self.hold_for_relay(p, log, acks, now);
+            }
+            Msg::RelayedAcks {
+                log,
+                to_log,
+                ack,
+                acks,
+            } => {
+                let Some(p) = self.peer_index(&src) else {
+                    return;
+                };
+                self.check_peer_log(p, log);
+                self.heard(p, to_log, now);
+                if to_log == self.log_id {
+                    self.on_ack(p, ack);
+                }
+                self.apply_relayed(acks);
             }
             Msg::Error(e) => {
                 tracing::debug!(%src, code = e.code, text = ?e.text, "error reply from a peer")
@@ -575,6 +751,7 @@ impl Workload for Broadcast {
             }
         }
         self.send_due_acks(now, ctx);
+        self.flush_relay(now, ctx);
         let mut candidates: Vec<usize> = self
             .peers
             .iter()
@@ -597,7 +774,8 @@ impl Workload for Broadcast {
 
     /// The next `sync_ms` slot after the last tick in which something is due: deltas or a
     /// retransmission pending for a neighbour, changed cursors to record, an acknowledgement's
-    /// delay running out, a gossip call's deadline. `None` when idle: no timer, no CPU.
+    /// delay running out, acknowledgements held as the ack relay falling due, a gossip call's
+    /// deadline. `None` when idle: no timer, no CPU.
     fn next_tick(&mut self, now: Millis) -> Option<Millis> {
         let s = self.cfg.sync_ms.max(1);
         for i in 0..self.peers.len() {
@@ -616,6 +794,7 @@ impl Workload for Broadcast {
             pending,
             cursors_due,
             self.links.iter().filter_map(|l| l.ack_due).min(),
+            self.relay_due.iter().flatten().min().copied(),
             self.calls.next_deadline(),
         ]
         .into_iter()
@@ -732,6 +911,27 @@ impl Broadcast {
         link.peer_log = Some(log);
     }
 
+    /// Applies acknowledgements passed on by an ack relay. Both logs must be the ones the link is
+    /// about: the acker's as known here (a relayed acknowledgement never announces a log id, so it
+    /// never rewinds a link) and ours.
+    fn apply_relayed(&mut self, acks: Vec<AckFrom>) {
+        for a in acks {
+            let Some(&q) = self.index.get(&a.from) else {
+                continue;
+            };
+            if q != self.me && a.to_log == self.log_id && self.links[q].peer_log == Some(a.log) {
+                self.on_ack(q, a.ack);
+            }
+        }
+    }
+
+    /// Notes a message from peer `p` naming `to_log` as our log id.
+    fn heard(&mut self, p: usize, to_log: u64, now: Millis) {
+        let link = &mut self.links[p];
+        link.heard_at = Some(now);
+        link.knows_us = to_log == self.log_id;
+    }
+
     fn on_ack(&mut self, p: usize, ack: u64) {
         let ack = (ack as usize).min(self.durable);
         let link = &mut self.links[p];
@@ -774,7 +974,7 @@ impl Broadcast {
             upto += 1;
         }
         let link = &mut self.links[p];
-        link.retransmit = false;
+        let retry = std::mem::take(&mut link.retransmit);
         if values.is_empty() {
             // Nothing in range is for this peer. With nothing in flight, count it as held: the next
             // gossip's `base` tells the peer. The peer trusts `base` only if the gossip names its
@@ -797,11 +997,15 @@ impl Broadcast {
             upto: upto as u64,
             values,
             ack: link.confirmed,
+            retry,
+            // Acknowledgements held for the peer as its relay ride along.
+            relayed: self.take_held(p),
         };
+        let link = &mut self.links[p];
         link.sent_upto = link.sent_upto.max(upto);
         link.scanned = link.scanned.max(upto);
         link.ack_due = None;
-        link.acked_sent = link.confirmed;
+        link.note_direct_ack();
         let id = ctx.send(&self.nodes[p], msg);
         self.calls.register(id, now + self.cfg.rto_ms, (p, upto));
     }
@@ -816,25 +1020,186 @@ impl Broadcast {
         }
     }
 
+    /// Sends the acknowledgements that are due: through the ack relay where it applies (see the
+    /// module docs), directly otherwise.
     fn send_due_acks(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        let relay = self.ack_relay(now);
+        let hold = self.relay_hold;
+        let mut batch = false;
         for p in 0..self.links.len() {
             let link = &mut self.links[p];
-            if link.ack_due.is_some_and(|d| d <= now) {
+            let Some(due) = link.ack_due.filter(|&d| d <= now) else {
+                continue;
+            };
+            if link.waits_for_durability() {
+                // Nothing new to confirm yet, but values are on their way to disk: the ack is
+                // rescheduled when they are durable (`advance_durable`) instead of letting the
+                // peer resend them after `rto_ms`.
                 link.ack_due = None;
-                if link.confirmed == link.acked_sent && !link.unconfirmed.is_empty() {
-                    // Nothing new to confirm yet, but values are on their way to disk: the ack is
-                    // rescheduled when they are durable (`advance_durable`) instead of letting the
-                    // peer resend them after `rto_ms`.
-                    continue;
-                }
-                link.acked_sent = link.confirmed;
-                let msg = Msg::GossipOk {
-                    log: self.log_id,
-                    to_log: link.peer_log.unwrap_or(0),
-                    ack: link.confirmed,
-                };
-                ctx.notify(&self.nodes[p], msg);
+                continue;
             }
+            match relay {
+                // As the relay, our own acknowledgement waits with the relayed ones for the peer,
+                // and leaves with them (or with gossip to the peer): `relay_due` now stands for it.
+                Some(r) if r == self.me && self.batchable(p, r) => {
+                    self.links[p].ack_due = None;
+                    self.hold_until(p, due + hold);
+                }
+                Some(r) if self.batchable(p, r) => batch = true,
+                _ => self.send_gossip_ok(p, ctx),
+            }
+        }
+        if let Some(r) = relay.filter(|_| batch) {
+            self.send_ack_batch(r, now, ctx);
+        }
+    }
+
+    fn send_gossip_ok(&mut self, p: usize, ctx: &mut Ctx<Msg>) {
+        let link = &mut self.links[p];
+        link.ack_due = None;
+        link.note_direct_ack();
+        let msg = Msg::GossipOk {
+            log: self.log_id,
+            to_log: link.peer_log.unwrap_or(0),
+            ack: link.confirmed,
+        };
+        ctx.notify(&self.nodes[p], msg);
+    }
+
+    /// The ack relay, if stand-alone acknowledgements go through one: the lowest-numbered node
+    /// among this one and the peers heard from within `rto_ms` (a relay that can reach us can
+    /// likely be reached). Every node that hears from all others picks the same one.
+    fn ack_relay(&self, now: Millis) -> Option<usize> {
+        if !self.use_relay {
+            return None;
+        }
+        let rto = self.cfg.rto_ms;
+        (0..self.links.len()).find(|&p| {
+            p == self.me
+                || self.links[p]
+                    .heard_at
+                    .is_some_and(|t| t.saturating_add(rto) >= now)
+        })
+    }
+
+    /// Whether an acknowledgement owed to `p` may go through `relay`: the relay's own rides in the
+    /// batch's header; a relay keeps its own for the messages it sends anyway; any other needs a
+    /// peer that can check it (it knows our log id, we know its) and no sign of a lost relayed
+    /// acknowledgement.
+    fn batchable(&self, p: usize, relay: usize) -> bool {
+        let link = &self.links[p];
+        if p == relay {
+            true
+        } else if relay == self.me {
+            !link.direct_ack
+        } else {
+            !link.direct_ack && link.knows_us && link.peer_log.is_some()
+        }
+    }
+
+    /// Sends `relay` every acknowledgement owed that may go through it, due or not: at the end
+    /// of traffic all of them are, and one message carries them all. Each may be held there until
+    /// `relay_hold` after it fell (or falls) due.
+    fn send_ack_batch(&mut self, relay: usize, now: Millis, ctx: &mut Ctx<Msg>) {
+        let hold = self.relay_hold;
+        let mut acks = Vec::new();
+        for p in 0..self.links.len() {
+            if p == self.me || p == relay || !self.batchable(p, relay) {
+                continue;
+            }
+            let link = &mut self.links[p];
+            let Some(due) = link.ack_due.filter(|_| !link.waits_for_durability()) else {
+                continue;
+            };
+            link.ack_due = None;
+            link.acked_sent = link.confirmed;
+            acks.push(AckFor {
+                to: self.nodes[p].clone(),
+                to_log: link.peer_log.unwrap_or(0),
+                ack: link.confirmed,
+                wait: (due + hold).saturating_sub(now),
+            });
+        }
+        if acks.is_empty() {
+            self.send_gossip_ok(relay, ctx);
+            return;
+        }
+        let link = &mut self.links[relay];
+        if !link.waits_for_durability() {
+            link.ack_due = None;
+        }
+        link.note_direct_ack();
+        let msg = Msg::AckBatch {
+            log: self.log_id,
+            to_log: link.peer_log.unwrap_or(0),
+            ack: link.confirmed,
+            acks,
+        };
+        ctx.notify(&self.nodes[relay], msg);
+    }
+
+    /// As a relay: holds the acknowledgements `acker` (log `log`) sent through us, one per
+    /// destination and acker, each at most as long as its `wait` says (and never longer than
+    /// `relay_hold`, whatever it says).
+    fn hold_for_relay(&mut self, acker: usize, log: u64, acks: Vec<AckFor>, now: Millis) {
+        for a in acks {
+            let Some(&to) = self.index.get(&a.to) else {
+                continue;
+            };
+            if to == self.me || to == acker {
+                continue;
+            }
+            let out = &mut self.relay_out[to];
+            let entry = (acker, log, a.to_log, a.ack);
+            match out.iter_mut().find(|e| e.0 == acker) {
+                Some(e) if (e.1, e.2) == (log, a.to_log) => e.3 = e.3.max(a.ack),
+                Some(e) => *e = entry,
+                None => out.push(entry),
+            }
+            self.hold_until(to, now + a.wait.min(self.relay_hold));
+        }
+    }
+
+    /// What is held for `p` must leave by `at`.
+    fn hold_until(&mut self, p: usize, at: Millis) {
+        let due = &mut self.relay_due[p];
+        *due = Some(due.map_or(at, |d| d.min(at)));
+    }
+
+    /// The acknowledgements held for `p` as its relay, which leave now.
+    fn take_held(&mut self, p: usize) -> Vec<AckFrom> {
+        self.relay_due[p] = None;
+        std::mem::take(&mut self.relay_out[p])
+            .into_iter()
+            .map(|(q, log, to_log, ack)| AckFrom {
+                from: self.nodes[q].clone(),
+                log,
+                to_log,
+                ack,
+            })
+            .collect()
+    }
+
+    /// As a relay: sends each destination whose held acknowledgements are due one message with
+    /// all of them, and our own acknowledgement (owed or not, it is free).
+    fn flush_relay(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        for p in 0..self.links.len() {
+            if !self.relay_due[p].is_some_and(|t| t <= now) {
+                continue;
+            }
+            let acks = self.take_held(p);
+            let link = &mut self.links[p];
+            if !link.waits_for_durability() {
+                link.ack_due = None;
+            }
+            link.note_direct_ack();
+            let msg = Msg::RelayedAcks {
+                log: self.log_id,
+                to_log: link.peer_log.unwrap_or(0),
+                ack: link.confirmed,
+                acks,
+            };
+            ctx.notify(&self.nodes[p], msg);
         }
     }
 

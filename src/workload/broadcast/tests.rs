@@ -45,6 +45,8 @@ struct Cluster {
     /// Pairs (a, b) whose messages are dropped, both directions.
     cut: HashSet<(usize, usize)>,
     sent_between_nodes: usize,
+    /// Node-to-node messages sent, by body type.
+    sent_by_type: std::collections::BTreeMap<String, usize>,
     rng: StdRng,
     loss: f64,
 }
@@ -67,6 +69,7 @@ impl Cluster {
             now: 0,
             cut: HashSet::new(),
             sent_between_nodes: 0,
+            sent_by_type: Default::default(),
             rng: StdRng::seed_from_u64(7),
             loss: 0.0,
         }
@@ -106,6 +109,10 @@ impl Cluster {
                 self.client_out.push(m);
             } else {
                 self.sent_between_nodes += 1;
+                *self
+                    .sent_by_type
+                    .entry(types(std::slice::from_ref(&m)).remove(0))
+                    .or_default() += 1;
                 if std::env::var("TRACE_CLUSTER").is_ok() {
                     eprintln!("t={} {m:?}", self.now);
                 }
@@ -466,6 +473,13 @@ fn hostile_gossip_does_not_panic_or_corrupt() {
             upto: 0,
             values: vec![json!(1)],
             ack: u64::MAX,
+            retry: true,
+            relayed: vec![AckFrom {
+                from: "n9".into(),
+                log: 1,
+                to_log: 1,
+                ack: 1,
+            }],
         },
         Msg::Gossip {
             log: 1,
@@ -475,6 +489,8 @@ fn hostile_gossip_does_not_panic_or_corrupt() {
             upto: u64::MAX,
             values: vec![],
             ack: 999,
+            retry: false,
+            relayed: vec![],
         },
         Msg::GossipOk {
             log: 2,
@@ -1105,7 +1121,12 @@ fn skipped_entries_do_not_open_a_gap_before_the_peer_is_known() {
     // n0 learns 1 from n1 (its log position 0, not for n2), and looks at its link to n2 (where a
     // driver asks for the next tick, and in the tick) before hearing from n2.
     c.client(1, 1, Msg::Broadcast { message: json!(1) });
-    let to_n2: Vec<_> = c.in_flight.iter().filter(|m| m.dest == "n2").cloned().collect();
+    let to_n2: Vec<_> = c
+        .in_flight
+        .iter()
+        .filter(|m| m.dest == "n2")
+        .cloned()
+        .collect();
     c.in_flight.retain(|m| m.dest != "n2");
     c.deliver_all();
     c.nodes[0].next_tick(c.now);
@@ -1130,4 +1151,233 @@ fn skipped_entries_do_not_open_a_gap_before_the_peer_is_known() {
     let oks = c.sent_between_nodes - sent;
     c.run_for(3 * cfg.rto_ms, cfg.sync_ms);
     assert_eq!(c.sent_between_nodes - sent, oks, "no retransmission");
+}
+
+// ---- The ack relay (overlay `total`) ----
+
+/// Overlay `total` with timers that turn the ack relay on: `(rto − ack_delay) / 2` = 1500 ms of
+/// hold, at least four sync periods.
+fn relay_cfg() -> BroadcastConfig {
+    BroadcastConfig {
+        overlay: Overlay::Total,
+        eager: Eager::Always,
+        ack_delay_ms: 1000,
+        rto_ms: 4000,
+        ..Default::default()
+    }
+}
+
+fn sent(c: &Cluster, t: &str) -> usize {
+    c.sent_by_type.get(t).copied().unwrap_or(0)
+}
+
+/// Every link's acknowledged cursor covers everything for that peer.
+fn all_acked(c: &Cluster) -> bool {
+    c.nodes.iter().all(|n| {
+        n.peers
+            .iter()
+            .all(|&p| (n.links[p].acked..n.log.len()).all(|e| !n.forwardable(e, p)))
+    })
+}
+
+#[test]
+fn the_relay_is_on_only_for_total_with_room_in_rto() {
+    let on = |cfg: &BroadcastConfig| Broadcast::init(&info("n1", 5), cfg, 0).use_relay;
+    assert!(on(&relay_cfg()));
+    assert!(!on(&BroadcastConfig {
+        overlay: Overlay::Star,
+        ..relay_cfg()
+    }));
+    assert!(!on(&BroadcastConfig {
+        ack_relay: false,
+        ..relay_cfg()
+    }));
+    // The defaults leave (1000 − 250) / 2 = 375 ms: less than four 100 ms ticks.
+    assert!(!on(&cfg(Overlay::Total)));
+    assert!(!on(&BroadcastConfig {
+        rto_ms: 1500,
+        ..relay_cfg()
+    }));
+    assert!(!Broadcast::init(&info("n1", 2), &relay_cfg(), 0).use_relay);
+}
+
+/// When traffic stops, each node owes everyone an acknowledgement: one batch per node to the
+/// relay (n0) and one message from the relay per node replace a `gossip_ok` per pair, and no
+/// value is resent.
+#[test]
+fn stand_alone_acks_are_batched_through_the_relay() {
+    let n = 6;
+    let cfg = relay_cfg();
+    let mut c = Cluster::new(n, &cfg);
+    // Two rounds: in the second, every gossip names its receiver's log id (learned in the first),
+    // which a relayed acknowledgement needs; the first round's acknowledgements ride on it.
+    for round in 0..2 {
+        for i in 0..n {
+            let v = round * n + i;
+            c.client(i, v as u64, Msg::Broadcast { message: json!(v) });
+        }
+        c.deliver_all();
+    }
+    c.run_for(3 * cfg.rto_ms, cfg.sync_ms);
+    assert!(c.sets().iter().all(|s| s.len() == 2 * n), "{:?}", c.sets());
+    assert!(all_acked(&c), "every value acknowledged");
+    assert_eq!(
+        sent(&c, "gossip"),
+        2 * n * (n - 1),
+        "no resend: {:?}",
+        c.sent_by_type
+    );
+    assert_eq!(sent(&c, "gossip_ok"), 0, "{:?}", c.sent_by_type);
+    assert_eq!(sent(&c, "ack_batch"), n - 1, "{:?}", c.sent_by_type);
+    assert_eq!(sent(&c, "relayed_acks"), n - 1, "{:?}", c.sent_by_type);
+    // And then silence.
+    let mark = c.sent_between_nodes;
+    c.run_for(3 * cfg.rto_ms, cfg.sync_ms);
+    assert_eq!(c.sent_between_nodes, mark);
+}
+
+/// Builds n0 → n2 `relayed_acks` carrying an acknowledgement from n1.
+fn relayed(c: &Cluster, from_log: u64, to_log: u64, ack: u64) -> Message<Msg> {
+    let relay = &c.nodes[0];
+    req(
+        "n0",
+        "n2",
+        1000,
+        Msg::RelayedAcks {
+            log: relay.log_id,
+            to_log: relay.links[2].peer_log.unwrap_or(0),
+            ack: 0,
+            acks: vec![AckFrom {
+                from: "n1".into(),
+                log: from_log,
+                to_log,
+                ack,
+            }],
+        },
+    )
+}
+
+#[test]
+fn relayed_acks_apply_only_when_both_log_ids_match_and_never_rewind() {
+    let mut c = Cluster::new(3, &relay_cfg());
+    // Everyone hears from everyone; then n2's value reaches n1, whose acknowledgement is not
+    // due yet.
+    for i in 0..3 {
+        c.client(i, i as u64, Msg::Broadcast { message: json!(i) });
+    }
+    c.deliver_all();
+    c.client(2, 9, Msg::Broadcast { message: json!(9) });
+    c.deliver_all();
+    let n1_log = c.nodes[1].log_id;
+    let n2_log = c.nodes[2].log_id;
+    let before = c.nodes[2].links[1].acked;
+    let len = c.nodes[2].log.len() as u64;
+    assert!(before < len as usize);
+    let now = c.now;
+    for (from_log, to_log) in [(n1_log ^ 2, n2_log), (n1_log, n2_log ^ 2), (0, 0)] {
+        let m = relayed(&c, from_log, to_log, len);
+        c.nodes[2].handle(m, now, &mut c.ctxs[2]);
+        assert_eq!(
+            c.nodes[2].links[1].acked, before,
+            "logs {from_log} {to_log}"
+        );
+        assert_eq!(
+            c.nodes[2].links[1].peer_log,
+            Some(n1_log),
+            "a relayed ack never changes the peer's log id (no rewind)"
+        );
+    }
+    let m = relayed(&c, n1_log, n2_log, len);
+    c.nodes[2].handle(m, now, &mut c.ctxs[2]);
+    assert_eq!(c.nodes[2].links[1].acked, len as usize);
+    // Not beyond the durable log, whatever the relay says.
+    let m = relayed(&c, n1_log, n2_log, u64::MAX);
+    c.nodes[2].handle(m, now, &mut c.ctxs[2]);
+    assert_eq!(c.nodes[2].links[1].acked, len as usize);
+}
+
+/// The relay is cut off just as the acknowledgements are due: the batches are lost, the peers
+/// resend after `rto_ms` (flagged `retry`), and those acknowledgements go direct. Nothing is
+/// lost, every cursor catches up, and the cluster falls silent.
+#[test]
+fn a_lost_relay_falls_back_to_direct_acks() {
+    let n = 5;
+    let cfg = relay_cfg();
+    let mut c = Cluster::new(n, &cfg);
+    for i in 0..n {
+        c.client(i, i as u64, Msg::Broadcast { message: json!(i) });
+    }
+    c.deliver_all();
+    c.partition(&[0]);
+    for i in 1..n {
+        c.client(
+            i,
+            10 + i as u64,
+            Msg::Broadcast {
+                message: json!(10 + i),
+            },
+        );
+    }
+    c.run_for(3 * cfg.rto_ms, cfg.sync_ms);
+    assert!(sent(&c, "ack_batch") > 0, "{:?}", c.sent_by_type);
+    assert!(
+        sent(&c, "gossip_ok") > 0,
+        "direct fallback: {:?}",
+        c.sent_by_type
+    );
+    let others: Vec<_> = c.nodes[1..].iter().collect();
+    for (i, node) in others.iter().enumerate() {
+        for p in 1..n {
+            let link = &node.links[p];
+            assert!(
+                p == i + 1 || (link.acked..node.log.len()).all(|e| !node.forwardable(e, p)),
+                "n{} → n{p} acknowledged behind the partition",
+                i + 1
+            );
+        }
+    }
+    c.cut.clear();
+    c.run_for(4 * cfg.rto_ms, cfg.sync_ms);
+    let want: BTreeSet<i64> = (0..n as i64).chain(11..10 + n as i64).collect();
+    assert!(c.sets().iter().all(|s| *s == want), "{:?}", c.sets());
+    assert!(all_acked(&c));
+    let mark = c.sent_between_nodes;
+    c.run_for(3 * cfg.rto_ms, cfg.sync_ms);
+    assert_eq!(c.sent_between_nodes, mark, "quiet");
+}
+
+#[test]
+fn a_relay_holds_at_most_one_ack_per_destination_and_acker() {
+    let mut c = Cluster::new(3, &relay_cfg());
+    let acks: Vec<AckFor> = (0..1000)
+        .map(|k| AckFor {
+            to: ["n2", "n0", "n1", "n7", ""][k % 5].into(),
+            to_log: k as u64,
+            ack: k as u64,
+            wait: u64::MAX,
+        })
+        .collect();
+    let m = req(
+        "n1",
+        "n0",
+        1,
+        Msg::AckBatch {
+            log: 5,
+            to_log: 0,
+            ack: u64::MAX,
+            acks,
+        },
+    );
+    c.nodes[0].handle(m, 0, &mut c.ctxs[0]);
+    let held: Vec<usize> = c.nodes[0].relay_out.iter().map(Vec::len).collect();
+    assert_eq!(
+        held,
+        [0, 0, 1],
+        "only n2 is a destination other than relay and acker"
+    );
+    assert_eq!(c.nodes[0].relay_out[2][0], (1, 5, 995, 995), "the latest");
+    c.nodes[0].tick(10_000, &mut c.ctxs[0]);
+    let out = c.ctxs[0].drain();
+    assert_eq!(types(&out), ["relayed_acks"]);
+    assert!(c.nodes[0].relay_out.iter().all(Vec::is_empty));
 }
