@@ -866,10 +866,11 @@ impl Workload for RefNode {
                 self.reply_when(need, &src, msg_id, Msg::BroadcastOk, ctx);
             }
             Msg::Read => {
-                let messages = (0..self.values.len())
+                let messages: Vec<_> = (0..self.values.len())
                     .filter(|&i| self.need[i] <= self.persisted)
                     .map(|i| self.values[i].clone())
                     .collect();
+                let messages = messages.into();
                 ctx.reply(&src, msg_id, Msg::ReadOk { messages });
             }
             Msg::Gossip { log, values, .. } => {

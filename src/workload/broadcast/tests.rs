@@ -499,7 +499,7 @@ fn hostile_gossip_does_not_panic_or_corrupt() {
         },
         Msg::BroadcastOk,
         Msg::ReadOk {
-            messages: vec![json!(1)],
+            messages: vec![json!(1)].into(),
         },
         Msg::Error(ErrorBody {
             code: 11,
@@ -1380,4 +1380,170 @@ fn a_relay_holds_at_most_one_ack_per_destination_and_acker() {
     let out = c.ctxs[0].drain();
     assert_eq!(types(&out), ["relayed_acks"]);
     assert!(c.nodes[0].relay_out.iter().all(Vec::is_empty));
+}
+
+// ---- Reads: one shared snapshot of the durable set ----
+
+/// The snapshot a `read_ok` carries.
+fn read_snapshot(m: &Message<Msg>) -> std::sync::Arc<Snapshot> {
+    match &m.body.payload {
+        Msg::ReadOk {
+            messages: Messages::Shared(s),
+        } => s.clone(),
+        other => panic!("not a read_ok built by a node: {other:?}"),
+    }
+}
+
+/// What the node sent before reads shared a snapshot: the same envelope with the durable values
+/// copied into the message.
+fn as_owned_values(m: &Message<Msg>, durable: &[Value]) -> String {
+    let mut owned = m.clone();
+    owned.body.payload = Msg::ReadOk {
+        messages: Messages::Values(durable.to_vec()),
+    };
+    serde_json::to_string(&owned).unwrap()
+}
+
+#[test]
+fn read_ok_text_is_exactly_the_owned_values_text() {
+    let values = [
+        json!(5),
+        json!(1.0),
+        json!(1),
+        json!(-3),
+        json!(u64::MAX),
+        json!(1e-7),
+        json!("quote \" backslash \\ control \u{1} é 😀"),
+        json!(null),
+        json!({"z":[1,{"a":false}],"a":"b"}),
+        json!([]),
+    ];
+    for persist in [true, false] {
+        let mut c = Cluster::new(
+            1,
+            &BroadcastConfig {
+                persist,
+                ..cfg(Overlay::Star)
+            },
+        );
+        c.client(0, 1, Msg::Read);
+        for (i, v) in values.iter().enumerate() {
+            c.client(0, 10 + i as u64, Msg::Broadcast { message: v.clone() });
+            // A duplicate does not change the set.
+            c.client(0, 100 + i as u64, Msg::Broadcast { message: v.clone() });
+            c.client(0, 200 + i as u64, Msg::Read);
+        }
+        let mut sizes = vec![];
+        for m in &c.client_out {
+            if let Msg::ReadOk { .. } = m.body.payload {
+                let n = read_snapshot(m).len();
+                assert_eq!(
+                    serde_json::to_string(m).unwrap(),
+                    as_owned_values(m, &values[..n])
+                );
+                sizes.push(n);
+            }
+        }
+        assert_eq!(sizes, (0..=values.len()).collect::<Vec<_>>());
+        // After a restart from the disk, reads still answer the recovered set, byte for byte.
+        if persist {
+            c.crash(0);
+            c.client(0, 999, Msg::Read);
+            let m = c.client_out.last().unwrap();
+            assert_eq!(
+                serde_json::to_string(m).unwrap(),
+                as_owned_values(m, &values)
+            );
+        }
+    }
+    // And the literal text, for a small set.
+    let mut c = Cluster::new(1, &cfg(Overlay::Star));
+    c.client(0, 1, Msg::Broadcast { message: json!(5) });
+    c.client(
+        0,
+        2,
+        Msg::Broadcast {
+            message: json!("x"),
+        },
+    );
+    c.client(0, 3, Msg::Read);
+    assert_eq!(
+        serde_json::to_string(c.client_out.last().unwrap()).unwrap(),
+        r#"{"src":"n0","dest":"c1","body":{"in_reply_to":3,"type":"read_ok","messages":[5,"x"]}}"#
+    );
+}
+
+#[test]
+fn reads_share_one_snapshot_until_the_durable_prefix_changes() {
+    let mut c = Cluster::new(1, &cfg(Overlay::Star));
+    c.auto_flush = false;
+    c.client(0, 1, Msg::Broadcast { message: json!(1) });
+    c.flush(0);
+    c.collect(0);
+    c.client(0, 2, Msg::Read);
+    c.client(0, 3, Msg::Read);
+    // A duplicate of a durable value changes nothing.
+    c.client(0, 4, Msg::Broadcast { message: json!(1) });
+    c.client(0, 5, Msg::Read);
+    assert_eq!(
+        types(&c.client_out),
+        [
+            "broadcast_ok",
+            "read_ok",
+            "read_ok",
+            "broadcast_ok",
+            "read_ok"
+        ]
+    );
+    let first = read_snapshot(&c.client_out[1]);
+    for m in [&c.client_out[2], &c.client_out[4]] {
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &read_snapshot(m)),
+            "shared, not rebuilt"
+        );
+    }
+    assert_eq!(c.nodes[0].reads.built(), 1);
+    assert_eq!(first.values(), [json!(1)]);
+
+    // A new value: reads wait for it to be durable, then are released together with one new
+    // snapshot between them.
+    c.client(0, 6, Msg::Broadcast { message: json!(2) });
+    c.client(0, 7, Msg::Read);
+    c.client(0, 8, Msg::Read);
+    assert_eq!(c.client_out.len(), 5, "nothing before the flush");
+    assert_eq!(c.nodes[0].reads.built(), 1);
+    c.flush(0);
+    c.collect(0);
+    assert_eq!(
+        types(&c.client_out[5..]),
+        ["broadcast_ok", "read_ok", "read_ok"]
+    );
+    let second = read_snapshot(&c.client_out[6]);
+    assert!(std::sync::Arc::ptr_eq(
+        &second,
+        &read_snapshot(&c.client_out[7])
+    ));
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &second),
+        "rebuilt after a durable change"
+    );
+    assert_eq!(c.nodes[0].reads.built(), 2);
+    assert_eq!(second.values(), [json!(1), json!(2)]);
+    assert_eq!(
+        first.values(),
+        [json!(1)],
+        "earlier replies keep their snapshot"
+    );
+
+    // Durable changes that no read sees build nothing.
+    for v in 3..6 {
+        c.client(0, 10 + v, Msg::Broadcast { message: json!(v) });
+        c.flush(0);
+        c.collect(0);
+    }
+    assert_eq!(c.nodes[0].reads.built(), 2);
+    c.client(0, 20, Msg::Read);
+    let third = read_snapshot(c.client_out.last().unwrap());
+    assert_eq!(c.nodes[0].reads.built(), 3);
+    assert_eq!(third.values(), c.nodes[0].values());
 }
