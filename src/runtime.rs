@@ -79,8 +79,9 @@ use tokio::sync::{mpsc, watch, Notify};
 const INBOX: usize = 4096;
 /// Capacity of the channel to the writer, in batches of lines (one handler's outputs each).
 /// Bounded so that a reader of stdout that falls behind slows the node down (every task waits to
-/// send) instead of letting queued replies grow without limit in memory. Small, because a batch can
-/// be large (a `read_ok` carries the whole set, unserialised until the writer takes it); the
+/// send) instead of letting queued replies grow without limit in memory. Small, because lines are
+/// serialised only when the writer takes them (a broadcast `read_ok` holds a reference to a
+/// snapshot shared by the reads of the same durable set, but is written as the whole set); the
 /// writer drains it far faster than handlers fill it in normal operation.
 const OUTBOX: usize = 64;
 
