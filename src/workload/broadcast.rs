@@ -71,8 +71,10 @@
 //! with an `Arc` of one immutable [`Snapshot`] of the array text, built on the first read after the
 //! durable prefix changed and shared by every read answered until it changes again, e.g. a burst of
 //! reads released by one flush. The writer copies the text verbatim into each line. Building a
-//! snapshot copies the text once and has serde_json validate it (`RawValue`), about 1 ms per 100k
-//! small values; reads that see no change cost a reference count. The `messages` field is a
+//! snapshot copies the text once and has serde_json validate it (`RawValue` has no unchecked
+//! constructor): about 0.8 ms for 100k eight-digit integers (900 KB). Reads that see no change
+//! cost a reference count. Memory: the text, the current snapshot, and older snapshots only while
+//! replies still queued for the writer hold them. The `messages` field is a
 //! [`Messages`]: that shared snapshot in a node's replies, plain values when parsed or built by
 //! hand; both serialise to the same bytes. See the `reads` submodule.
 //!
