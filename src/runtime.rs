@@ -73,6 +73,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch, Notify};
 
 /// Capacity of the reader → listen channel: enough to absorb a burst, small enough to push back.
@@ -508,13 +509,7 @@ pub async fn run<W: Workload>(config: W::Config, shell: ShellConfig) -> anyhow::
 /// a message costs no hand-off between threads; anything else (a terminal, a file) goes through
 /// tokio's blocking-pool reader.
 fn stdin() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
-    use std::os::fd::AsFd;
-    let pipe = std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok());
-    match pipe {
+    match dup(std::io::stdin()).and_then(|fd| pipe::Receiver::from_owned_fd(fd).ok()) {
         Some(p) => Box::new(p),
         None => Box::new(tokio::io::stdin()),
     }
@@ -522,16 +517,15 @@ fn stdin() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
 
 /// Stdout, the same way as [`stdin`].
 fn stdout() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
-    use std::os::fd::AsFd;
-    let pipe = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok());
-    match pipe {
+    match dup(std::io::stdout()).and_then(|fd| pipe::Sender::from_owned_fd(fd).ok()) {
         Some(p) => Box::new(p),
         None => Box::new(tokio::io::stdout()),
     }
+}
+
+/// A descriptor of our own for a standard stream (tokio's pipe types take ownership).
+fn dup(stream: impl std::os::fd::AsFd) -> Option<std::os::fd::OwnedFd> {
+    stream.as_fd().try_clone_to_owned().ok()
 }
 
 /// Runs the node over any byte streams (tests drive it through in-memory pipes).

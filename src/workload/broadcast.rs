@@ -702,17 +702,10 @@ impl Workload for Broadcast {
                 self.send_due_acks(now, ctx);
             }
             Msg::GossipOk { log, to_log, ack } => {
-                let Some(p) = self.peer_index(&src) else {
-                    return;
-                };
                 if let Some(id) = msg.body.in_reply_to {
                     self.calls.resolve(id);
                 }
-                self.check_peer_log(p, log);
-                self.heard(p, to_log, now);
-                if to_log == self.log_id {
-                    self.on_ack(p, ack);
-                }
+                self.ack_from(&src, log, to_log, ack, now);
             }
             Msg::AckBatch {
                 log,
@@ -720,15 +713,9 @@ impl Workload for Broadcast {
                 ack,
                 acks,
             } => {
-                let Some(p) = self.peer_index(&src) else {
-                    return;
-                };
-                self.check_peer_log(p, log);
-                self.heard(p, to_log, now);
-                if to_log == self.log_id {
-                    self.on_ack(p, ack);
+                if let Some(p) = self.ack_from(&src, log, to_log, ack, now) {
+                    self.hold_for_relay(p, log, acks, now);
                 }
-                self.hold_for_relay(p, log, acks, now);
             }
             Msg::RelayedAcks {
                 log,
@@ -736,15 +723,9 @@ impl Workload for Broadcast {
                 ack,
                 acks,
             } => {
-                let Some(p) = self.peer_index(&src) else {
-                    return;
-                };
-                self.check_peer_log(p, log);
-                self.heard(p, to_log, now);
-                if to_log == self.log_id {
-                    self.on_ack(p, ack);
+                if self.ack_from(&src, log, to_log, ack, now).is_some() {
+                    self.apply_relayed(acks);
                 }
-                self.apply_relayed(acks);
             }
             Msg::Error(e) => {
                 tracing::debug!(%src, code = e.code, text = ?e.text, "error reply from a peer")
@@ -931,6 +912,26 @@ impl Broadcast {
             };
         }
         link.peer_log = Some(log);
+    }
+
+    /// The common part of every stand-alone acknowledgement (`gossip_ok`, `ack_batch`,
+    /// `relayed_acks`): the peer's own log id and cursor on ours. Returns the peer's index, `None`
+    /// for an unknown sender.
+    fn ack_from(
+        &mut self,
+        src: &str,
+        log: u64,
+        to_log: u64,
+        ack: u64,
+        now: Millis,
+    ) -> Option<usize> {
+        let p = self.peer_index(src)?;
+        self.check_peer_log(p, log);
+        self.heard(p, to_log, now);
+        if to_log == self.log_id {
+            self.on_ack(p, ack);
+        }
+        Some(p)
     }
 
     /// Applies acknowledgements passed on by an ack relay. Both logs must be the ones the link is

@@ -392,6 +392,17 @@ fn children_cpu() -> f64 {
     maelstrom::procstats::reaped_children_cpu_seconds().unwrap_or(0.0)
 }
 
+/// A broadcast node driven directly over its pipes (stderr discarded), persisting under `data`.
+fn spawn_node(node: &str, data: &Path) -> std::io::Result<std::process::Child> {
+    Command::new(node)
+        .env("MURMUR_DATA_DIR", data)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+}
+
 /// Requests per measurement of [`request_cost`].
 const REQUESTS: usize = 400;
 
@@ -404,14 +415,7 @@ fn request_cost(node: &str) -> Option<(f64, f64)> {
     let run = |n: usize, gap: Option<Duration>| -> Option<f64> {
         let data = tempdir_for("request-cost");
         let cpu0 = children_cpu();
-        let mut child = Command::new(node)
-            .env("MURMUR_DATA_DIR", &data)
-            .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
+        let mut child = spawn_node(node, &data).ok()?;
         let mut stdin = child.stdin.take()?;
         let mut lines = BufReader::new(child.stdout.take()?).lines();
         let line = |id: usize, body: &str| {
@@ -455,14 +459,7 @@ fn capacity(node: &str, out: &Path) {
     const WINDOW: Duration = Duration::from_secs(3);
 
     let data = tempdir_for("capacity");
-    let mut child = match Command::new(node)
-        .env("MURMUR_DATA_DIR", &data)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    {
+    let mut child = match spawn_node(node, &data) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("bench: cannot start {node}: {e}");
