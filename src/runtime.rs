@@ -13,7 +13,7 @@
 //!                  (<data>/<node>/records.log)            ▼ passes the client guard
 //!            SIGCONT ─► flag ─────────────────── Mutex<ClientGuard>
 //! ```
-//! Everything but the fsync runs on one thread (a current-thread runtime). Stdin and stdout, when
+//! Everything but the optional fsync runs on one thread (a current-thread runtime). Stdin and stdout, when
 //! they are pipes (as under Maelstrom), are read and written in non-blocking mode on that thread,
 //! so a message costs no hand-off between threads; otherwise tokio's blocking-pool stdio is used.
 //! An idle node has no timer armed at all: it sleeps in the kernel until a line arrives.
@@ -31,7 +31,7 @@
 //! - **sync** sleeps until the time [`Workload::next_tick`] last gave (not at all if it gave
 //!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and drains and
 //!   pokes the flusher the same way. Demand-driven rather than periodic: a periodic timer costs
-//!   every idle node a wake-up per period (on a VM, ~80 µs of CPU each).
+//!   every idle node a wake-up per period (tens of µs of CPU each on our VMs).
 //! - **flusher** (persistent workloads only) is group commit. Poked after every handler, it waits
 //!   [`ShellConfig::flush_ms`] more (a batching window; 0 by default), locks the node,
 //!   [`Workload::take_records`], unlocks, and appends the batch with one `fdatasync` on the blocking
