@@ -169,17 +169,21 @@ impl ShellConfig {
             }
         }
         if let Some(v) = get("MURMUR_FSYNC") {
-            c.fsync = match v.to_string_lossy().trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "on" | "yes" => true,
-                "0" | "false" | "off" | "no" => false,
-                other => {
-                    return Err(format!(
-                        "MURMUR_FSYNC: `{other}` is not a boolean (1/0, true/false, on/off)"
-                    ))
-                }
-            };
+            let v = v.to_string_lossy();
+            c.fsync = parse_bool(v.trim()).ok_or_else(|| {
+                format!("MURMUR_FSYNC: `{v}` is not a boolean (1/0, true/false, on/off)")
+            })?;
         }
         Ok(c)
+    }
+}
+
+/// A boolean knob's value: 1/0, true/false, on/off, yes/no (any case).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Some(true),
+        "0" | "false" | "off" | "no" => Some(false),
+        _ => None,
     }
 }
 

@@ -333,13 +333,9 @@ impl BroadcastConfig {
                 .map_err(|_| format!("knob `{name}`: `{v}` is not a valid number"))
         }
         fn flag(name: &str, v: &str) -> Result<bool, String> {
-            match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "on" | "yes" => Ok(true),
-                "0" | "false" | "off" | "no" => Ok(false),
-                _ => Err(format!(
-                    "knob `{name}`: `{v}` is not a boolean (1/0, true/false, on/off)"
-                )),
-            }
+            crate::runtime::parse_bool(v).ok_or_else(|| {
+                format!("knob `{name}`: `{v}` is not a boolean (1/0, true/false, on/off)")
+            })
         }
         match name.replace('-', "_").to_ascii_lowercase().as_str() {
             "overlay" => self.overlay = value.parse()?,
@@ -450,6 +446,18 @@ struct Link {
 }
 
 impl Link {
+    /// Log entries `from..upto` hold nothing for the peer (see `Broadcast::send_gossip`): counted
+    /// as held if nothing before them is in flight and the peer will trust the next gossip's
+    /// `base` (it names the peer's log id, so that must be known); otherwise only remembered as
+    /// scanned, so the next gossip's range covers them and the peer's cursor stays contiguous.
+    fn skip(&mut self, from: usize, upto: usize) {
+        if self.acked >= from && self.peer_log.is_some() {
+            self.acked = self.acked.max(upto);
+            self.sent_upto = self.sent_upto.max(upto);
+        }
+        self.scanned = self.scanned.max(upto);
+    }
+
     /// An acknowledgement was owed for values not yet durable here: nothing new to confirm yet.
     fn waits_for_durability(&self) -> bool {
         self.confirmed == self.acked_sent && !self.unconfirmed.is_empty()
@@ -1005,11 +1013,7 @@ impl Broadcast {
             // not yet heard from, as every peer is at start-up) remember the range was scanned
             // and let the next gossip's range start at `sent_upto`, so that the peer's cursor
             // stays contiguous instead of waiting `rto_ms` for a retransmission to fill the gap.
-            if link.acked >= from && link.peer_log.is_some() {
-                link.acked = link.acked.max(upto);
-                link.sent_upto = link.sent_upto.max(upto);
-            }
-            link.scanned = link.scanned.max(upto);
+            link.skip(from, upto);
             return;
         }
         let msg = Msg::Gossip {
@@ -1147,18 +1151,26 @@ impl Broadcast {
             self.send_gossip_ok(relay, ctx);
             return;
         }
-        let link = &mut self.links[relay];
+        let (log, to_log, ack) = self.own_ack_to(relay);
+        let msg = Msg::AckBatch {
+            log,
+            to_log,
+            ack,
+            acks,
+        };
+        ctx.notify(&self.nodes[relay], msg);
+    }
+
+    /// Our own acknowledgement of `p`'s log, riding on an `ack_batch` or `relayed_acks` we send it:
+    /// (our log id, its log id, `confirmed`). It settles what is owed, unless values are still on
+    /// their way to disk (their acknowledgement stays due).
+    fn own_ack_to(&mut self, p: usize) -> (u64, u64, u64) {
+        let link = &mut self.links[p];
         if !link.waits_for_durability() {
             link.ack_due = None;
         }
         link.note_direct_ack();
-        let msg = Msg::AckBatch {
-            log: self.log_id,
-            to_log: link.peer_log.unwrap_or(0),
-            ack: link.confirmed,
-            acks,
-        };
-        ctx.notify(&self.nodes[relay], msg);
+        (self.log_id, link.peer_log.unwrap_or(0), link.confirmed)
     }
 
     /// As a relay: holds the acknowledgements `acker` (log `log`) sent through us, one per
@@ -1211,15 +1223,11 @@ impl Broadcast {
                 continue;
             }
             let acks = self.take_held(p);
-            let link = &mut self.links[p];
-            if !link.waits_for_durability() {
-                link.ack_due = None;
-            }
-            link.note_direct_ack();
+            let (log, to_log, ack) = self.own_ack_to(p);
             let msg = Msg::RelayedAcks {
-                log: self.log_id,
-                to_log: link.peer_log.unwrap_or(0),
-                ack: link.confirmed,
+                log,
+                to_log,
+                ack,
                 acks,
             };
             ctx.notify(&self.nodes[p], msg);
@@ -1350,12 +1358,7 @@ impl Broadcast {
         }
         let durable = self.durable;
         let link = &mut self.links[p];
-        // As in `send_gossip`: counted as held only if the peer will trust the next `base`.
-        if link.acked >= link.sent_upto && link.peer_log.is_some() {
-            link.acked = link.acked.max(durable);
-            link.sent_upto = durable;
-        }
-        link.scanned = durable;
+        link.skip(link.sent_upto, durable);
     }
 
     /// Whether the tick has gossip for neighbour `p`: a retransmission, or durable entries not
@@ -1365,7 +1368,6 @@ impl Broadcast {
         l.retransmit || l.sent_upto.max(l.scanned) < self.durable
     }
 
-    /// The cursors of link `p` a record would hold: (peer log id or 0, acked, reset_at).
     /// When changed link cursors must be written on their own (see [`CURSOR_RECORD_MS`]), if any
     /// changed since their last record.
     fn cursors_due(&mut self, now: Millis) -> Option<Millis> {
@@ -1378,6 +1380,7 @@ impl Broadcast {
         Some(*self.cursors_dirty_since.get_or_insert(now) + CURSOR_RECORD_MS)
     }
 
+    /// The cursors of link `p` a record would hold: (peer log id or 0, acked, reset_at).
     fn link_cursors(&self, p: usize) -> (u64, usize, usize) {
         let l = &self.links[p];
         (l.peer_log.unwrap_or(0), l.acked, l.reset_at)

@@ -81,9 +81,10 @@ const SETTINGS: &[Setting] = &[
     },
 ];
 
-/// Settings that are cost comparisons rather than targets: fault-free runs only.
-fn comparison(s: &Setting) -> bool {
-    s.name.starts_with("default+") || s.name.starts_with("default,")
+/// Settings (by name) that are cost comparisons rather than targets: fault-free runs only, not
+/// on the frontier plot.
+fn comparison(name: &str) -> bool {
+    name.starts_with("default+") || name.starts_with("default,")
 }
 
 const VARIANTS: &[(&str, &str)] = &[
@@ -142,7 +143,7 @@ fn main() {
     let mut rows = Vec::new();
     for (vname, nemesis) in VARIANTS.iter().take(if quick { 1 } else { VARIANTS.len() }) {
         for s in SETTINGS {
-            if comparison(s) && !nemesis.is_empty() {
+            if comparison(s.name) && !nemesis.is_empty() {
                 continue;
             }
             let label = format!(
@@ -807,11 +808,10 @@ fn frontier_svg(rows: &[Row]) -> String {
             y2 - 3.0
         );
     }
-    for r in rows.iter().filter(|r| {
-        r.variant == "no faults"
-            && !r.setting.starts_with("default+")
-            && !r.setting.starts_with("default,")
-    }) {
+    for r in rows
+        .iter()
+        .filter(|r| r.variant == "no faults" && !comparison(&r.setting))
+    {
         let Some(v) = &r.results else { continue };
         let (Some(m), Some(med), Some(max)) = (
             num(v, &["net", "servers", "msgs-per-op"]),
