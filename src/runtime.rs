@@ -31,7 +31,8 @@
 //! - **sync** sleeps until the time [`Workload::next_tick`] last gave (not at all if it gave
 //!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and drains and
 //!   pokes the flusher the same way. Demand-driven rather than periodic: a periodic timer costs
-//!   every idle node a wake-up per period (tens of µs of CPU each on our VMs).
+//!   every idle node a wake-up per period (`just bench` measures what one wake-up costs: the "Reading
+//!   the CPU column" paragraph of `results/BENCHMARKS.md`).
 //! - **flusher** (persistent workloads only) is group commit. Poked after every handler, it waits
 //!   [`ShellConfig::flush_ms`] more (a batching window; 0 by default), locks the node,
 //!   [`Workload::take_records`], unlocks, and appends the batch with one `fdatasync` on the blocking

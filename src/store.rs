@@ -14,8 +14,8 @@
 //! - **Which crash.** Once `pwrite` returns, the bytes belong to the kernel and survive the death of
 //!   the process (SIGKILL, a panic): that is every crash Maelstrom injects, and the node's shell
 //!   defaults to it (`MURMUR_FSYNC=0`). The `fdatasync` is needed only to survive a crash of the
-//!   machine (power loss, kernel panic); it costs ~0.6 ms of latency and ~60 µs of CPU per batch on
-//!   our VMs.
+//!   machine (power loss, kernel panic); its cost in node CPU is the `default+fsync` row of
+//!   `results/BENCHMARKS.md` (about twice the default's).
 //! - **Torn tails are expected.** A kill or power loss in the middle of a batch leaves a partial
 //!   frame; [`Store::open`] keeps every intact frame before it, truncates the rest (with a warning)
 //!   and syncs, so the next append starts on a clean boundary. Nothing in that tail was ever
@@ -208,8 +208,8 @@ impl Store {
     /// Whether [`Store::append`] ends with an `fdatasync` (the default) or leaves the bytes in the
     /// kernel's page cache. Without it a batch survives the death of the process (SIGKILL: the
     /// kernel still writes the pages back), which is every crash Maelstrom injects, but not a crash
-    /// of the machine; an append then costs one `pwrite` of a few microseconds instead of a disk
-    /// flush (~0.6 ms and ~60 µs of CPU on our VMs).
+    /// of the machine; an append then costs one `pwrite` instead of also waiting for a disk flush
+    /// (see the module docs for the measured cost).
     pub fn set_fsync(&mut self, fsync: bool) {
         self.fsync = fsync;
     }
