@@ -4,8 +4,12 @@
 //!
 //! `/proc/<pid>/stat` counts CPU in clock ticks (10 ms), truncated per process: summed over 25
 //! nodes that understates a run by up to a quarter of a second. So the runner also reads
-//! [`reaped_children_cpu_seconds`] (`getrusage(RUSAGE_CHILDREN)`, microseconds, every thread,
-//! filled in as each incarnation is reaped) before and after a run, and reports the difference.
+//! [`reaped_children`] (`getrusage(RUSAGE_CHILDREN)`, microseconds, every thread, filled in as each
+//! incarnation is reaped) before and after a run, and reports the difference.
+//!
+//! Wake-ups are voluntary context switches: each time a node went to sleep (waiting for input or a
+//! timer) and was woken again. On a virtual machine a wake-up costs far more than handling a small
+//! message, so node CPU is close to wake-ups × the cost of one (see `just bench`).
 
 use serde::Serialize;
 
@@ -18,6 +22,9 @@ pub struct ProcStats {
     /// Peak resident set size (`VmHWM`), KiB.
     #[serde(rename = "peak-rss-kib")]
     pub peak_rss_kib: u64,
+    /// Voluntary context switches (the process slept and was woken).
+    #[serde(rename = "wake-ups")]
+    pub wakeups: u64,
 }
 
 impl ProcStats {
@@ -28,6 +35,7 @@ impl ProcStats {
         Some(ProcStats {
             cpu_seconds: parse_cpu_seconds(&stat, clock_ticks())?,
             peak_rss_kib: status.as_deref().and_then(parse_hwm).unwrap_or(0),
+            wakeups: status.as_deref().and_then(parse_wakeups).unwrap_or(0),
         })
     }
 
@@ -35,19 +43,32 @@ impl ProcStats {
     pub fn add(&mut self, other: ProcStats) {
         self.cpu_seconds += other.cpu_seconds;
         self.peak_rss_kib += other.peak_rss_kib;
+        self.wakeups += other.wakeups;
     }
 }
 
-/// User + system CPU of every child process this process has reaped so far (all their threads),
-/// at microsecond resolution. The runner's only children are nodes.
-pub fn reaped_children_cpu_seconds() -> Option<f64> {
+/// What every child process this process has reaped so far used (all their threads). The
+/// runner's only children are nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChildUsage {
+    /// User + system CPU, at microsecond resolution.
+    pub cpu_seconds: f64,
+    /// Voluntary context switches.
+    pub wakeups: u64,
+}
+
+/// `getrusage(RUSAGE_CHILDREN)`: see [`ChildUsage`].
+pub fn reaped_children() -> Option<ChildUsage> {
     // SAFETY: getrusage writes into the zeroed struct we own; no other preconditions.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
         return None;
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(secs(ru.ru_utime) + secs(ru.ru_stime))
+    Some(ChildUsage {
+        cpu_seconds: secs(ru.ru_utime) + secs(ru.ru_stime),
+        wakeups: u64::try_from(ru.ru_nvcsw).unwrap_or(0),
+    })
 }
 
 fn clock_ticks() -> f64 {
@@ -69,6 +90,14 @@ fn parse_cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / ticks)
+}
+
+/// The main thread's count (the node shell does everything on it).
+fn parse_wakeups(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn parse_hwm(status: &str) -> Option<u64> {
@@ -99,15 +128,33 @@ mod tests {
     }
 
     #[test]
+    fn parses_wakeups() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t412\nnonvoluntary_ctxt_switches:\t9\n";
+        assert_eq!(parse_wakeups(status), Some(412));
+        assert_eq!(parse_wakeups("Name:\tx\n"), None);
+    }
+
+    #[test]
     fn reaped_children_are_accounted_precisely() {
-        let before = reaped_children_cpu_seconds().expect("getrusage works");
+        let before = reaped_children().expect("getrusage works");
+        // Busy, then asleep five times (each sleep is a voluntary context switch).
         let status = std::process::Command::new("sh")
-            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; for j in 1 2 3 4 5; do sleep 0.01; done",
+            ])
             .status()
             .expect("sh runs");
         assert!(status.success());
-        let after = reaped_children_cpu_seconds().unwrap();
-        assert!(after > before, "a busy child's CPU is counted once reaped");
+        let after = reaped_children().unwrap();
+        assert!(
+            after.cpu_seconds > before.cpu_seconds,
+            "a busy child's CPU is counted once reaped"
+        );
+        assert!(
+            after.wakeups >= before.wakeups + 5,
+            "a child that slept five times woke at least five times: {before:?} → {after:?}"
+        );
     }
 
     #[test]

@@ -686,20 +686,20 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         used: Mutex::new(ProcStats::default()),
     };
 
-    let children_cpu_before = crate::procstats::reaped_children_cpu_seconds();
+    let children_before = crate::procstats::reaped_children();
     let outcome = drive(&ctx, workload, &mut op_rng, nemesis_seed);
 
     // Teardown: kill every node (SIGKILL, as Maelstrom does), stop the router.
     shared.aborting.store(true, Ordering::SeqCst);
     let crashes = ctx.stop_nodes();
-    // Every incarnation has been reaped by now: the kernel's exact account of their CPU replaces
-    // the sum of per-process `/proc` figures, which are truncated to clock ticks.
-    if let (Some(before), Some(after)) = (
-        children_cpu_before,
-        crate::procstats::reaped_children_cpu_seconds(),
-    ) {
-        if after > before {
-            lock(&ctx.used).cpu_seconds = after - before;
+    // Every incarnation has been reaped by now: the kernel's exact account of their CPU and
+    // wake-ups (all threads) replaces the sum of per-process `/proc` figures, which truncate CPU
+    // to clock ticks and count the main thread's wake-ups only.
+    if let (Some(before), Some(after)) = (children_before, crate::procstats::reaped_children()) {
+        if after.cpu_seconds > before.cpu_seconds {
+            let mut used = lock(&ctx.used);
+            used.cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+            used.wakeups = after.wakeups.saturating_sub(before.wakeups);
         }
     }
     drop(router_guard);

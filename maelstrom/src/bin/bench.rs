@@ -138,8 +138,11 @@ fn main() {
         return fault_matrix(&runner, &node, &out, &scratch, seeds);
     }
 
-    eprintln!("bench: measuring what one request costs a node");
-    let cost = request_cost(&node);
+    eprintln!("bench: measuring what one request costs a node, and `cat`");
+    let cost = request_cost(&node).map(|node| Costs {
+        node,
+        floor: request_cost(FLOOR),
+    });
     let mut rows = Vec::new();
     for (vname, nemesis) in VARIANTS.iter().take(if quick { 1 } else { VARIANTS.len() }) {
         for s in SETTINGS {
@@ -390,7 +393,7 @@ fn runner_capacity(runner: &str, fixture: &str, out: &Path, scratch: &Path) {
 /// User + system CPU seconds of every child process reaped so far (the runner, and through it
 /// the nodes it reaped).
 fn children_cpu() -> f64 {
-    maelstrom::procstats::reaped_children_cpu_seconds().unwrap_or(0.0)
+    maelstrom::procstats::reaped_children().map_or(0.0, |u| u.cpu_seconds)
 }
 
 /// A broadcast node driven directly over its pipes (stderr discarded), persisting under `data`.
@@ -402,6 +405,17 @@ fn spawn_node(node: &str, data: &Path) -> std::io::Result<std::process::Child> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
+}
+
+/// The reference for [`request_cost`]: a program that only copies each line back, so its cost per
+/// line is what the kernel (and, on a virtual machine, the hypervisor) charges for one wake-up with a
+/// read and a write; the node's figure above it is the node's own.
+const FLOOR: &str = "cat";
+
+/// Seconds of CPU per request, alone and in a burst, for the node and for [`FLOOR`].
+struct Costs {
+    node: (f64, f64),
+    floor: Option<(f64, f64)>,
 }
 
 /// Requests per measurement of [`request_cost`].
@@ -646,7 +660,7 @@ fn fmt(x: Option<f64>, digits: usize) -> String {
     x.map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
-fn markdown(rows: &[Row], seed: u64, cost: Option<(f64, f64)>) -> String {
+fn markdown(rows: &[Row], seed: u64, cost: Option<Costs>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Broadcast benchmarks\n");
     let _ = writeln!(
@@ -659,15 +673,31 @@ fn markdown(rows: &[Row], seed: u64, cost: Option<(f64, f64)>) -> String {
          timings are not trusted. Re-run a row with its command (from the repository root, after \
          `cargo build --release --workspace`).\n"
     );
-    if let Some((alone, burst)) = cost {
+    if let Some(Costs {
+        node: (alone, burst),
+        floor,
+    }) = cost
+    {
+        let floor = floor.map_or(String::new(), |(f_alone, f_burst)| {
+            format!(
+                " For reference, `{FLOOR}` (a process that only copies each line back: the kernel's and the \
+                 hypervisor's price of one wake-up with a read and a write) spent {:.1} µs and {:.1} µs measured the \
+                 same way.",
+                f_alone * 1e6,
+                f_burst * 1e6
+            )
+        });
         let _ = writeln!(
             s,
             "**Reading the CPU column.** On the machine that produced this file, a node spent {:.1} µs of CPU on a \
              request that arrived alone (the process asleep, woken for it) and {:.1} µs on one that arrived in a burst \
              (`bench` measures this first: one node, {REQUESTS} `read`s 5 ms apart vs. back to back, CPU from \
-             `getrusage` of the reaped process, start-up subtracted). Node CPU is therefore close to \
-             (wake-ups × the first figure): one per message a node receives at this load, of which the 2,000 client \
-             requests of a run alone account for about {:.2} s.\n",
+             `getrusage` of the reaped process, start-up subtracted).{floor} Node CPU is therefore close to \
+             (wake-ups × the cost of one), and the wake-ups column counts them: the nodes' voluntary context switches \
+             over the run (`getrusage`, every incarnation), one each time a node slept and was woken by a message or a \
+             timer. The µs/wake-up column divides the two; in a run it is higher than alone, since 25 nodes and the \
+             runner share two cores and each node wakes with cold caches. The 2,000 client requests of a run alone \
+             account for about {:.2} s at the alone price.\n",
             alone * 1e6,
             burst * 1e6,
             2000.0 * alone
@@ -690,14 +720,17 @@ fn markdown(rows: &[Row], seed: u64, cost: Option<(f64, f64)>) -> String {
             let _ = writeln!(s, "\n## {variant}\n");
             let _ = writeln!(
                 s,
-                "| setting | valid | msgs-per-op servers | msgs-per-op all | median | p95 | p99 | max | lost | node CPU s | node RSS MiB | lag p99 µs | command |"
+                "| setting | valid | msgs-per-op servers | msgs-per-op all | median | p95 | p99 | max | lost | node CPU s | wake-ups | µs/wake-up | node RSS MiB | lag p99 µs | command |"
             );
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            );
         }
         let Some(v) = &r.results else {
             let _ = writeln!(
                 s,
-                "| {} | aborted (exit {}) | | | | | | | | | | | `{}` |",
+                "| {} | aborted (exit {}) | | | | | | | | | | | | | `{}` |",
                 r.setting, r.exit, r.command
             );
             continue;
@@ -716,9 +749,11 @@ fn markdown(rows: &[Row], seed: u64, cost: Option<(f64, f64)>) -> String {
             fmt(num(v, &["runner", "delivery-lag-us", "p99"]), 0),
             if overloaded { " (overloaded)" } else { "" }
         );
+        let cpu = num(v, &["runner", "nodes", "cpu-seconds"]);
+        let wakeups = num(v, &["runner", "nodes", "wake-ups"]);
         let _ = writeln!(
             s,
-            "| {} | {valid} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {lag} | `{}` |",
+            "| {} | {valid} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {lag} | `{}` |",
             r.setting,
             fmt(num(v, &["net", "servers", "msgs-per-op"]), 2),
             fmt(num(v, &["net", "all", "msgs-per-op"]), 2),
@@ -727,7 +762,9 @@ fn markdown(rows: &[Row], seed: u64, cost: Option<(f64, f64)>) -> String {
             lat("0.99"),
             lat("1"),
             fmt(num(v, &["workload", "lost-count"]), 0),
-            fmt(num(v, &["runner", "nodes", "cpu-seconds"]), 2),
+            fmt(cpu, 2),
+            fmt(wakeups, 0),
+            fmt(cpu.zip(wakeups).map(|(c, w)| c / w.max(1.0) * 1e6), 1),
             fmt(
                 num(v, &["runner", "nodes", "peak-rss-kib"]).map(|k| k / 1024.0),
                 1
