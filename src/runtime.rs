@@ -6,11 +6,11 @@
 //!                                               │                     │
 //!   sleep until next_tick ─► sync ──────────────┼── Mutex<workload,  ─┤ mpsc(64) lines
 //!        ▲ (poked when it moves sooner)         │        ctx>         │
-//!   poke (records pending) ─► flusher ──────────┘         │           │
-//!          take_records │ ▲ persisted(n) ─► outputs ───────┼───────────┘
+//!   poke (records queued) ─► flusher ───────────┘         │           │
+//!        queued records │ ▲ persisted(n) ─► outputs ───────┼───────────┘
 //!                       ▼ │                              │
-//!   blocking pool: Store::append = write + fdatasync      │ every client request and reply
-//!                  (<data>/<node>/records.log)            ▼ passes the client guard
+//!   Store::append = pwrite (+ fdatasync on the blocking   │ every client request and reply
+//!   pool if MURMUR_FSYNC) (<data>/<node>/records.log)     ▼ passes the client guard
 //!            SIGCONT ─► flag ─────────────────── Mutex<ClientGuard>
 //! ```
 //! Everything but the optional fsync runs on one thread (a current-thread runtime). Stdin and stdout, when
@@ -26,18 +26,21 @@
 //!   [`InitInfo::recovered`]; if the store cannot be opened it answers `init` with error 13 and
 //!   exits, rather than acknowledge writes it cannot keep. Client requests before `init` get error
 //!   11, peer messages are dropped (peers retry). After `init`, for each message: lock, check the
-//!   client guard, [`Workload::handle`], drain outputs, ask [`Workload::next_tick`], unlock, send,
-//!   poke the flusher (and the sync task if the next tick moved sooner).
+//!   client guard, [`Workload::handle`], take the records it emitted ([`Workload::take_records`])
+//!   into the flusher's queue, drain outputs, ask [`Workload::next_tick`], unlock, send, and poke
+//!   the flusher if records were queued (and the sync task if the next tick moved sooner).
 //! - **sync** sleeps until the time [`Workload::next_tick`] last gave (not at all if it gave
-//!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and drains and
-//!   pokes the flusher the same way. Demand-driven rather than periodic: a periodic timer costs
+//!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and queues
+//!   records, drains and pokes the same way. Demand-driven rather than periodic: a periodic timer costs
 //!   every idle node a wake-up per period (`just bench` measures what one wake-up costs: the "Reading
 //!   the CPU column" paragraph of `results/BENCHMARKS.md`).
-//! - **flusher** (persistent workloads only) is group commit. Poked after every handler, it waits
-//!   [`ShellConfig::flush_ms`] more (a batching window; 0 by default), locks the node,
-//!   [`Workload::take_records`], unlocks, and appends the batch with one `fdatasync` on the blocking
-//!   pool — the node lock is never held across I/O or `.await`, so messages keep being handled and
-//!   their records pile up for the next batch while the disk works. Then it locks again, reports
+//! - **flusher** (persistent workloads only) is group commit. Poked when a handler queued records
+//!   (a read or an acknowledgement usually queues none, and then costs the flusher no wake-up), it
+//!   waits [`ShellConfig::flush_ms`] more (a batching window; 0 by default), takes the whole queue,
+//!   and appends it as one batch: one `pwrite` on the runtime thread, or with `MURMUR_FSYNC` a
+//!   write and an `fdatasync` on the blocking pool — the node lock is never held across I/O or
+//!   `.await`, so messages keep being handled and their records pile up for the next batch while
+//!   the disk works. Then it locks the node, reports
 //!   [`Workload::persisted`] with the running count, drains the outputs that waited for durability
 //!   (acknowledgements), unlocks and sends them. A failed append is retried with the same records
 //!   first (backoff 10 ms doubling to 1 s); nothing is reported durable until it succeeds.
@@ -410,8 +413,9 @@ struct Shared<W: Workload> {
     resumed: Arc<AtomicBool>,
     out: mpsc::Sender<Vec<Line>>,
     clock: Clock,
-    /// Poked whenever a handler ran, so the flusher looks for records (persistent workloads only).
-    dirty: Option<Notify>,
+    /// Records taken from the workload after each handler, waiting for the flusher, oldest first
+    /// (persistent workloads only).
+    records: Option<Records>,
     /// [`Workload::next_tick`] as of the last handler ([`NO_TICK`] for none): the sync task sleeps
     /// until then.
     tick_at: AtomicU64,
@@ -421,6 +425,14 @@ struct Shared<W: Workload> {
 
 /// `tick_at` when the workload needs no tick.
 const NO_TICK: u64 = u64::MAX;
+
+/// The hand-off from handlers to the flusher. A handler that emitted no records does not wake the
+/// flusher: most messages (reads, acknowledgements) write nothing.
+struct Records {
+    queue: Mutex<Vec<Vec<u8>>>,
+    /// Poked when records were queued.
+    dirty: Notify,
+}
 
 /// Unregisters a signal handler when dropped.
 struct Unregister(Option<signal_hook::SigId>);
@@ -462,15 +474,19 @@ impl<W: Workload> Shared<W> {
             let mut guard = lock(&self.guard);
             notice_resume(&self.resumed, &mut guard, now);
             f(state, ctx, &mut guard, now);
+            if let Some(records) = &self.records {
+                let taken = state.take_records();
+                if !taken.is_empty() {
+                    lock(&records.queue).extend(taken);
+                    records.dirty.notify_one();
+                }
+            }
             guard.active(now);
             let lines = filter_late(ctx.drain(), &mut guard, now);
             (lines, state.next_tick(now).unwrap_or(NO_TICK))
         };
         if self.tick_at.swap(next, Ordering::Relaxed) > next {
             self.tick_sooner.notify_one();
-        }
-        if let Some(dirty) = &self.dirty {
-            dirty.notify_one();
         }
         lines
     }
@@ -692,7 +708,10 @@ where
         resumed: Arc::clone(&resumed),
         out: out_tx,
         clock,
-        dirty: store.as_ref().map(|_| Notify::new()),
+        records: store.as_ref().map(|_| Records {
+            queue: Mutex::new(Vec::new()),
+            dirty: Notify::new(),
+        }),
         tick_at: AtomicU64::new(NO_TICK),
         tick_sooner: Notify::new(),
     });
@@ -836,7 +855,7 @@ async fn flush_loop<W: Workload>(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let fsync = store.fsync();
-    let Some(dirty) = shared.dirty.as_ref() else {
+    let Some(queued) = shared.records.as_ref() else {
         return Ok(());
     };
     let mut store = Some(store);
@@ -849,7 +868,7 @@ async fn flush_loop<W: Workload>(
         let stopping = *stop.borrow();
         if !stopping {
             tokio::select! {
-                _ = dirty.notified() => {}
+                _ = queued.dirty.notified() => {}
                 _ = stop.changed() => {}
             }
             if flush_ms > 0 {
@@ -857,7 +876,7 @@ async fn flush_loop<W: Workload>(
             }
         }
         let stopping = *stop.borrow();
-        batch.extend(lock(&shared.node).0.take_records());
+        batch.extend(std::mem::take(&mut *lock(&queued.queue)));
         if batch.is_empty() {
             if stopping {
                 return Ok(());
@@ -911,7 +930,7 @@ async fn flush_loop<W: Workload>(
                     .saturating_mul(1 << failures.min(10))
                     .min(RETRY_MS.1);
                 tokio::time::sleep(Duration::from_millis(backoff)).await;
-                dirty.notify_one();
+                queued.dirty.notify_one();
             }
         }
     }
