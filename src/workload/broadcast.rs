@@ -99,7 +99,7 @@
 //!   after it fell due; the batch tells the relay how long that leaves (`wait`, relative, so no
 //!   clocks need agree). The last third covers the three network hops (gossip, batch, relay) and
 //!   ticks, so the peer hears before it resends. The relay is used only where that third spans at
-//!   least four sync periods (with the defaults it does not), and can be switched off
+//!   least four sync periods (with the defaults it just does), and can be switched off
 //!   (`ack_relay`).
 //! - A relayed acknowledgement is applied only if both its log ids are the receiver's current view
 //!   (its own, and the acker's as learned from the acker's own messages). It never changes that
@@ -285,8 +285,8 @@ impl FromStr for Eager {
 /// | `sync_ms` | 100 | batching period: pending deltas leave on the next multiple of it (the node only wakes when something is pending) |
 /// | `fanout` | 0 | peers served per tick, chosen at random among those with something pending (0 = all) |
 /// | `eager` | `leaves` | when a client's value leaves its origin ([`Eager`]) |
-/// | `ack_delay_ms` | 250 | how long an acknowledgement may wait to ride on gossip going back |
-/// | `rto_ms` | 1000 | a gossip unacknowledged this long is resent (from the acked cursor) |
+/// | `ack_delay_ms` | 1000 | how long an acknowledgement may wait to ride on gossip going back (in the star, a leaf's forwards of its clients' values, about two a second at the 3d rate, so few leave alone) |
+/// | `rto_ms` | 2500 | a gossip unacknowledged this long is resent (from the acked cursor): above `ack_delay_ms` plus a round trip and a slot, with room for a slow runner; a premature resend only costs messages |
 /// | `max_batch` | 5000 | most values in one gossip message |
 /// | `ack_relay` | `true` | overlay `total`: stand-alone acknowledgements leave as one batch per node through a relay node (see "Acknowledgement relay" in the module docs), where `(rto_ms − ack_delay_ms) / 3` ≥ 4 `sync_ms` |
 /// | `seed` | 0 | mixed with the node id to seed the fan-out choice |
@@ -315,8 +315,8 @@ impl Default for BroadcastConfig {
             sync_ms: 100,
             fanout: 0,
             eager: Eager::Leaves,
-            ack_delay_ms: 250,
-            rto_ms: 1000,
+            ack_delay_ms: 1000,
+            rto_ms: 2500,
             max_batch: 5000,
             ack_relay: true,
             seed: 0,

@@ -1053,6 +1053,8 @@ fn the_given_topology_is_persisted_before_topology_ok() {
 fn next_tick_keeps_the_sync_grid_and_is_none_when_idle() {
     let c = BroadcastConfig {
         persist: false,
+        ack_delay_ms: 250,
+        rto_ms: 1000,
         ..BroadcastConfig::default()
     };
     let mut hub = Broadcast::init(&info("n0", 3), &c, 0);
@@ -1192,8 +1194,14 @@ fn the_relay_is_on_only_for_total_with_room_in_rto() {
         ack_relay: false,
         ..relay_cfg()
     }));
-    // The defaults leave (1000 − 250) / 2 = 375 ms: less than four 100 ms ticks.
-    assert!(!on(&cfg(Overlay::Total)));
+    // The defaults leave (2500 − 1000) / 3 = 500 ms: four 100 ms ticks fit.
+    assert!(on(&cfg(Overlay::Total)));
+    // (1000 − 250) / 3 = 250 ms: they do not.
+    assert!(!on(&BroadcastConfig {
+        ack_delay_ms: 250,
+        rto_ms: 1000,
+        ..cfg(Overlay::Total)
+    }));
     assert!(!on(&BroadcastConfig {
         rto_ms: 1500,
         ..relay_cfg()
