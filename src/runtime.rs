@@ -31,18 +31,18 @@
 //!   the flusher if records were queued (and the sync task if the next tick moved sooner).
 //! - **sync** sleeps until the time [`Workload::next_tick`] last gave (not at all if it gave
 //!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and queues
-//!   records, drains and pokes the same way. Demand-driven rather than periodic: a periodic timer costs
-//!   every idle node a wake-up per period (`just bench` measures what one wake-up costs: the "Reading
-//!   the CPU column" paragraph of `results/BENCHMARKS.md`).
+//!   records, drains and pokes the same way. Demand-driven rather than periodic: a periodic timer
+//!   costs every idle node a wake-up per period (`just bench` measures what one wake-up costs: the
+//!   "Reading the CPU column" paragraph of `results/BENCHMARKS.md`).
 //! - **flusher** (persistent workloads only) is group commit. Poked when a handler queued records
 //!   (a read or an acknowledgement usually queues none, and then costs the flusher no wake-up), it
 //!   waits [`ShellConfig::flush_ms`] more (a batching window; 0 by default), takes the whole queue,
 //!   and appends it as one batch: one `pwrite` on the runtime thread, or with `MURMUR_FSYNC` a
 //!   write and an `fdatasync` on the blocking pool — the node lock is never held across I/O or
 //!   `.await`, so messages keep being handled and their records pile up for the next batch while
-//!   the disk works. Then it locks the node, reports
-//!   [`Workload::persisted`] with the running count, drains the outputs that waited for durability
-//!   (acknowledgements), unlocks and sends them. A failed append is retried with the same records
+//!   the disk works. Then it locks the node, reports [`Workload::persisted`] with the running
+//!   count, drains the outputs that waited for durability (acknowledgements), unlocks and sends
+//!   them. A failed append is retried with the same records
 //!   first (backoff 10 ms doubling to 1 s); nothing is reported durable until it succeeds.
 //! - **SIGCONT** sets a flag that the shell checks before handling anything, so the [`ClientGuard`]
 //!   learns of a pause before it sees the backlog that piled up during it; see "Pauses" below.
