@@ -299,6 +299,20 @@ fn check_with(name: &str, seed: u64, look: impl FnOnce(&SimOutcome)) -> Verdict 
     Verdict::of(&out, tag, &format!("\n  node config: {node:?}"))
 }
 
+/// Fails unless every seed of both batches passed, with each batch's breakdown and the first
+/// `shown` failure reports (small, big).
+fn assert_none_failed(what: &str, small: &Batch, big: &Batch, shown: (usize, usize)) {
+    let failed = small.failures.len() + big.failures.len();
+    assert!(
+        failed == 0,
+        "{failed} seeds failed {what}:\n{}\n{}\n\n{}\n\n{}",
+        small.breakdown(),
+        big.breakdown(),
+        small.first_failures(shown.0),
+        big.first_failures(shown.1)
+    );
+}
+
 fn seeds_for_bulk(base: u64, count: u64) -> impl Iterator<Item = u64> {
     base..base + count
 }
@@ -316,15 +330,7 @@ fn partitions_only() {
     println!("{}", big.summary("partition, 25 nodes, 100 ms", started));
     assert!(small.stats.partitions > 0 && small.stats.values_checked > 0);
     assert!(big.stats.partitions > 0 && big.stats.values_checked > 0);
-    let failed = small.failures.len() + big.failures.len();
-    assert!(
-        failed == 0,
-        "{failed} seeds failed under partitions alone:\n{}\n{}\n\n{}\n\n{}",
-        small.breakdown(),
-        big.breakdown(),
-        small.first_failures(3),
-        big.first_failures(2)
-    );
+    assert_none_failed("under partitions alone", &small, &big, (3, 2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,15 +433,7 @@ fn ack_relay_under_faults() {
             "no {t} sent: {sent:?}"
         );
     }
-    let failed = small.failures.len() + big.failures.len();
-    assert!(
-        failed == 0,
-        "{failed} seeds failed with the ack relay:\n{}\n{}\n\n{}\n\n{}",
-        small.breakdown(),
-        big.breakdown(),
-        small.first_failures(3),
-        big.first_failures(1)
-    );
+    assert_none_failed("with the ack relay", &small, &big, (3, 1));
 }
 
 // ---------------------------------------------------------------------------------------------
