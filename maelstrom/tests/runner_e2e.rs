@@ -2,6 +2,8 @@
 //!
 //! - Deliberately broken nodes (`src/bin/broken-node.rs`) must be judged as Maelstrom would judge
 //!   them: invalid (exit 1) or aborted (exit 255).
+//! - The bench's cost baseline (`src/bin/reference-star.rs`) must be valid without faults and
+//!   lose values under partition, as its docs say.
 //! - murmur's own nodes (the root crate's `echo`, `unique-ids`, `broadcast`) must pass the Gossip
 //!   Glomers configurations (spec §6), with shorter time limits, and the run folder must hold
 //!   what Maelstrom's store does (spec §7) with the message counts of spec §4.
@@ -366,6 +368,29 @@ fn a_fire_and_forget_relay_loses_values_sent_into_a_partition() {
     );
     // Without the partition nothing would be lost: the relays did go out.
     assert!(int(&o.results, "/net/servers/send-count") > 0);
+}
+
+/// `just bench`'s cost baseline (`src/bin/reference-star.rs`) must deliver everything without
+/// faults, or its CPU figure would be the price of a node that does not work; and it has no fault
+/// tolerance, so a partition must cost it values (the runner has to see that too).
+#[test]
+fn the_reference_star_is_valid_without_faults_and_loses_values_to_a_partition() {
+    let star = PathBuf::from(env!("CARGO_BIN_EXE_reference-star"));
+    let flags = ["--node-count", "5", "--time-limit", "4", "--rate", "10"];
+    let clean = run_test("broadcast", &star, &flags, &[]);
+    let o = clean.expect_valid();
+    assert_eq!(int(&o.results, "/workload/lost-count"), 0);
+    assert!(int(&o.results, "/net/servers/send-count") > 0);
+    // Seed 7, as for the fire-and-forget relay above: the first partition lasts most of the run.
+    let mut partitioned = flags.to_vec();
+    partitioned.extend(["--nemesis", "partition", "--nemesis-interval", "2"]);
+    let r = run_test("broadcast", &star, &partitioned, &[]);
+    let o = r.expect_invalid();
+    assert!(
+        int(&o.results, "/workload/lost-count") > 0,
+        "{}",
+        o.results["workload"]
+    );
 }
 
 #[test]

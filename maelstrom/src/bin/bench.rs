@@ -31,6 +31,8 @@ use std::process::Command;
 /// variables (`MURMUR_FSYNC`, ...) in the environment the runner passes on to its nodes.
 struct Setting {
     name: &'static str,
+    /// Another binary, next to the runner, instead of the node under test ("" = the node).
+    bin: &'static str,
     env: &'static str,
     knobs: &'static str,
     goal: &'static str,
@@ -39,52 +41,71 @@ struct Setting {
 const SETTINGS: &[Setting] = &[
     Setting {
         name: "default",
+        bin: "",
         env: "",
         knobs: "",
         goal: "3d and 3e: < 20 msgs-per-op, median < 400 ms, max < 600 ms",
     },
     Setting {
         name: "low-latency",
+        bin: "",
         env: "",
         knobs: "--overlay total --eager always --ack-delay-ms 3000 --rto-ms 6000",
         goal: "≤ 12.2 msgs-per-op, median ≤ 80 ms, max ≤ 100 ms",
     },
     Setting {
         name: "balanced",
+        bin: "",
         env: "",
         knobs: "--sync-ms 200 --ack-delay-ms 2000 --rto-ms 5000",
         goal: "≤ 1.8 msgs-per-op, max ≤ 300 ms",
     },
     Setting {
         name: "low-message",
+        bin: "",
         env: "",
         knobs: "--sync-ms 350 --ack-delay-ms 3000 --rto-ms 6000",
         goal: "≤ 1.2 msgs-per-op, max ≤ 450 ms",
     },
     Setting {
         name: "lowest-message",
+        bin: "",
         env: "",
         knobs: "--sync-ms 600 --ack-delay-ms 4000 --rto-ms 8000",
         goal: "≤ 0.9 msgs-per-op, max ≤ 700 ms",
     },
     Setting {
         name: "default+fsync",
+        bin: "",
         env: "MURMUR_FSYNC=1",
         knobs: "",
         goal: "the default with an fdatasync per group commit (survives machine crashes): its cost",
     },
     Setting {
         name: "default, no persistence",
+        bin: "",
         env: "",
         knobs: "--persist 0",
         goal: "the default without a disk (a killed node forgets): what durability costs",
     },
+    Setting {
+        name: REFERENCE,
+        bin: "reference-star",
+        env: "",
+        knobs: "",
+        goal: "not murmur: the issue's reference star at T = 100 ms (`reference-star`: no acknowledgements, \
+               retries or disk; valid without faults only), the simplest design with the default's latency. \
+               Its CPU is the floor for that many wake-ups on this machine",
+    },
 ];
+
+/// The cost baseline's setting name.
+const REFERENCE: &str = "reference star";
 
 /// Settings (by name) that are cost comparisons rather than targets: fault-free runs only, not
 /// on the frontier plot.
 fn comparison(name: &str) -> bool {
-    name.starts_with("default+") || name.starts_with("default,")
+    name.starts_with("default+") || name.starts_with("default,") || name == REFERENCE
 }
 
 const VARIANTS: &[(&str, &str)] = &[
@@ -154,13 +175,18 @@ fn main() {
                 s.name.replace([',', ' ', '+'], "-"),
                 vname.replace([',', ' '], "-")
             );
+            let bin = if s.bin.is_empty() {
+                node.clone()
+            } else {
+                sibling(&runner, s.bin)
+            };
             let mut cmd = vec![
                 runner.clone(),
                 "test".into(),
                 "-w".into(),
                 "broadcast".into(),
                 "--bin".into(),
-                node.clone(),
+                bin,
                 "--node-count".into(),
                 "25".into(),
                 "--time-limit".into(),
@@ -638,6 +664,14 @@ fn capacity(node: &str, out: &Path) {
     eprintln!("bench: wrote {}", path.display());
 }
 
+/// `name` in the directory of the binary `of` (the release build's other binaries).
+fn sibling(of: &str, name: &str) -> String {
+    Path::new(of)
+        .with_file_name(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn tempdir_for(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("murmur-bench-{what}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
@@ -706,6 +740,7 @@ fn markdown(rows: &[Row], seed: u64, cost: Option<Costs>) -> String {
     let _ = writeln!(s, "Settings and their goals (from the efficiency issue):\n");
     for st in SETTINGS {
         let knobs = match (st.env, st.knobs) {
+            _ if !st.bin.is_empty() => format!("(`{}`)", st.bin),
             ("", "") => "(defaults)".to_string(),
             ("", k) => format!("`{k}`"),
             (e, "") => format!("`{e}`"),
@@ -770,6 +805,22 @@ fn markdown(rows: &[Row], seed: u64, cost: Option<Costs>) -> String {
                 1
             ),
             r.command
+        );
+    }
+    let fault_free_cpu = |name: &str| {
+        rows.iter()
+            .find(|r| r.setting == name && r.variant == VARIANTS[0].0)
+            .and_then(|r| r.results.as_ref())
+            .and_then(|v| num(v, &["runner", "nodes", "cpu-seconds"]))
+    };
+    if let (Some(node), Some(floor)) = (fault_free_cpu("default"), fault_free_cpu(REFERENCE)) {
+        let _ = writeln!(
+            s,
+            "\n**Node CPU against the floor.** In this run the default setting's 25 nodes used {node:.2} s of CPU and the \
+             {REFERENCE} {floor:.2} s: murmur costs {:.2}× the simplest design that delivers at the same rate, for its \
+             acknowledgements, retries, catch-up and disk. Absolute CPU depends on the machine (its price per wake-up); \
+             this ratio much less.",
+            node / floor.max(1e-9)
         );
     }
     let _ = writeln!(s, "\n![msgs-per-op against stable latency](frontier.svg)\n");
