@@ -11,17 +11,17 @@
 //!   through a shared mapping of the file, then (with fsync on, [`Store::set_fsync`]) made durable
 //!   with one `fdatasync` (group commit: one sync for every record of the batch). Bytes already
 //!   durable are never rewritten, so a crash can only damage the tail.
-//! - **Space is reserved ahead.** The file is allocated (`posix_fallocate`, so a full disk fails
-//!   an append instead of killing the process with SIGBUS) and mapped 1 MiB (`RESERVE`) at a time,
-//!   doubling; the unused tail is zeros, which a scan reads as the end of the log. An append is
-//!   then a copy into memory, with no system call, where a `pwrite` cost a call into the file
-//!   system per batch (about 8 % of the node CPU of a default 3d run, in interleaved A/B runs).
+//! - **Space is reserved ahead.** The file is allocated (`posix_fallocate` on Linux, so a full
+//!   disk fails an append instead of killing the process with SIGBUS) and mapped 64 KiB
+//!   (`RESERVE`) at a time, doubling; the unused tail is zeros, which a scan reads as the end of
+//!   the log. An append is then a copy into memory, with no system call, where a `pwrite` cost a
+//!   call into the file system per batch (about 8 % of the node CPU of a default 3d run, in
+//!   interleaved A/B runs).
 //! - **Which crash.** Bytes copied into the mapping are the kernel's page cache: they survive the
-//!   death of the process (SIGKILL, a panic) exactly as `pwrite`'s would: that is every crash
-//!   Maelstrom injects, and the node's shell
-//!   defaults to it (`MURMUR_FSYNC=0`). The `fdatasync` is needed only to survive a crash of the
-//!   machine (power loss, kernel panic); its cost in node CPU is the `default+fsync` row of
-//!   `results/BENCHMARKS.md` (about twice the default's).
+//!   death of the process (SIGKILL, a panic) exactly as `pwrite`'s would. That is every crash
+//!   Maelstrom injects, and the node's shell defaults to it (`MURMUR_FSYNC=0`). The `fdatasync` is
+//!   needed only to survive a crash of the machine (power loss, kernel panic); its cost in node CPU
+//!   is the `default+fsync` row of `results/BENCHMARKS.md` (about twice the default's).
 //! - **Torn tails are expected.** A kill or power loss in the middle of a batch leaves a partial
 //!   frame; [`Store::open`] keeps every intact frame before it, truncates the rest (with a warning)
 //!   and syncs, so the next append starts on a clean boundary. Nothing in that tail was ever
@@ -130,9 +130,11 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// How far ahead of the log's end the file is allocated and mapped: appends then cost a copy
-/// into memory, and a system call only once per this many bytes.
-const RESERVE: u64 = 1 << 20;
+/// The step in which the file is allocated and mapped ahead of the log's end: appends then cost a
+/// copy into memory, and system calls only when the log outgrows the mapping (which then grows
+/// by its own size, up to 64 steps at a time). Small, because the space is real disk: an idle
+/// node's file costs this much, and without `MURMUR_DATA_DIR` nobody deletes it.
+const RESERVE: u64 = 64 << 10;
 
 /// An open log, positioned after its last intact frame.
 #[derive(Debug)]
@@ -324,21 +326,14 @@ impl Store {
     }
 
     /// The mapping, covering at least `end` bytes: allocates the file and remaps it in steps of
-    /// [`RESERVE`] (doubling), so most appends find room.
+    /// [`RESERVE`] (doubling, by at most 64 steps at a time), so most appends find room.
     fn reserve(&mut self, end: u64) -> io::Result<&mut Mapping> {
-        use std::os::fd::AsRawFd;
         let mapped = self.map.as_ref().map_or(0, |m| m.len as u64);
         if end > mapped {
-            let want = end.max(mapped.saturating_mul(2)).div_ceil(RESERVE) * RESERVE;
-            let want_off = libc::off_t::try_from(want).map_err(io::Error::other)?;
+            let step = mapped.clamp(RESERVE, 64 * RESERVE);
+            let want = end.max(mapped + step).div_ceil(RESERVE) * RESERVE;
             let want_len = usize::try_from(want).map_err(io::Error::other)?;
-            // Allocate the blocks before mapping them: a store through a mapping into a hole the
-            // disk cannot fill would kill the process (SIGBUS) instead of failing this append.
-            // SAFETY: a plain system call on an open descriptor.
-            let rc = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, want_off) };
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc));
-            }
+            allocate(&self.file, want)?;
             self.map = None;
             self.map = Some(Mapping::new(&self.file, want_len)?);
         }
@@ -361,6 +356,29 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Makes `file` at least `len` bytes long with its blocks allocated (zeros), so that a store
+/// through a mapping never lands in a hole the disk cannot fill: that would kill the process
+/// (SIGBUS) instead of failing an append.
+#[cfg(target_os = "linux")]
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: a plain system call on an open descriptor.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        rc => Err(io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// Elsewhere (no `posix_fallocate` on macOS): extend the file; a full disk then shows as SIGBUS.
+#[cfg(not(target_os = "linux"))]
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    if file.metadata()?.len() < len {
+        file.set_len(len)?;
+    }
+    Ok(())
 }
 
 /// Makes a directory's entries durable (a new file or subdirectory in it).
@@ -550,7 +568,7 @@ mod tests {
     fn appends_grow_the_reserved_space_and_reopen_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         let mut o = Store::open(dir.path()).unwrap();
-        // Past one reservation step, in batches of varied sizes.
+        // Past several reservation steps, in batches of varied sizes.
         let big = vec![7u8; 300_000];
         let mut want = Vec::new();
         for i in 0..8u8 {
