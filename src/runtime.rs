@@ -22,13 +22,14 @@
 //!   skipped) and classifies them with [`parse_line`] (malformed lines are logged to stderr and
 //!   skipped) into a bounded channel, which gives back-pressure.
 //! - **listen** waits for `init`. For a persistent workload it then opens the node's [`Store`] (on
-//!   the blocking pool) and loads every durable record *before* answering `init_ok`, passing them in
-//!   [`InitInfo::recovered`]; if the store cannot be opened it answers `init` with error 13 and
-//!   exits, rather than acknowledge writes it cannot keep. Client requests before `init` get error
-//!   11, peer messages are dropped (peers retry). After `init`, for each message: lock, check the
-//!   client guard, [`Workload::handle`], take the records it emitted ([`Workload::take_records`])
-//!   into the flusher's queue, drain outputs, ask [`Workload::next_tick`], unlock, send, and poke
-//!   the flusher if records were queued (and the sync task if the next tick moved sooner).
+//!   the runtime thread: nothing else is due) and loads every durable record *before* answering
+//!   `init_ok`, passing them in [`InitInfo::recovered`]; if the store cannot be opened it answers
+//!   `init` with error 13 and exits, rather than acknowledge writes it cannot keep. Client requests
+//!   before `init` get error 11, peer messages are dropped (peers retry). After `init`, for each
+//!   message: lock, check the client guard, [`Workload::handle`], take the records it emitted
+//!   ([`Workload::take_records`]) into the flusher's queue, drain outputs, ask
+//!   [`Workload::next_tick`], unlock, send, and poke the flusher if records were queued (and the
+//!   sync task if the next tick moved sooner).
 //! - **sync** sleeps until the time [`Workload::next_tick`] last gave (not at all if it gave
 //!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and queues
 //!   records, drains and pokes the same way. Demand-driven rather than periodic: a periodic timer
@@ -37,10 +38,10 @@
 //! - **flusher** (persistent workloads only) is group commit. Poked when a handler queued records
 //!   (a read or an acknowledgement usually queues none, and then costs the flusher no wake-up), it
 //!   waits [`ShellConfig::flush_ms`] more (a batching window; 0 by default), takes the whole queue,
-//!   and appends it as one batch: a copy into the memory-mapped log on the runtime thread, or with
-//!   `MURMUR_FSYNC` the copy and an `fdatasync` on the blocking pool — the node lock is never held across I/O or
-//!   `.await`, so messages keep being handled and their records pile up for the next batch while
-//!   the disk works. Then it locks the node, reports [`Workload::persisted`] with the running
+//!   and appends it as one batch: a copy into the memory-mapped log on the runtime thread, or
+//!   with `MURMUR_FSYNC` the copy and an `fdatasync` on the blocking pool — the node lock is never
+//!   held across I/O or `.await`, so messages keep being handled and their records pile up for the
+//!   next batch while the disk works. Then it locks the node, reports [`Workload::persisted`] with the running
 //!   count, drains the outputs that waited for durability (acknowledgements), unlocks and sends
 //!   them. A failed append is retried with the same records
 //!   first (backoff 10 ms doubling to 1 s); nothing is reported durable until it succeeds.
