@@ -13,9 +13,10 @@
 //!   on the blocking pool if MURMUR_FSYNC) (records.log)   ▼ passes the client guard
 //!            SIGCONT ─► flag ─────────────────── Mutex<ClientGuard>
 //! ```
-//! Everything but the optional fsync runs on one thread (a current-thread runtime). Stdin and stdout, when
-//! they are pipes (as under Maelstrom), are read and written in non-blocking mode on that thread,
-//! so a message costs no hand-off between threads; otherwise tokio's blocking-pool stdio is used.
+//! Everything but the optional fsync runs on one thread (a current-thread runtime). Stdin and
+//! stdout, when they are pipes (as under Maelstrom), are read and written in non-blocking mode on
+//! that thread, so a message costs no hand-off between threads; otherwise tokio's blocking-pool
+//! stdio is used.
 //! An idle node has no timer armed at all: it sleeps in the kernel until a line arrives.
 //!
 //! - **reader** owns stdin: reads lines (at most [`ShellConfig::max_line_bytes`]; longer ones are
@@ -41,10 +42,10 @@
 //!   and appends it as one batch: a copy into the memory-mapped log on the runtime thread, or
 //!   with `MURMUR_FSYNC` the copy and an `fdatasync` on the blocking pool — the node lock is never
 //!   held across I/O or `.await`, so messages keep being handled and their records pile up for the
-//!   next batch while the disk works. Then it locks the node, reports [`Workload::persisted`] with the running
-//!   count, drains the outputs that waited for durability (acknowledgements), unlocks and sends
-//!   them. A failed append is retried with the same records
-//!   first (backoff 10 ms doubling to 1 s); nothing is reported durable until it succeeds.
+//!   next batch while the disk works. Then it locks the node, reports [`Workload::persisted`] with
+//!   the running count, drains the outputs that waited for durability (acknowledgements), unlocks
+//!   and sends them. A failed append is retried with the same records first (backoff 10 ms doubling
+//!   to 1 s); nothing is reported durable until it succeeds.
 //! - **SIGCONT** sets a flag that the shell checks before handling anything, so the [`ClientGuard`]
 //!   learns of a pause before it sees the backlog that piled up during it; see "Pauses" below.
 //! - **writer** alone owns stdout, so lines never interleave; it flushes whenever its queue is

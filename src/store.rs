@@ -44,7 +44,7 @@
 //! Maelstrom restarts the node).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// The log's file name inside a node's data directory.
@@ -266,7 +266,6 @@ impl Store {
             file.set_len(valid_len as u64)?;
             file.sync_all()?;
         }
-        file.seek(SeekFrom::Start(valid_len as u64))?;
         Ok(Opened {
             store: Store {
                 file,

@@ -92,7 +92,7 @@ impl Star {
             }
             "broadcast" => {
                 if let Some(v) = body["message"].as_u64() {
-                    let me = self.index(&self.me.clone());
+                    let me = self.index(&self.me);
                     if self.learn(v, me) && !self.is_hub() {
                         if let Some(hub) = self.nodes.first().cloned() {
                             self.send(&hub, json!({"type": "fwd", "values": [v]}));
