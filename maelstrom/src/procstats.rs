@@ -51,8 +51,10 @@ impl ProcStats {
 /// runner's only children are nodes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ChildUsage {
-    /// User + system CPU, at microsecond resolution.
-    pub cpu_seconds: f64,
+    /// User + system CPU, microseconds. An integer, so that the difference of two readings is
+    /// exact and prints as the short decimal it is (a difference of `f64` seconds can print as
+    /// `0.013364000000000044`).
+    pub cpu_micros: u64,
     /// Voluntary context switches.
     pub wakeups: u64,
 }
@@ -64,9 +66,11 @@ pub fn reaped_children() -> Option<ChildUsage> {
     if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
         return None;
     }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let micros = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
+    };
     Some(ChildUsage {
-        cpu_seconds: secs(ru.ru_utime) + secs(ru.ru_stime),
+        cpu_micros: micros(ru.ru_utime) + micros(ru.ru_stime),
         wakeups: u64::try_from(ru.ru_nvcsw).unwrap_or(0),
     })
 }
@@ -148,7 +152,7 @@ mod tests {
         assert!(status.success());
         let after = reaped_children().unwrap();
         assert!(
-            after.cpu_seconds > before.cpu_seconds,
+            after.cpu_micros > before.cpu_micros,
             "a busy child's CPU is counted once reaped"
         );
         assert!(

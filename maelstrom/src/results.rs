@@ -1020,6 +1020,23 @@ mod tests {
     }
 
     #[test]
+    fn results_json_reads_back_bit_for_bit() {
+        // CI once failed on 0.013364000000000044 reading back as ...043: serde_json's default
+        // float parser may miss the last bit, so the crate enables `float_roundtrip`.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(&tmp.path().join("results"), "echo", start()).unwrap();
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut floats = vec![0.013364000000000044, 2.1818182468414307, 1e-300, f64::MAX];
+        floats
+            .extend((0..2000).map(|_| f64::from_bits(rng.random_range(0..0x7fef_ffff_ffff_ffff))));
+        let results = json!({ "floats": floats });
+        let path = dir.write_results(&results).unwrap();
+        let back: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(back, results);
+    }
+
+    #[test]
     fn run_dir_layout_and_links() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("results");

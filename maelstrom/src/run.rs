@@ -696,9 +696,9 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     // wake-ups (all threads) replaces the sum of per-process `/proc` figures, which truncate CPU
     // to clock ticks and count the main thread's wake-ups only.
     if let (Some(before), Some(after)) = (children_before, crate::procstats::reaped_children()) {
-        if after.cpu_seconds > before.cpu_seconds {
+        if after.cpu_micros > before.cpu_micros {
             let mut used = lock(&ctx.used);
-            used.cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+            used.cpu_seconds = (after.cpu_micros - before.cpu_micros) as f64 / 1e6;
             used.wakeups = after.wakeups.saturating_sub(before.wakeups);
         }
     }

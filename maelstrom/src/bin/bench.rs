@@ -419,7 +419,7 @@ fn runner_capacity(runner: &str, fixture: &str, out: &Path, scratch: &Path) {
 /// User + system CPU seconds of every child process reaped so far (the runner, and through it
 /// the nodes it reaped).
 fn children_cpu() -> f64 {
-    maelstrom::procstats::reaped_children().map_or(0.0, |u| u.cpu_seconds)
+    maelstrom::procstats::reaped_children().map_or(0.0, |u| u.cpu_micros as f64 / 1e6)
 }
 
 /// A broadcast node driven directly over its pipes (stderr discarded), persisting under `data`.
