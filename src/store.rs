@@ -8,7 +8,7 @@
 //!
 //! # Why it survives a crash
 //! - **Appends only.** A batch is copied, as one run of frames, to the end of the last intact frame
-//!   through a shared mapping of the file, then (with fsync on, [`Store::set_fsync`]) made durable
+//!   through a shared mapping of the file, then (with fsync on, [`Store::fsync`]) made durable
 //!   with one `fdatasync` (group commit: one sync for every record of the batch). Bytes already
 //!   durable are never rewritten, so a crash can only damage the tail.
 //! - **Space is reserved ahead.** The file is allocated (`posix_fallocate` on Linux, so a full
@@ -24,14 +24,15 @@
 //!   is the `default+fsync` row of `results/BENCHMARKS.md` (about three times the default's).
 //! - **Torn tails are expected.** A kill or power loss in the middle of a batch leaves a partial
 //!   frame; [`Store::open`] keeps every intact frame before it, truncates the rest (with a warning)
-//!   and syncs, so the next append starts on a clean boundary. Nothing in that tail was ever
+//!   and syncs (with fsync on), so the next append starts on a clean boundary. Nothing in that tail was ever
 //!   reported durable, so nothing acknowledged is lost.
 //! - **Corruption stops the scan.** A frame whose checksum fails in the middle of the file ends the
 //!   log there: frames after it cannot be trusted to be aligned. The prefix is kept and the rest is
 //!   truncated, as for a torn tail (a disk that flips bits is outside the fault model; the point is
 //!   never to panic and never to lose the intact prefix).
-//! - **New files and directories are synced.** Creating the node's directory syncs its parent,
-//!   creating the file syncs the directory, so the file itself survives a crash right after start.
+//! - **New files and directories are synced** (with fsync on). Creating the node's directory syncs
+//!   its parent, creating the file syncs the directory, so the file itself survives a crash of the
+//!   machine right after start. Without fsync the kernel's own state is enough.
 //! - **A failed append is retried in place.** The in-memory end of the log only moves after a
 //!   successful append (allocation, copy, and sync if on); the caller retries the same batch,
 //!   which is written at the same offset and so overwrites whatever a failed attempt left.
@@ -143,7 +144,7 @@ pub struct Store {
     path: PathBuf,
     /// End of the last durable frame: where the next batch is written.
     len: u64,
-    /// `fdatasync` after each batch (see [`Store::set_fsync`]).
+    /// `fdatasync` after each batch (see [`Store::fsync`]).
     fsync: bool,
     /// The file, shared-mapped from offset 0 over its allocated length; made by the first append.
     map: Option<Mapping>,
@@ -220,7 +221,12 @@ impl Store {
     /// Opens (creating if needed) the log in `dir`, loads every intact record, and truncates a torn
     /// or corrupt tail (logging a warning). Errors are I/O failures only (permissions, a full disk
     /// while repairing); damaged content is never an error.
-    pub fn open(dir: &Path) -> io::Result<Opened> {
+    ///
+    /// `fsync` is [`Store::fsync`]'s setting, and also decides whether creating and repairing
+    /// are synced: without it nothing else survives a crash of the machine either, and the syncs
+    /// were about a third of a node's start-up CPU on the runner's disk (`perf`, 200 starts).
+    pub fn open(dir: &Path, fsync: bool) -> io::Result<Opened> {
+        let sync_dir = |d: &Path| if fsync { sync_dir(d) } else { Ok(()) };
         if !dir.is_dir() {
             // Every directory created here must have its entry made durable in its parent.
             let created: Vec<&Path> = dir
@@ -242,7 +248,7 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        if !existed {
+        if !existed && fsync {
             file.sync_all()?;
             sync_dir(dir)?;
         }
@@ -264,14 +270,16 @@ impl Store {
                 "damaged log tail ({d:?}) truncated; every record before it is kept"
             );
             file.set_len(valid_len as u64)?;
-            file.sync_all()?;
+            if fsync {
+                file.sync_all()?;
+            }
         }
         Ok(Opened {
             store: Store {
                 file,
                 path,
                 len: valid_len as u64,
-                fsync: true,
+                fsync,
                 map: None,
             },
             records,
@@ -279,21 +287,17 @@ impl Store {
         })
     }
 
-    /// Whether [`Store::append`] ends with an `fdatasync` (the default) or leaves the bytes in the
-    /// kernel's page cache. Without it a batch survives the death of the process (SIGKILL: the
-    /// kernel still writes the pages back), which is every crash Maelstrom injects, but not a crash
-    /// of the machine; an append then costs a copy into the mapped file instead of also waiting
-    /// for a disk flush (see the module docs for the measured cost).
-    pub fn set_fsync(&mut self, fsync: bool) {
-        self.fsync = fsync;
-    }
-
+    /// Whether [`Store::append`] ends with an `fdatasync` or leaves the bytes in the kernel's page
+    /// cache (chosen at [`Store::open`]). Without it a batch survives the death of the process
+    /// (SIGKILL: the kernel still writes the pages back), which is every crash Maelstrom injects,
+    /// but not a crash of the machine; an append then costs a copy into the mapped file instead of
+    /// also waiting for a disk flush (see the module docs for the measured cost).
     pub fn fsync(&self) -> bool {
         self.fsync
     }
 
     /// Appends `records` as one batch and makes them durable with a single sync (or, with fsync
-    /// off, hands them to the kernel: see [`Store::set_fsync`]). On error nothing is reported
+    /// off, hands them to the kernel: see [`Store::fsync`]). On error nothing is reported
     /// durable and the log end does not move: retry with the same records (plus any newer ones
     /// after them).
     pub fn append(&mut self, records: &[Vec<u8>]) -> io::Result<()> {
@@ -462,20 +466,20 @@ mod tests {
     fn round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let node = dir.path().join("n1");
-        let mut o = Store::open(&node).unwrap();
+        let mut o = Store::open(&node, true).unwrap();
         assert!(o.records.is_empty() && o.repaired.is_none() && o.store.is_empty());
         o.store.append(&owned(&RECS[..2])).unwrap();
         o.store.append(&[]).unwrap();
         o.store.append(&owned(&RECS[2..])).unwrap();
         let len = o.store.len();
         drop(o);
-        let mut o = Store::open(&node).unwrap();
+        let mut o = Store::open(&node, true).unwrap();
         assert_eq!(o.records, owned(&RECS));
         assert_eq!(o.repaired, None);
         assert_eq!(o.store.len(), len);
         o.store.append(&owned(&[b"more"])).unwrap();
         drop(o);
-        let o = Store::open(&node).unwrap();
+        let o = Store::open(&node, true).unwrap();
         assert_eq!(o.records.len(), 5);
         assert_eq!(o.records[4], b"more");
     }
@@ -504,7 +508,7 @@ mod tests {
         for cut in last_start + 1..full.len() {
             let dir = tempfile::tempdir().unwrap();
             fs::write(dir.path().join(FILE_NAME), &full[..cut]).unwrap();
-            let mut o = Store::open(dir.path()).unwrap();
+            let mut o = Store::open(dir.path(), true).unwrap();
             assert_eq!(o.records, owned(&RECS[..3]));
             assert_eq!(o.repaired, Some((Damage::Torn, (cut - last_start) as u64)));
             assert_eq!(
@@ -513,7 +517,7 @@ mod tests {
             );
             o.store.append(&owned(&[b"after"])).unwrap();
             drop(o);
-            let o = Store::open(dir.path()).unwrap();
+            let o = Store::open(dir.path(), true).unwrap();
             let mut want = owned(&RECS[..3]);
             want.push(b"after".to_vec());
             assert_eq!(o.records, want);
@@ -539,7 +543,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(FILE_NAME), &bytes).unwrap();
-        let o = Store::open(dir.path()).unwrap();
+        let o = Store::open(dir.path(), true).unwrap();
         assert_eq!(o.records, owned(&RECS[..1]));
         assert_eq!(
             o.repaired,
@@ -566,7 +570,7 @@ mod tests {
     #[test]
     fn appends_grow_the_reserved_space_and_reopen_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let mut o = Store::open(dir.path()).unwrap();
+        let mut o = Store::open(dir.path(), true).unwrap();
         // Past several reservation steps, in batches of varied sizes.
         let big = vec![7u8; 300_000];
         let mut want = Vec::new();
@@ -580,7 +584,7 @@ mod tests {
         let file_len = fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
         assert!(file_len >= len && file_len % RESERVE == 0, "{file_len}");
         drop(o);
-        let o = Store::open(dir.path()).unwrap();
+        let o = Store::open(dir.path(), true).unwrap();
         assert_eq!(o.records, want);
         assert_eq!((o.repaired, o.store.len()), (None, len));
     }
@@ -598,18 +602,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Missing directory (two levels) and file.
         let node = dir.path().join("deep").join("n0");
-        let o = Store::open(&node).unwrap();
+        let o = Store::open(&node, true).unwrap();
         assert!(o.records.is_empty());
         assert!(node.join(FILE_NAME).is_file());
         // Existing empty file.
         let other = dir.path().join("n1");
         fs::create_dir(&other).unwrap();
         fs::write(other.join(FILE_NAME), b"").unwrap();
-        let o = Store::open(&other).unwrap();
+        let o = Store::open(&other, true).unwrap();
         assert!(o.records.is_empty() && o.repaired.is_none());
         // A few garbage bytes (shorter than a header).
         fs::write(other.join(FILE_NAME), b"xyz").unwrap();
-        let o = Store::open(&other).unwrap();
+        let o = Store::open(&other, true).unwrap();
         assert!(o.records.is_empty());
         assert_eq!(o.repaired, Some((Damage::Torn, 3)));
     }
@@ -649,7 +653,7 @@ mod tests {
     #[test]
     fn oversized_records_are_refused_without_touching_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let mut o = Store::open(dir.path()).unwrap();
+        let mut o = Store::open(dir.path(), true).unwrap();
         o.store.append(&owned(&[b"ok"])).unwrap();
         let len = o.store.len();
         let big = vec![0u8; MAX_RECORD + 1];
@@ -657,7 +661,10 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(o.store.len(), len);
         drop(o);
-        assert_eq!(Store::open(dir.path()).unwrap().records, owned(&[b"ok"]));
+        assert_eq!(
+            Store::open(dir.path(), true).unwrap().records,
+            owned(&[b"ok"])
+        );
     }
 
     #[test]

@@ -351,7 +351,7 @@ fn damaged_store_files_are_repaired_or_ignored() {
             ShellConfig::default(),
         );
         assert_eq!(replies(&out, "c1")[&4][0]["type"], "broadcast_ok");
-        let opened = Store::open(&data.path().join("n0")).unwrap();
+        let opened = Store::open(&data.path().join("n0"), true).unwrap();
         assert!(opened.repaired.is_none());
         let out = run_node(
             &[init("n0", &["n0"]), req("c1", 5, json!({"type":"read"}))],

@@ -50,6 +50,10 @@
 //!   them as one batch, which becomes durable after a seeded delay (`flush_ms`); then it calls
 //!   [`Workload::persisted`] with the incarnation's cumulative durable count and takes whatever
 //!   piled up during the write as the next batch. Durable records survive kills; the rest do not.
+//!   This is the shell with `MURMUR_FSYNC` or a batching window. By default the shell appends
+//!   inside the handler's critical section instead (durable at once, nothing can happen in
+//!   between), which is the limit of a flush delay going to zero: the delayed model allows every
+//!   interleaving that one does, and more.
 //! - **Clients** are Maelstrom's (spec §5): `concurrency` workers, worker t talks to node t mod n,
 //!   one request outstanding, ops from [`ClientWorkload::next_op`] staggered uniformly in
 //!   [0, 2/rate) s, a 5 s timeout, completions by [`ClientWorkload::complete`] (closed reply
