@@ -27,7 +27,8 @@
 //!   `init_ok`, passing them in [`InitInfo::recovered`]; if the store cannot be opened it answers
 //!   `init` with error 13 and exits, rather than acknowledge writes it cannot keep. Client requests
 //!   before `init` get error 11, peer messages are dropped (peers retry). After `init`, for each
-//!   message: lock, check the client guard, [`Workload::handle`], hand off the records it emitted
+//!   burst of messages already waiting (at most 64, `BURST`): lock, for each message check the
+//!   client guard and call [`Workload::handle`], then hand off the records the burst emitted
 //!   ([`Workload::take_records`]), drain outputs, ask [`Workload::next_tick`], unlock, send, and
 //!   poke the sync task if the next tick moved sooner. The hand-off appends the records to the log
 //!   at once and reports them with [`Workload::persisted`] when it can (the default: no fsync, no
@@ -89,6 +90,13 @@ use tokio::sync::{mpsc, watch, Notify};
 
 /// Capacity of the reader → listen channel: enough to absorb a burst, small enough to push back.
 const INBOX: usize = 4096;
+
+/// The most messages the listen task handles in one critical section. Messages that arrived
+/// together (Maelstrom delivers a node's queue in bursts: a client request waits behind the peer
+/// message ahead of it) are handled under one lock, and their records are appended as one batch
+/// afterwards, so a read that waits for durability is answered with every value of the burst, as
+/// when a flusher task ran after it. The bound keeps one burst from holding the lock for long.
+const BURST: usize = 64;
 /// Capacity of the channel to the writer, in batches of lines (one handler's outputs each).
 /// Bounded so that a reader of stdout that falls behind slows the node down (every task waits to
 /// send) instead of letting queued replies grow without limit in memory. Small, because lines are
@@ -830,18 +838,47 @@ where
         ))
     });
 
-    // Phase 3: listen until stdin closes.
-    while let Some(inbound) = in_rx.recv().await {
+    // Phase 3: listen until stdin closes. Workload messages already waiting are handled as one
+    // burst (see `BURST`); anything else ends the burst and is handled next.
+    let mut next = None;
+    let mut burst = Vec::with_capacity(BURST);
+    loop {
+        let inbound = match next.take() {
+            Some(i) => i,
+            None => match in_rx.recv().await {
+                Some(i) => i,
+                None => break,
+            },
+        };
         let alive = match inbound {
-            Inbound::Msg(msg) => shared.with_node(|state, ctx, guard, now| {
-                let request = msg.body.in_reply_to.is_none();
-                if is_client(&msg.src) && request && !guard.admit(&msg.src, msg.body.msg_id, now) {
-                    tracing::warn!(src = %msg.src, msg_id = ?msg.body.msg_id, "client request queued during a stall dropped unanswered");
-                    return;
+            Inbound::Msg(msg) => {
+                burst.push(msg);
+                while burst.len() < BURST {
+                    match in_rx.try_recv() {
+                        Ok(Inbound::Msg(m)) => burst.push(m),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
-                state.handle(msg, now, ctx);
-            })
-            .await,
+                shared
+                    .with_node(|state, ctx, guard, now| {
+                        for msg in burst.drain(..) {
+                            let request = msg.body.in_reply_to.is_none();
+                            if is_client(&msg.src)
+                                && request
+                                && !guard.admit(&msg.src, msg.body.msg_id, now)
+                            {
+                                tracing::warn!(src = %msg.src, msg_id = ?msg.body.msg_id, "client request queued during a stall dropped unanswered");
+                                continue;
+                            }
+                            state.handle(msg, now, ctx);
+                        }
+                    })
+                    .await
+            }
             Inbound::Common(env) => {
                 if let Common::Init { .. } = env.body.payload {
                     tracing::warn!(src = %env.src, "second init ignored; answering init_ok");
