@@ -21,7 +21,8 @@
 //!   death of the process (SIGKILL, a panic) exactly as `pwrite`'s would. That is every crash
 //!   Maelstrom injects, and the node's shell defaults to it (`MURMUR_FSYNC=0`). The `fdatasync` is
 //!   needed only to survive a crash of the machine (power loss, kernel panic); its cost in node CPU
-//!   is the `default+fsync` row of `results/BENCHMARKS.md` (about three times the default's).
+//!   is the `default+fsync` row of `results/BENCHMARKS.md` (about two and a half times the
+//!   default's).
 //! - **Torn tails are expected.** A kill or power loss in the middle of a batch leaves a partial
 //!   frame; [`Store::open`] keeps every intact frame before it, truncates the rest (with a warning)
 //!   and syncs (with fsync on), so the next append starts on a clean boundary. Nothing in that
