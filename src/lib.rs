@@ -12,6 +12,7 @@
 //!
 //! Each binary in `src/bin/` is a few lines: parse knobs, call [`runtime::main`].
 
+pub mod host;
 pub mod node;
 pub mod rpc;
 pub mod runtime;

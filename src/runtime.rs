@@ -74,13 +74,11 @@
 //! drains its queue and flushes, and the process exits 0 (1 if the final flush failed). Maelstrom
 //! itself ends nodes with SIGKILL, which loses nothing durable.
 
+use crate::host::{ClientGuard, ShellConfig};
 use crate::node::{parse_line, Ctx, Inbound, InitInfo, Message, Millis, Workload};
 use crate::store::{self, Store};
 use crate::wire::{is_client, Body, Common, Envelope, ErrorCode};
 use serde::Serialize;
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -110,101 +108,6 @@ const RETRY_MS: (Millis, Millis) = (10, 1000);
 
 /// Attempts of the final flush at EOF before giving up (its outputs are then never sent).
 const FINAL_FLUSH_ATTEMPTS: u32 = 5;
-
-/// `MURMUR_<NAME>` variables that belong to the shell (see [`ShellConfig`]), not to a workload;
-/// workload knob parsers skip them.
-pub const SHELL_ENV: &[&str] = &[
-    "DATA_DIR",
-    "FLUSH_MS",
-    "STALL_MS",
-    "REPLY_DEADLINE_MS",
-    "FSYNC",
-    "LOG",
-];
-
-/// The shell's knobs, from environment variables only (they are the same for every workload).
-/// Defaults:
-///
-/// | field | variable | default | meaning |
-/// |---|---|---|---|
-/// | `data_root` | `MURMUR_DATA_DIR` | `<tmp>/murmur/<parent>` | nodes persist in `<data_root>/<node id>/` ([`store::data_root`] explains the default) |
-/// | `flush_ms` | `MURMUR_FLUSH_MS` | 0 | batching window: how long the flusher waits after records appear before writing them. 0 writes at once; records emitted while a write is in progress form the next batch anyway |
-/// | `stall_ms` | `MURMUR_STALL_MS` | 1000 | after a resume from a pause (SIGCONT), messages handled this long are dated back to the node's last activity before it; 0 ignores pauses |
-/// | `reply_deadline_ms` | `MURMUR_REPLY_DEADLINE_MS` | 4000 | client requests older than this are dropped unanswered (Maelstrom's client timeout is 5000 ms, minus room for network latency); 0 answers whatever the age |
-/// | `fsync` | `MURMUR_FSYNC` | `false` | end every group commit with an `fdatasync` (on the blocking pool), so records survive a crash of the machine; off, records are copied into the kernel's page cache (the mapped log) on the runtime thread and survive the death of the process (SIGKILL), which is every crash Maelstrom injects ([`Store::fsync`]) |
-/// | `max_line_bytes` | — | 64 MiB | longer stdin lines are skipped (bounded memory) |
-///
-/// Persistence itself is switched by the workload (for broadcast, `MURMUR_PERSIST`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShellConfig {
-    pub data_root: PathBuf,
-    pub flush_ms: Millis,
-    pub stall_ms: Millis,
-    pub reply_deadline_ms: Millis,
-    pub fsync: bool,
-    pub max_line_bytes: usize,
-}
-
-impl Default for ShellConfig {
-    fn default() -> Self {
-        ShellConfig {
-            data_root: store::data_root(None),
-            flush_ms: 0,
-            stall_ms: 1000,
-            reply_deadline_ms: 4000,
-            fsync: false,
-            max_line_bytes: 64 << 20,
-        }
-    }
-}
-
-impl ShellConfig {
-    /// Defaults overridden by the process environment.
-    pub fn from_env() -> Result<Self, String> {
-        Self::from_lookup(|name| std::env::var_os(name))
-    }
-
-    /// Defaults overridden by `get(variable)`.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Self, String> {
-        let mut c = ShellConfig {
-            data_root: store::data_root(get("MURMUR_DATA_DIR").as_deref()),
-            ..ShellConfig::default()
-        };
-        for (name, field) in [
-            ("MURMUR_FLUSH_MS", &mut c.flush_ms),
-            ("MURMUR_STALL_MS", &mut c.stall_ms),
-            ("MURMUR_REPLY_DEADLINE_MS", &mut c.reply_deadline_ms),
-        ] {
-            if let Some(v) = get(name) {
-                *field = v
-                    .to_str()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or_else(|| {
-                        format!(
-                            "{name}: `{}` is not a number of milliseconds",
-                            v.to_string_lossy()
-                        )
-                    })?;
-            }
-        }
-        if let Some(v) = get("MURMUR_FSYNC") {
-            let v = v.to_string_lossy();
-            c.fsync = parse_bool(v.trim()).ok_or_else(|| {
-                format!("MURMUR_FSYNC: `{v}` is not a boolean (1/0, true/false, on/off)")
-            })?;
-        }
-        Ok(c)
-    }
-}
-
-/// A boolean knob's value: 1/0, true/false, on/off, yes/no (any case).
-pub fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "on" | "yes" => Some(true),
-        "0" | "false" | "off" | "no" => Some(false),
-        _ => None,
-    }
-}
 
 /// Installs the stderr logger (`RUST_LOG` filters; default `info`). Stdout is reserved for protocol
 /// lines.
@@ -286,135 +189,6 @@ mod erased {
 
 fn boxed<T: Serialize + Send + 'static>(v: T) -> Line {
     Box::new(v)
-}
-
-/// Decides which client traffic is too late to answer (spec §10, "Late replies kill a node's
-/// output"). Pure: fed with the shell's clock, so it is tested without real time.
-///
-/// Maelstrom's client gives up on a request after 5 s and closes its client id, and a reply to a
-/// closed client cuts this node's stdout off for the rest of the test. So the shell answers no
-/// client request it has held longer than `deadline_ms` (a dropped request is just a timeout to
-/// Maelstrom, which it tolerates): a request is dropped before the workload sees it, and a reply is
-/// dropped if its request has grown too old meanwhile (one handled just before a pause and answered
-/// after it, or one stuck behind a slow disk).
-///
-/// **Pauses.** After a SIGSTOP/SIGCONT pause, the requests that piled up in the stdin pipe are read
-/// within milliseconds of the resume and look fresh, so their age must be guessed. The shell tells
-/// the guard when the process was resumed ([`ClientGuard::resumed`]: a SIGCONT handler sets a flag
-/// that the shell checks before handling anything, on the thread that handles messages, so the flag
-/// is always seen before the backlog). The pause began at the earliest right after the last thing
-/// the shell did ([`ClientGuard::active`]), so every message handled within `stall_ms` after the
-/// resume is dated back to that moment, the most conservative guess (the backlog drains in
-/// milliseconds, well inside that window). A short pause of a busy node therefore drops nothing; a
-/// long pause, or any pause of a node that had been idle for longer than the deadline, drops what was
-/// queued during it plus the requests of the first `stall_ms` after it: availability, never safety.
-///
-/// Knowing about a pause from the signal rather than from a clock gap means no heartbeat timer: an
-/// idle node does not wake up at all.
-#[derive(Debug)]
-pub struct ClientGuard {
-    stall_ms: Millis,
-    deadline_ms: Millis,
-    /// When the shell last handled anything: a pause began after this.
-    last_active: Millis,
-    /// The last pause: (its earliest start, until when arrivals are dated back to it).
-    stall: Option<(Millis, Millis)>,
-    /// Client requests handed to the workload and not answered yet: (client, msg_id) → arrival.
-    /// Entries older than the deadline are swept once per deadline: their replies are dropped anyway.
-    open: HashMap<(String, u64), Millis>,
-    next_sweep: Millis,
-}
-
-impl ClientGuard {
-    /// `stall_ms` = 0 ignores pauses; `deadline_ms` = 0 never drops anything.
-    pub fn new(stall_ms: Millis, deadline_ms: Millis, now: Millis) -> Self {
-        ClientGuard {
-            stall_ms,
-            deadline_ms,
-            last_active: now,
-            stall: None,
-            open: HashMap::new(),
-            next_sweep: now.saturating_add(deadline_ms),
-        }
-    }
-
-    /// The shell handled something at `now` (the process was running then).
-    pub fn active(&mut self, now: Millis) {
-        self.last_active = self.last_active.max(now);
-        if self.deadline_ms > 0 && now >= self.next_sweep {
-            let deadline = self.deadline_ms;
-            self.open
-                .retain(|_, at| now.saturating_sub(*at) <= deadline);
-            self.next_sweep = now.saturating_add(deadline);
-        }
-    }
-
-    /// The process was resumed after being stopped; returns how long it may have been stalled (since
-    /// it was last active). Arrivals in the next `stall_ms` are dated back to the stall's start.
-    pub fn resumed(&mut self, now: Millis) -> Millis {
-        let gap = now.saturating_sub(self.last_active);
-        if self.stall_ms == 0 {
-            return gap;
-        }
-        self.stall = Some((self.last_active, now.saturating_add(self.stall_ms)));
-        tracing::warn!(
-            stalled_ms_at_most = gap,
-            "resumed after a stop (SIGCONT); client requests older than {} ms are dropped, not answered late",
-            self.deadline_ms
-        );
-        gap
-    }
-
-    /// When a message handled now (probably) arrived.
-    pub fn arrival(&self, now: Millis) -> Millis {
-        match self.stall {
-            Some((start, until)) if now < until => start,
-            _ => now,
-        }
-    }
-
-    fn too_old(&self, arrival: Millis, now: Millis) -> bool {
-        self.deadline_ms > 0 && now.saturating_sub(arrival) > self.deadline_ms
-    }
-
-    /// A client request is about to be handled: whether to handle it (else drop it unanswered).
-    /// Admitted requests with a `msg_id` are remembered until answered.
-    pub fn admit(&mut self, client: &str, msg_id: Option<u64>, now: Millis) -> bool {
-        let at = self.arrival(now);
-        if self.too_old(at, now) {
-            return false;
-        }
-        if let (Some(id), true) = (msg_id, self.deadline_ms > 0) {
-            self.open.insert((client.to_string(), id), at);
-        }
-        true
-    }
-
-    /// Whether a request handled now may be answered at once (the shell's own error replies).
-    pub fn fresh(&self, now: Millis) -> bool {
-        let at = self.arrival(now);
-        !self.too_old(at, now)
-    }
-
-    /// Whether a message to a client may be sent now. A reply to a request that was never admitted,
-    /// was already answered, or is older than the deadline is not.
-    pub fn release(&mut self, client: &str, in_reply_to: Option<u64>, now: Millis) -> bool {
-        let Some(id) = in_reply_to else {
-            return true;
-        };
-        if self.deadline_ms == 0 {
-            return true;
-        }
-        match self.open.remove(&(client.to_string(), id)) {
-            Some(at) => !self.too_old(at, now),
-            None => false,
-        }
-    }
-
-    /// Requests admitted and not answered yet (for tests and logs).
-    pub fn open_requests(&self) -> usize {
-        self.open.len()
-    }
 }
 
 /// The node state: the workload and its output context.
@@ -1192,108 +966,6 @@ async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn no_stall_no_drops() {
-        let mut g = ClientGuard::new(1000, 4000, 0);
-        for t in (0..10_000).step_by(100) {
-            assert!(g.admit("c1", Some(t), t + 5));
-            g.active(t + 5);
-            assert!(g.release("c1", Some(t), t + 50));
-            g.active(t + 50);
-        }
-        assert_eq!(g.open_requests(), 0);
-    }
-
-    #[test]
-    fn a_long_pause_drops_requests_queued_during_it_and_late_replies() {
-        let mut g = ClientGuard::new(1000, 4000, 0);
-        g.active(100);
-        // Request 1 is handled just before the pause; its reply only comes after it.
-        assert!(g.admit("c1", Some(1), 150));
-        g.active(150);
-        // Stopped from ~150 to 10_200; the shell sees the SIGCONT flag before the backlog.
-        assert_eq!(g.resumed(10_200), 10_050);
-        assert!(!g.admit("c2", Some(7), 10_201), "queued during the pause");
-        assert_eq!(g.arrival(10_202), 150, "dated back to the last activity");
-        assert!(!g.release("c1", Some(1), 10_204), "reply after the pause");
-        g.active(10_204);
-        // More backlog right after the resume: dropped too.
-        assert!(!g.admit("c3", Some(1), 10_300));
-        assert!(!g.fresh(10_300));
-        // After the drain window, new requests are served normally.
-        assert!(g.admit("c4", Some(1), 11_300));
-        assert!(g.release("c4", Some(1), 11_310));
-    }
-
-    #[test]
-    fn a_short_pause_of_a_busy_node_drops_nothing() {
-        let mut g = ClientGuard::new(1000, 4000, 0);
-        assert!(g.admit("c1", Some(1), 150));
-        g.active(150);
-        // A 2.5 s pause: queued requests are at most 2.5 s old, inside the 4 s deadline.
-        g.resumed(2_650);
-        assert!(g.admit("c2", Some(1), 2_650));
-        assert!(g.release("c1", Some(1), 2_700));
-        assert!(g.release("c2", Some(1), 2_700));
-    }
-
-    #[test]
-    fn a_pause_after_a_long_idle_spell_is_dated_from_the_last_activity() {
-        // The guard cannot tell when a pause began, only that the node did nothing after its last
-        // activity: the cost is availability after a pause, never a late reply.
-        let mut g = ClientGuard::new(1000, 4000, 0);
-        g.active(1_000);
-        g.resumed(6_000);
-        assert!(!g.admit("c1", Some(1), 6_001));
-        assert!(g.admit("c1", Some(2), 7_001), "after the drain window");
-        // Without a pause, idleness alone drops nothing.
-        let mut g = ClientGuard::new(1000, 4000, 0);
-        g.active(1_000);
-        assert!(g.admit("c1", Some(1), 60_000));
-    }
-
-    #[test]
-    fn slow_replies_are_dropped_even_without_a_stall() {
-        let mut g = ClientGuard::new(1000, 4000, 0);
-        assert!(g.admit("c1", Some(1), 0));
-        for t in (100..=4_100).step_by(100) {
-            g.active(t);
-        }
-        assert!(
-            !g.release("c1", Some(1), 4_150),
-            "too old: dropped (and swept)"
-        );
-        assert!(g.admit("c1", Some(2), 4_150));
-        assert!(!g.release("c1", Some(2), 8_200), "still open but too old");
-        for t in (4_200..=9_000).step_by(100) {
-            g.active(t);
-        }
-        assert_eq!(g.open_requests(), 0, "swept once past the deadline");
-    }
-
-    #[test]
-    fn replies_to_unknown_or_answered_requests_are_not_sent() {
-        let mut g = ClientGuard::new(1000, 4000, 0);
-        assert!(!g.release("c1", Some(9), 10));
-        assert!(g.admit("c1", Some(9), 10));
-        assert!(g.release("c1", Some(9), 11));
-        assert!(!g.release("c1", Some(9), 12), "answered twice");
-        assert!(g.release("c1", None, 12), "not a reply");
-        assert!(g.admit("c1", None, 12));
-    }
-
-    #[test]
-    fn knobs_turn_the_guard_off() {
-        let mut g = ClientGuard::new(0, 4000, 0);
-        g.resumed(60_000);
-        assert!(g.admit("c1", Some(1), 60_000), "pauses ignored");
-        let mut g = ClientGuard::new(1000, 0, 0);
-        assert!(g.admit("c1", Some(1), 60_000));
-        assert!(g.release("c1", Some(1), 600_000), "no deadline");
-        assert!(g.release("c1", Some(2), 600_000));
-        assert_eq!(g.open_requests(), 0);
-    }
-
     fn log(dir: &std::path::Path) -> Vec<Vec<u8>> {
         Store::open(dir, false).unwrap().records
     }
@@ -1332,26 +1004,5 @@ mod tests {
             drop(r);
             assert!(log(tmp.path()).is_empty());
         }
-    }
-
-    #[test]
-    fn shell_config_from_env() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| OsString::from(v))
-            }
-        };
-        let c = ShellConfig::from_lookup(env(&[
-            ("MURMUR_DATA_DIR", "/d"),
-            ("MURMUR_FLUSH_MS", "5"),
-            ("MURMUR_STALL_MS", "0"),
-        ]))
-        .unwrap();
-        assert_eq!(c.data_root, PathBuf::from("/d"));
-        assert_eq!((c.flush_ms, c.stall_ms, c.reply_deadline_ms), (5, 0, 4000));
-        assert!(ShellConfig::from_lookup(env(&[("MURMUR_REPLY_DEADLINE_MS", "soon")])).is_err());
     }
 }

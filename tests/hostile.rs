@@ -4,7 +4,8 @@
 //! files. The node must never panic, must answer every well-formed client request, and must keep
 //! every value it acknowledged.
 
-use murmur::runtime::{run_io, ShellConfig};
+use murmur::host::ShellConfig;
+use murmur::runtime::run_io;
 use murmur::store::{self, Store};
 use murmur::workload::broadcast::{Broadcast, BroadcastConfig};
 use proptest::prelude::*;

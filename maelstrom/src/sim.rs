@@ -115,8 +115,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 
+use murmur::host::ClientGuard;
 use murmur::node::{parse_line, Ctx, Inbound, InitInfo, Millis, Workload};
-use murmur::runtime::ClientGuard;
 use murmur::wire::{is_client, Common, ErrorCode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -149,7 +149,7 @@ pub enum TraceLevel {
 
 /// The parts of murmur's tokio shell (`murmur::runtime`) the simulation reproduces besides the
 /// workload calls: its [`ClientGuard`] (spec §10 "Late replies kill a node's output"), told of
-/// every activity and every resume. Defaults are the shell's (`murmur::runtime::ShellConfig`).
+/// every activity and every resume. Defaults are the shell's (`murmur::host::ShellConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShellModel {
     /// Run every client request and reply through a [`ClientGuard`], as the shell does. Off, a
@@ -1976,7 +1976,7 @@ mod tests {
 
     #[test]
     fn shell_model_defaults_are_the_shells() {
-        let shell = murmur::runtime::ShellConfig::default();
+        let shell = murmur::host::ShellConfig::default();
         let model = ShellModel::default();
         assert!(model.client_guard);
         assert_eq!(

@@ -293,7 +293,7 @@ impl FromStr for Eager {
 /// | `persist` | `true` | persist the log and acknowledge only durable values (see the module docs); `0`/`false` keeps everything in memory, so a killed node loses what it held |
 ///
 /// The tokio shell's own knobs (`MURMUR_DATA_DIR`, `MURMUR_FLUSH_MS`, ...) are listed in
-/// [`crate::runtime::ShellConfig`]; they are environment variables only.
+/// [`crate::host::ShellConfig`]; they are environment variables only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BroadcastConfig {
     pub overlay: Overlay,
@@ -333,7 +333,7 @@ impl BroadcastConfig {
                 .map_err(|_| format!("knob `{name}`: `{v}` is not a valid number"))
         }
         fn flag(name: &str, v: &str) -> Result<bool, String> {
-            crate::runtime::parse_bool(v).ok_or_else(|| {
+            crate::host::parse_bool(v).ok_or_else(|| {
                 format!("knob `{name}`: `{v}` is not a boolean (1/0, true/false, on/off)")
             })
         }
@@ -361,7 +361,7 @@ impl BroadcastConfig {
         let mut cfg = BroadcastConfig::default();
         for (k, v) in env {
             if let Some(name) = k.strip_prefix("MURMUR_") {
-                if crate::runtime::SHELL_ENV.contains(&name) {
+                if crate::host::SHELL_ENV.contains(&name) {
                     continue;
                 }
                 cfg.set(name, &v).map_err(|e| format!("{k}: {e}"))?;
