@@ -74,10 +74,9 @@
 //! drains its queue and flushes, and the process exits 0 (1 if the final flush failed). Maelstrom
 //! itself ends nodes with SIGKILL, which loses nothing durable.
 
-use crate::host::{ClientGuard, ShellConfig};
-use crate::node::{parse_line, Ctx, Inbound, InitInfo, Message, Millis, Workload};
+use crate::host::{Host, ShellConfig};
+use crate::node::{parse_line, Inbound, Millis, Workload};
 use crate::store::{self, Store};
-use crate::wire::{is_client, Body, Common, Envelope, ErrorCode};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -191,13 +190,9 @@ fn boxed<T: Serialize + Send + 'static>(v: T) -> Line {
     Box::new(v)
 }
 
-/// The node state: the workload and its output context.
-type Node<W> = (W, Ctx<<W as Workload>::Msg>);
-
 /// What every task shares.
 struct Shared<W: Workload> {
-    node: Mutex<Node<W>>,
-    guard: Arc<Mutex<ClientGuard>>,
+    host: Mutex<Host<W>>,
     /// Set by the SIGCONT handler; taken before anything is handled (see [`ClientGuard`]).
     resumed: Arc<AtomicBool>,
     out: mpsc::Sender<Vec<Line>>,
@@ -297,43 +292,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<W: Workload> Shared<W> {
-    /// Runs `f` on the node, drains its outputs through the client guard, sends them (waiting if
-    /// the writer is behind: back-pressure), and pokes the flusher. Returns false if the writer is
-    /// gone.
-    async fn with_node(
-        &self,
-        f: impl FnOnce(&mut W, &mut Ctx<W::Msg>, &mut ClientGuard, Millis),
-    ) -> bool {
-        let lines = self.run_node(f);
+    /// Runs `f` on the host, hands off the records it emitted, sends its outputs (waiting if the
+    /// writer is behind: back-pressure), and pokes the sync task if the next tick moved sooner.
+    /// Returns false if the writer is gone.
+    async fn with_host(&self, f: impl FnOnce(&mut Host<W>, Millis)) -> bool {
+        let lines = self.run_host(f);
         self.send(lines).await
     }
 
-    /// The synchronous part of [`Shared::with_node`]: the lock is released before any `.await`.
-    fn run_node(
-        &self,
-        f: impl FnOnce(&mut W, &mut Ctx<W::Msg>, &mut ClientGuard, Millis),
-    ) -> Vec<Line> {
+    /// The synchronous part of [`Shared::with_host`]: the lock is released before any `.await`.
+    fn run_host(&self, f: impl FnOnce(&mut Host<W>, Millis)) -> Vec<Line> {
         let now = self.clock.now();
         let (lines, next) = {
-            let mut node = lock(&self.node);
-            let (state, ctx) = &mut *node;
-            let mut guard = lock(&self.guard);
-            notice_resume(&self.resumed, &mut guard, now);
-            f(state, ctx, &mut guard, now);
+            let mut host = lock(&self.host);
+            notice_resume(&self.resumed, &mut host, now);
+            f(&mut host, now);
             if let Some(records) = &self.records {
-                // `persisted` may emit records of its own: they follow the same way.
-                let mut taken = state.take_records();
-                while !taken.is_empty() {
-                    let Some(durable) = records.hand_off(taken) else {
-                        break;
-                    };
-                    state.persisted(durable, now, ctx);
-                    taken = state.take_records();
-                }
+                host.persist_with(now, |taken| records.hand_off(taken));
             }
-            guard.active(now);
-            let lines = filter_late(ctx.drain(), &mut guard, now);
-            (lines, state.next_tick(now).unwrap_or(NO_TICK))
+            let lines: Vec<Line> = host.drain().into_iter().map(boxed).collect();
+            (lines, host.next_tick(now).unwrap_or(NO_TICK))
         };
         if self.tick_at.swap(next, Ordering::Relaxed) > next {
             self.tick_sooner.notify_one();
@@ -346,29 +324,11 @@ impl<W: Workload> Shared<W> {
     }
 }
 
-/// Tells the guard about a SIGCONT received since the last check.
-fn notice_resume(flag: &AtomicBool, guard: &mut ClientGuard, now: Millis) {
+/// Tells the host about a SIGCONT received since the last check.
+fn notice_resume<W: Workload>(flag: &AtomicBool, host: &mut Host<W>, now: Millis) {
     if flag.swap(false, Ordering::Relaxed) {
-        guard.resumed(now);
+        host.resumed(now);
     }
-}
-
-/// Boxes outputs for the writer, dropping client replies the guard says are too late.
-fn filter_late<M: Serialize + Send + 'static>(
-    out: Vec<Message<M>>,
-    guard: &mut ClientGuard,
-    now: Millis,
-) -> Vec<Line> {
-    out.into_iter()
-        .filter(|m| {
-            let ok = !is_client(&m.dest) || guard.release(&m.dest, m.body.in_reply_to, now);
-            if !ok {
-                tracing::warn!(dest = %m.dest, in_reply_to = ?m.body.in_reply_to, "late reply to a client dropped");
-            }
-            ok
-        })
-        .map(boxed)
-        .collect()
 }
 
 /// Runs the node over the process's stdin and stdout.
@@ -414,11 +374,7 @@ where
     let clock = Clock(Instant::now());
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound<W::Msg>>(INBOX);
     let (out_tx, out_rx) = mpsc::channel::<Vec<Line>>(OUTBOX);
-    let guard = Arc::new(Mutex::new(ClientGuard::new(
-        shell.stall_ms,
-        shell.reply_deadline_ms,
-        clock.now(),
-    )));
+    let mut host = Host::<W>::new(config, shell.stall_ms, shell.reply_deadline_ms, clock.now());
 
     let reader = tokio::spawn(read_lines::<W::Msg, R>(input, in_tx, shell.max_line_bytes));
     let writer = tokio::spawn(write_lines(output, out_rx));
@@ -430,117 +386,48 @@ where
         .map_err(|e| tracing::warn!("cannot watch for SIGCONT (pauses will go unnoticed): {e}"))
         .ok();
     let _unregister = Unregister(sigcont);
-    let fresh = |now: Millis| {
-        let mut g = lock(&guard);
-        notice_resume(&resumed, &mut g, now);
-        g.fresh(now)
-    };
 
-    // Phase 1: wait for init.
-    let mut node = None;
+    // Phase 1: wait for init. No other task touches the host yet.
+    let mut store = None;
     let mut init_failure = None;
     while let Some(inbound) = in_rx.recv().await {
-        match inbound {
-            Inbound::Common(env) => match env.body.payload {
-                Common::Init { node_id, node_ids } => {
-                    let opened = if W::persistent(&config) {
-                        let dir = shell.data_root.join(store::dir_name(&node_id));
-                        // On the runtime thread, blocking it: this happens once, while the node has
-                        // nothing else to do (it answers nothing before `init_ok`; stdin waits in
-                        // its pipe), and it spares each start the creation of a blocking-pool
-                        // thread (about 0.3 ms of CPU per node, `getrusage` over 30 starts).
-                        match Store::open(&dir, shell.fsync) {
-                            Ok(o) => Some(o),
-                            Err(e) => {
-                                let text = format!(
-                                    "cannot open the data directory {}: {e}",
-                                    dir.display()
-                                );
-                                tracing::error!("{text}; refusing init");
-                                let _ = out_tx
-                                    .send(vec![boxed(error_line(
-                                        node_id,
-                                        env.src,
-                                        env.body.msg_id,
-                                        ErrorCode::Crash,
-                                        text.clone(),
-                                    ))])
-                                    .await;
-                                init_failure = Some(text);
-                                break;
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                    let (store, recovered) = match opened {
-                        Some(o) => (Some(o.store), o.records),
-                        None => (None, Vec::new()),
-                    };
-                    let boot_unix_micros = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_micros() as u64)
-                        .unwrap_or(0);
-                    let info = InitInfo {
-                        node_id: node_id.clone(),
-                        node_ids,
-                        boot_unix_micros,
-                        recovered,
-                    };
-                    tracing::info!(
-                        node = %node_id,
-                        nodes = info.node_ids.len(),
-                        recovered_records = info.recovered.len(),
-                        "init"
-                    );
-                    node = Some((
-                        W::init(&info, &config, clock.now()),
-                        Ctx::<W::Msg>::new(node_id.clone()),
-                        store,
-                    ));
-                    let reply = Envelope {
-                        id: None,
-                        src: node_id,
-                        dest: env.src,
-                        body: Body {
-                            msg_id: None,
-                            in_reply_to: env.body.msg_id,
-                            payload: Common::InitOk,
-                        },
-                    };
-                    let _ = out_tx.send(vec![boxed(reply)]).await;
-                    break;
+        let now = clock.now();
+        notice_resume(&resumed, &mut host, now);
+        if let Some(request) = host.receive(now, inbound) {
+            let recovered = if host.persistent() {
+                let dir = shell.data_root.join(store::dir_name(&request.node_id));
+                // On the runtime thread, blocking it: this happens once, while the node has
+                // nothing else to do (it answers nothing before `init_ok`; stdin waits in its
+                // pipe), and it spares each start the creation of a blocking-pool thread.
+                match Store::open(&dir, shell.fsync) {
+                    Ok(opened) => {
+                        store = Some(opened.store);
+                        Ok(opened.records)
+                    }
+                    Err(e) => {
+                        let text = format!("cannot open the data directory {}: {e}", dir.display());
+                        init_failure = Some(text.clone());
+                        Err(text)
+                    }
                 }
-                other => tracing::debug!(?other, "ignoring non-init message before init"),
-            },
-            Inbound::Msg(m) => {
-                let refusal = refuse_before_init(
-                    || fresh(clock.now()),
-                    m.src,
-                    m.dest,
-                    m.body.msg_id,
-                    m.body.in_reply_to.is_some(),
-                );
-                if let Some(line) = refusal {
-                    let _ = out_tx.send(vec![line]).await;
-                }
-            }
-            Inbound::Reject {
-                src,
-                dest,
-                msg_id,
-                is_reply,
-                ..
-            } => {
-                if let Some(line) =
-                    refuse_before_init(|| fresh(clock.now()), src, dest, msg_id, is_reply)
-                {
-                    let _ = out_tx.send(vec![line]).await;
-                }
-            }
+            } else {
+                Ok(Vec::new())
+            };
+            let boot_unix_micros = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            host.init(clock.now(), request, recovered, boot_unix_micros);
+        }
+        let lines: Vec<Line> = host.drain().into_iter().map(boxed).collect();
+        if !lines.is_empty() {
+            let _ = out_tx.send(lines).await;
+        }
+        if host.is_running() || init_failure.is_some() {
+            break;
         }
     }
-    let Some((state, ctx, store)) = node else {
+    if !host.is_running() {
         match &init_failure {
             None => tracing::info!("stdin closed before init; exiting"),
             Some(_) => tracing::info!("exiting: init failed"),
@@ -552,10 +439,9 @@ where
             None => Ok(()),
             Some(text) => Err(anyhow::anyhow!(text)),
         };
-    };
+    }
     let shared = Arc::new(Shared::<W> {
-        node: Mutex::new((state, ctx)),
-        guard: Arc::clone(&guard),
+        host: Mutex::new(host),
         resumed: Arc::clone(&resumed),
         out: out_tx,
         clock,
@@ -567,7 +453,7 @@ where
     // Phase 2: the sync and flush tasks. A first empty pass asks the workload when it wants its
     // first tick (a recovered node may have gossip to resume) and hands off the records init
     // emitted.
-    shared.with_node(|_, _, _, _| {}).await;
+    shared.with_host(|_, _| {}).await;
     let sync = {
         let shared = Arc::clone(&shared);
         let mut stop = stop_rx.clone();
@@ -590,13 +476,7 @@ where
                     }
                 }
                 // Due (or woken early by a stale deadline): the workload decides.
-                let alive = shared
-                    .with_node(|state, ctx, _, now| {
-                        if state.next_tick(now).is_some_and(|t| t <= now) {
-                            state.tick(now, ctx);
-                        }
-                    })
-                    .await;
+                let alive = shared.with_host(|host, now| host.tick(now)).await;
                 if !alive {
                     break;
                 }
@@ -638,59 +518,20 @@ where
                     }
                 }
                 shared
-                    .with_node(|state, ctx, guard, now| {
+                    .with_host(|host, now| {
                         for msg in burst.drain(..) {
-                            let request = msg.body.in_reply_to.is_none();
-                            if is_client(&msg.src)
-                                && request
-                                && !guard.admit(&msg.src, msg.body.msg_id, now)
-                            {
-                                tracing::warn!(src = %msg.src, msg_id = ?msg.body.msg_id, "client request queued during a stall dropped unanswered");
-                                continue;
-                            }
-                            state.handle(msg, now, ctx);
+                            // Already initialised: no init request can come back.
+                            let _ = host.receive(now, Inbound::Msg(msg));
                         }
                     })
                     .await
             }
-            Inbound::Common(env) => {
-                if let Common::Init { .. } = env.body.payload {
-                    tracing::warn!(src = %env.src, "second init ignored; answering init_ok");
-                    let me = lock(&shared.node).1.me().to_string();
-                    shared
-                        .send(vec![boxed(Envelope {
-                            id: None,
-                            src: me,
-                            dest: env.src,
-                            body: Body {
-                                msg_id: None,
-                                in_reply_to: env.body.msg_id,
-                                payload: Common::InitOk,
-                            },
-                        })])
-                        .await
-                } else {
-                    tracing::debug!(src = %env.src, body = ?env.body, "unsolicited reply ignored");
-                    true
-                }
-            }
-            Inbound::Reject {
-                src,
-                dest,
-                msg_id,
-                is_reply,
-                code,
-                text,
-            } => {
-                tracing::warn!(%src, %code, "{text}");
-                let late = is_client(&src) && !fresh(clock.now());
-                if is_reply || late {
-                    true
-                } else {
-                    shared
-                        .send(vec![boxed(error_line(dest, src, msg_id, code, text))])
-                        .await
-                }
+            other => {
+                shared
+                    .with_host(|host, now| {
+                        let _ = host.receive(now, other);
+                    })
+                    .await
             }
         };
         if !alive {
@@ -778,9 +619,9 @@ async fn flush_loop<W: Workload>(
                 }
                 // The count is read under the node's lock: handlers may append in between.
                 if !shared
-                    .with_node(|state, ctx, _, now| {
+                    .with_host(|host, now| {
                         let durable = lock(&records.pending).durable;
-                        state.persisted(durable, now, ctx)
+                        host.durable(durable, now)
                     })
                     .await
                 {
@@ -810,56 +651,6 @@ async fn flush_loop<W: Workload>(
             }
         }
     }
-}
-
-fn error_line(
-    src: String,
-    dest: String,
-    in_reply_to: Option<u64>,
-    code: ErrorCode,
-    text: String,
-) -> Envelope<Body<Common>> {
-    Envelope {
-        id: None,
-        src,
-        dest,
-        body: Body {
-            msg_id: None,
-            in_reply_to,
-            payload: Common::Error(crate::wire::ErrorBody {
-                code: code as u32,
-                text: Some(text),
-            }),
-        },
-    }
-}
-
-/// Before `init` a client request gets error 11 (temporarily-unavailable: definite, so Maelstrom
-/// records a clean failure) unless it is too old to answer; peer traffic is dropped because peers
-/// retry.
-fn refuse_before_init(
-    fresh: impl FnOnce() -> bool,
-    src: String,
-    dest: String,
-    msg_id: Option<u64>,
-    is_reply: bool,
-) -> Option<Line> {
-    if is_reply || !is_client(&src) || msg_id.is_none() {
-        tracing::debug!(%src, "dropping peer message received before init");
-        return None;
-    }
-    if !fresh() {
-        tracing::warn!(%src, "request queued during a stall before init dropped");
-        return None;
-    }
-    tracing::warn!(%src, "request before init");
-    Some(boxed(error_line(
-        dest,
-        src,
-        msg_id,
-        ErrorCode::TemporarilyUnavailable,
-        "node not initialised yet: waiting for init".into(),
-    )))
 }
 
 async fn read_lines<M, R>(input: R, tx: mpsc::Sender<Inbound<M>>, max_line: usize)

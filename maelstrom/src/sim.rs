@@ -115,9 +115,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 
-use murmur::host::ClientGuard;
-use murmur::node::{parse_line, Ctx, Inbound, InitInfo, Millis, Workload};
-use murmur::wire::{is_client, Common, ErrorCode};
+use murmur::host::{Host, HostStats};
+use murmur::node::{parse_line, Millis, Workload};
+use murmur::wire::is_client;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -355,6 +355,13 @@ impl SimStats {
     }
 
     /// Faults injected: partitions started, nodes killed, nodes paused.
+    /// Adds what one host dropped.
+    fn add_host(&mut self, h: HostStats) {
+        self.dropped_before_init += h.dropped_before_init;
+        self.stale_requests_dropped += h.stale_requests_dropped;
+        self.late_replies_dropped += h.late_replies_dropped;
+    }
+
     pub fn faults(&self) -> u64 {
         self.partitions + self.kills + self.pauses
     }
@@ -583,12 +590,10 @@ enum Event {
 enum Proc<W: Workload> {
     /// Killed, not restarted yet.
     Down,
-    /// Process started (or starting), `init` not handled yet.
-    Booting,
-    Up {
-        state: W,
-        ctx: Ctx<W::Msg>,
-    },
+    /// Restarted, process not running yet (its stdin pipe exists and fills).
+    Spawning,
+    /// The process runs: its host (before or after `init`).
+    Running(Box<Host<W>>),
 }
 
 struct Node<W: Workload> {
@@ -597,8 +602,6 @@ struct Node<W: Workload> {
     /// Bumped at each kill; events of an older incarnation are ignored.
     inc: u64,
     paused: bool,
-    /// Restarted, process not running yet (its stdin pipe exists and fills).
-    spawning: bool,
     /// Messages written into the stdin pipe while the process was stopped or not yet running.
     pipe: VecDeque<Delivery>,
     pipe_bytes: usize,
@@ -608,8 +611,6 @@ struct Node<W: Workload> {
     /// When the sync timer is armed (virtual time), if it is.
     tick_at: Option<u64>,
     flush_overdue: bool,
-    /// The shell's client guard (from process start; `None` if the model is off or the node down).
-    guard: Option<ClientGuard>,
     /// Durable records, across incarnations.
     disk: Vec<Vec<u8>>,
     /// A handler ran since the flusher last took records (the shell's `dirty` poke).
@@ -804,17 +805,15 @@ impl<W: Workload> Sim<'_, W> {
             self.net.register_node(&id).expect("fresh node id");
             self.nodes.push(Node {
                 id,
-                proc: Proc::Booting,
+                proc: Proc::Spawning,
                 inc: 0,
                 paused: false,
-                spawning: true,
                 pipe: VecDeque::new(),
                 pipe_bytes: 0,
                 pipe_full: false,
                 tick_overdue: false,
                 tick_at: None,
                 flush_overdue: false,
-                guard: None,
                 disk: Vec::new(),
                 dirty: false,
                 flushing: Vec::new(),
@@ -891,7 +890,7 @@ impl<W: Workload> Sim<'_, W> {
                 }
             }
             Event::Boot { node, inc } => {
-                if self.nodes[node].inc == inc && matches!(self.nodes[node].proc, Proc::Booting) {
+                if self.nodes[node].inc == inc && matches!(self.nodes[node].proc, Proc::Spawning) {
                     self.boot(node);
                 }
             }
@@ -947,21 +946,21 @@ impl<W: Workload> Sim<'_, W> {
 
     // --- nodes ------------------------------------------------------------------------------
 
-    /// Calls into node `i` (if it is up), then sends its outputs through the shell's client guard,
-    /// arms its sync timer sooner if [`Workload::next_tick`] moved sooner, and pokes its flusher.
-    fn call(&mut self, i: usize, f: impl FnOnce(&mut W, Millis, &mut Ctx<W::Msg>)) {
+    /// Runs `f` on node `i`'s host (if its process runs), then sends its outputs, arms its sync
+    /// timer sooner if [`Workload::next_tick`] moved sooner, and pokes its flusher: what the
+    /// shell does around every call into the host.
+    fn step(&mut self, i: usize, f: impl FnOnce(&mut Host<W>, Millis)) {
         let now_ms = self.now_ms();
         let node = &mut self.nodes[i];
-        let Proc::Up { state, ctx } = &mut node.proc else {
+        let Proc::Running(host) = &mut node.proc else {
             return;
         };
-        f(state, now_ms, ctx);
-        let out = ctx.drain();
+        let before = host.stats();
+        f(host, now_ms);
+        let out = host.drain();
+        let dropped = host.stats();
         node.dirty = true;
-        if let Some(g) = &mut node.guard {
-            g.active(now_ms);
-        }
-        if let Some(t) = state.next_tick(now_ms) {
+        if let Some(t) = host.next_tick(now_ms) {
             let at = (t * MS).max(self.now);
             if node.tick_at.map_or(true, |armed| at < armed) {
                 node.tick_at = Some(at);
@@ -969,21 +968,13 @@ impl<W: Workload> Sim<'_, W> {
                 self.at(at, Event::Tick { node: i, inc });
             }
         }
+        if dropped != before {
+            self.note(TraceLevel::Events, || {
+                format!("n{i}: the host dropped traffic: {before:?} -> {dropped:?}")
+            });
+        }
         for m in out {
-            if is_client(&m.dest) {
-                let released = match &mut self.nodes[i].guard {
-                    Some(g) => g.release(&m.dest, m.body.in_reply_to, now_ms),
-                    None => true,
-                };
-                if !released {
-                    self.stats.late_replies_dropped += 1;
-                    self.note(TraceLevel::Events, || {
-                        format!("n{i}: late reply to {} dropped by the client guard", m.dest)
-                    });
-                    continue;
-                }
-            }
-            let body = match serde_json::to_string(&m.body) {
+            let body = match m.body_json() {
                 Ok(b) => b,
                 Err(e) => {
                     self.note(TraceLevel::Events, || {
@@ -993,7 +984,8 @@ impl<W: Workload> Sim<'_, W> {
                 }
             };
             let kind = body_type(&body).to_string();
-            self.node_send(i, Packet::new(m.src, m.dest, body, kind));
+            let (src, dest) = (m.src().to_string(), m.dest().to_string());
+            self.node_send(i, Packet::new(src, dest, body, kind));
         }
         self.maybe_flush(i);
     }
@@ -1040,10 +1032,10 @@ impl<W: Workload> Sim<'_, W> {
             return;
         }
         node.dirty = false;
-        let Proc::Up { state, .. } = &mut node.proc else {
+        let Proc::Running(host) = &mut node.proc else {
             return;
         };
-        let records = state.take_records();
+        let records = host.take_records();
         if records.is_empty() {
             return;
         }
@@ -1069,7 +1061,7 @@ impl<W: Workload> Sim<'_, W> {
             format!("n{i}: flush of {n} records done ({count} durable)")
         });
         // `call` pokes the flusher again, which takes what piled up during the write.
-        self.call(i, |w, now, ctx| w.persisted(count, now, ctx));
+        self.step(i, |host, now| host.durable(count, now));
     }
 
     /// The sync timer fired: the shell's sync task wakes and ticks if the workload says it is due.
@@ -1088,11 +1080,7 @@ impl<W: Workload> Sim<'_, W> {
 
     fn run_tick(&mut self, i: usize) {
         self.nodes[i].tick_overdue = false;
-        self.call(i, |w, now, ctx| {
-            if w.next_tick(now).is_some_and(|t| t <= now) {
-                w.tick(now, ctx);
-            }
-        });
+        self.step(i, |host, now| host.tick(now));
     }
 
     /// A delivery from the network.
@@ -1109,7 +1097,7 @@ impl<W: Workload> Sim<'_, W> {
             return;
         }
         self.stats.deliveries += 1;
-        if node.paused || node.spawning {
+        if node.paused || matches!(node.proc, Proc::Spawning) {
             node.pipe_bytes += d.packet.body.len() + d.packet.src.len() + d.packet.dest.len() + 40;
             node.pipe.push_back(d);
             if node.pipe_bytes >= PIPE_CAPACITY && !node.pipe_full {
@@ -1149,115 +1137,44 @@ impl<W: Workload> Sim<'_, W> {
                 return;
             }
         };
-        let up = matches!(self.nodes[i].proc, Proc::Up { .. });
-        let now_ms = self.now_ms();
-        match inbound {
-            Inbound::Msg(msg) if up => {
-                let request = msg.body.in_reply_to.is_none();
-                if is_client(&msg.src) && request {
-                    if let Some(g) = &mut self.nodes[i].guard {
-                        if !g.admit(&msg.src, msg.body.msg_id, now_ms) {
-                            self.stats.stale_requests_dropped += 1;
-                            self.note(TraceLevel::Events, || {
-                                format!(
-                                    "n{i}: stale request from {} dropped by the client guard",
-                                    msg.src
-                                )
-                            });
-                            return;
-                        }
-                    }
-                }
-                self.call(i, |w, now, ctx| w.handle(msg, now, ctx));
+        let recovered = self.nodes[i].disk.clone();
+        let boot_unix_micros = self.boot_epoch_us + self.now / 1_000;
+        let mut initialised = None;
+        self.step(i, |host, now| {
+            if let Some(request) = host.receive(now, inbound) {
+                let records = recovered.len();
+                host.init(now, request, Ok(recovered), boot_unix_micros);
+                initialised = Some(records);
             }
-            Inbound::Msg(msg) => self.refuse_before_init(
-                i,
-                &msg.src,
-                msg.body.msg_id,
-                msg.body.in_reply_to.is_some(),
-            ),
-            Inbound::Common(env) => {
-                if let Common::Init { node_id, node_ids } = env.body.payload {
-                    if !up {
-                        self.init_node(i, node_id, node_ids);
-                    }
-                    let body = json!({"type": "init_ok", "in_reply_to": env.body.msg_id});
-                    let me = self.nodes[i].id.clone();
-                    self.node_send(i, Packet::from_value(me, env.src, &body));
-                }
-            }
-            Inbound::Reject {
-                src,
-                msg_id,
-                is_reply,
-                code,
-                text,
-                ..
-            } => {
-                if !up {
-                    self.refuse_before_init(i, &src, msg_id, is_reply);
-                } else if !is_reply && (!is_client(&src) || self.fresh(i)) {
-                    self.send_error(i, &src, msg_id, code, &text);
-                }
-            }
+        });
+        if let Some(n_rec) = initialised {
+            self.stats.records_recovered += n_rec as u64;
+            let node = &mut self.nodes[i];
+            node.persisted = 0;
+            let (inc, id) = (node.inc, node.id.clone());
+            self.note(TraceLevel::Events, || {
+                format!("{id}: init (incarnation {inc}, {n_rec} records recovered)")
+            });
         }
     }
 
-    /// The client guard's verdict on answering a request handled now (true without a guard).
-    fn fresh(&mut self, i: usize) -> bool {
-        let now_ms = self.now_ms();
-        match &mut self.nodes[i].guard {
-            Some(g) => g.fresh(now_ms),
-            None => true,
-        }
-    }
-
-    fn send_error(
-        &mut self,
-        i: usize,
-        dest: &str,
-        msg_id: Option<u64>,
-        code: ErrorCode,
-        text: &str,
-    ) {
-        let mut body = json!({"type": "error", "code": code as u32, "text": text});
-        if let Some(id) = msg_id {
-            body["in_reply_to"] = json!(id);
-        }
-        let me = self.nodes[i].id.clone();
-        self.node_send(i, Packet::from_value(me, dest, &body));
-    }
-
-    /// The shell's rule before `init`: client requests get error 11 (unless too old to answer),
-    /// everything else is dropped.
-    fn refuse_before_init(&mut self, i: usize, src: &str, msg_id: Option<u64>, is_reply: bool) {
-        if is_reply || !is_client(src) || msg_id.is_none() {
-            self.stats.dropped_before_init += 1;
-            return;
-        }
-        if !self.fresh(i) {
-            self.stats.stale_requests_dropped += 1;
-            return;
-        }
-        self.send_error(
-            i,
-            src,
-            msg_id,
-            ErrorCode::TemporarilyUnavailable,
-            "node not initialised yet: waiting for init",
-        );
-    }
-
-    /// A process starts: its shell's guard begins, it reads what piled up in its pipe
-    /// since the network restarted its queue, and it is sent `init`.
+    /// A process starts: its shell's host begins (and with it the client guard), it reads what
+    /// piled up in its pipe since the network restarted its queue, and it is sent `init`.
     fn boot(&mut self, i: usize) {
         let now_ms = self.now_ms();
         let shell = self.cfg.shell;
+        let (stall_ms, deadline_ms) = if shell.client_guard {
+            (shell.stall_ms, shell.reply_deadline_ms)
+        } else {
+            (0, 0)
+        };
         let node = &mut self.nodes[i];
-        node.spawning = false;
-        node.guard = shell
-            .client_guard
-            .then(|| ClientGuard::new(shell.stall_ms, shell.reply_deadline_ms, now_ms));
+        node.proc = Proc::Running(Box::new(Host::new(
+            self.node_cfg.clone(),
+            stall_ms,
+            deadline_ms,
+            now_ms,
+        )));
         if !node.paused {
             self.drain_pipe(i);
         }
@@ -1268,33 +1185,6 @@ impl<W: Workload> Sim<'_, W> {
             "node_ids": self.node_ids,
         });
         self.client_send(&client, i, body, INIT_TIMEOUT_MS);
-    }
-
-    fn init_node(&mut self, i: usize, node_id: String, node_ids: Vec<String>) {
-        let node = &mut self.nodes[i];
-        let recovered = node.disk.clone();
-        self.stats.records_recovered += recovered.len() as u64;
-        let info = InitInfo {
-            node_id: node_id.clone(),
-            node_ids,
-            boot_unix_micros: self.boot_epoch_us + self.now / 1_000,
-            recovered,
-        };
-        let n_rec = info.recovered.len();
-        let state = W::init(&info, self.node_cfg, self.now / MS);
-        node.proc = Proc::Up {
-            state,
-            ctx: Ctx::new(node_id),
-        };
-        node.persisted = 0;
-        let inc = node.inc;
-        let id = node.id.clone();
-        self.note(TraceLevel::Events, || {
-            format!("{id}: init (incarnation {inc}, {n_rec} records recovered)")
-        });
-        // As the shell does after init: an empty pass arms the sync timer (a recovered node may have
-        // gossip to resume) and lets the flusher take the records init emitted.
-        self.call(i, |_, _, _| {});
     }
 
     fn kill(&mut self, i: usize) {
@@ -1317,11 +1207,12 @@ impl<W: Workload> Sim<'_, W> {
         node.tick_overdue = false;
         node.tick_at = None;
         node.dirty = false;
+        if let Proc::Running(host) = &node.proc {
+            self.stats.add_host(host.stats());
+        }
         node.proc = Proc::Down;
-        node.guard = None;
         node.inc += 1;
         node.paused = false;
-        node.spawning = false;
         node.pipe.clear();
         node.pipe_bytes = 0;
         node.pipe_full = false;
@@ -1344,8 +1235,7 @@ impl<W: Workload> Sim<'_, W> {
         let discarded = self.net.restart(self.now, &id).unwrap_or(0);
         self.stats.discarded_at_restart += discarded as u64;
         self.stats.restarts += 1;
-        self.nodes[i].proc = Proc::Booting;
-        self.nodes[i].spawning = true;
+        self.nodes[i].proc = Proc::Spawning;
         let inc = self.nodes[i].inc;
         let delay = Self::uniform_ms(&mut self.sched_rng, self.cfg.restart_delay_ms);
         self.at(self.now + delay, Event::Boot { node: i, inc });
@@ -1376,17 +1266,15 @@ impl<W: Workload> Sim<'_, W> {
         self.note(TraceLevel::Events, || {
             format!("{id}: resumed ({piped} messages in its pipe)")
         });
-        if self.nodes[i].spawning {
-            return; // the process is not running yet: its start reads the pipe
-        }
         // The shell sees the SIGCONT flag before it handles anything.
         let now_ms = self.now_ms();
-        if let Some(g) = &mut self.nodes[i].guard {
-            let stalled = g.resumed(now_ms);
-            self.note(TraceLevel::Events, || {
-                format!("{id}: client guard told of the resume (idle or stopped {stalled} ms)")
-            });
-        }
+        let Proc::Running(host) = &mut self.nodes[i].proc else {
+            return; // the process is not running yet: its start reads the pipe
+        };
+        let stalled = host.resumed(now_ms);
+        self.note(TraceLevel::Events, || {
+            format!("{id}: client guard told of the resume (idle or stopped {stalled} ms)")
+        });
         // Then its tasks race: overdue tick, piped lines, flush completion, in a seeded order.
         let mut order = [0u8, 2, 3];
         for k in (1..order.len()).rev() {
@@ -1799,6 +1687,11 @@ impl<W: Workload> Sim<'_, W> {
 
     fn finish(mut self) -> SimOutcome {
         self.stats.virtual_ms = self.now_ms();
+        for node in &self.nodes {
+            if let Proc::Running(host) = &node.proc {
+                self.stats.add_host(host.stats());
+            }
+        }
         self.stats.partition_drops = self.net.dropped_count();
         let journal = self.net.take_journal();
         let aborted = self
