@@ -11,14 +11,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// One incarnation of the node: its stdin, and its stdout lines arriving on a channel.
-struct Node {
+struct NodeProc {
     child: Child,
     stdin: ChildStdin,
     out: mpsc::Receiver<Value>,
 }
 
-impl Node {
-    fn start(data: &Path) -> Node {
+impl NodeProc {
+    fn start(data: &Path) -> NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broadcast"))
             .env("MURMUR_DATA_DIR", data)
             .env("RUST_LOG", "warn")
@@ -39,7 +39,7 @@ impl Node {
                 }
             }
         });
-        let mut n = Node { child, stdin, out };
+        let mut n = NodeProc { child, stdin, out };
         n.send(json!({"src":"c0","dest":"n0","body":{"type":"init","node_id":"n0","node_ids":["n0","n1","n2"],"msg_id":1}}));
         let ok = n.wait_for(|v| v["dest"] == "c0", Duration::from_secs(10));
         assert_eq!(ok["body"]["type"], "init_ok");
@@ -93,7 +93,7 @@ impl Node {
 #[test]
 fn acknowledged_values_survive_kill_9() {
     let data = tempfile::tempdir().unwrap();
-    let mut n = Node::start(data.path());
+    let mut n = NodeProc::start(data.path());
     for v in 0..50 {
         n.broadcast(100 + v as u64, v);
         let ok = n.wait_for(
@@ -103,7 +103,7 @@ fn acknowledged_values_survive_kill_9() {
         assert_eq!(ok["body"]["type"], "broadcast_ok");
     }
     n.kill();
-    let mut n = Node::start(data.path());
+    let mut n = NodeProc::start(data.path());
     let want: BTreeSet<i64> = (0..50).collect();
     assert_eq!(n.read(1000), want);
     // The restarted node keeps accepting and persisting.
@@ -113,7 +113,7 @@ fn acknowledged_values_survive_kill_9() {
         Duration::from_secs(10),
     );
     n.kill();
-    let mut n = Node::start(data.path());
+    let mut n = NodeProc::start(data.path());
     let want: BTreeSet<i64> = (0..=50).collect();
     assert_eq!(n.read(1002), want);
     n.kill();
@@ -125,7 +125,7 @@ fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
     let mut acked = BTreeSet::new();
     let mut next = 0i64;
     for round in 0..6u64 {
-        let mut n = Node::start(data.path());
+        let mut n = NodeProc::start(data.path());
         // Everything acknowledged by earlier incarnations is still here.
         let held = n.read(1_000_000 + round);
         let lost: Vec<_> = acked.difference(&held).collect();
@@ -154,7 +154,7 @@ fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
                 acked.insert(v["body"]["in_reply_to"].as_i64().unwrap());
             }
         }
-        let mut n2 = Node::start(data.path());
+        let mut n2 = NodeProc::start(data.path());
         let held = n2.read(2_000_000 + round);
         let lost: Vec<_> = acked.difference(&held).collect();
         assert!(lost.is_empty(), "round {round}: lost {lost:?}");

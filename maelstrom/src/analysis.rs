@@ -6,21 +6,21 @@ use crate::checker::{
     self, availability, echo, exceptions, net, set_full, stats, unique_ids, AvailabilityTarget,
 };
 use crate::history::{JournalEvent, Op};
-use crate::workload::Workload;
+use crate::workload::ClientWorkload;
 use serde_json::Value;
 
 /// The results map for one test.
 pub fn analyse(
-    workload: Workload,
+    workload: ClientWorkload,
     history: &[Op],
     journal: &[JournalEvent],
     target: Option<AvailabilityTarget>,
 ) -> Value {
     let op_count = checker::op_count(history);
     let workload_part = match workload {
-        Workload::Echo => checker::part("workload", &echo::check(history)),
-        Workload::UniqueIds => checker::part("workload", &unique_ids::check(history)),
-        Workload::Broadcast => checker::part("workload", &set_full::check(history)),
+        ClientWorkload::Echo => checker::part("workload", &echo::check(history)),
+        ClientWorkload::UniqueIds => checker::part("workload", &unique_ids::check(history)),
+        ClientWorkload::Broadcast => checker::part("workload", &set_full::check(history)),
     };
     checker::compose(vec![
         checker::part("exceptions", &exceptions::check(history)),

@@ -103,7 +103,7 @@ pub struct TestArgs {
         default_value = "lin-kv",
         value_name = "NAME"
     )]
-    pub workload: Workload,
+    pub workload: WorkloadName,
 
     /// Path to the binary which runs a node (resolved against the current directory).
     #[arg(long, value_name = "FILE")]
@@ -260,10 +260,10 @@ pub struct CompatArgs {
     pub max_writes_per_key: Option<u64>,
 }
 
-/// Maelstrom's workloads (spec §6 `-w`). All names parse; see [`Workload::is_implemented`].
+/// Maelstrom's workloads (spec §6 `-w`). All names parse; see [`WorkloadName::is_implemented`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Workload {
+pub enum WorkloadName {
     #[value(name = "broadcast")]
     Broadcast,
     #[value(name = "echo")]
@@ -286,24 +286,27 @@ pub enum Workload {
     UniqueIds,
 }
 
-impl Workload {
+impl WorkloadName {
     /// The workloads this runner can drive today.
-    pub const IMPLEMENTED: [Workload; 3] =
-        [Workload::Broadcast, Workload::Echo, Workload::UniqueIds];
+    pub const IMPLEMENTED: [WorkloadName; 3] = [
+        WorkloadName::Broadcast,
+        WorkloadName::Echo,
+        WorkloadName::UniqueIds,
+    ];
 
     /// Maelstrom's name for the workload, as used on the command line and in the results path.
     pub fn as_str(self) -> &'static str {
         match self {
-            Workload::Broadcast => "broadcast",
-            Workload::Echo => "echo",
-            Workload::GCounter => "g-counter",
-            Workload::GSet => "g-set",
-            Workload::Kafka => "kafka",
-            Workload::LinKv => "lin-kv",
-            Workload::PnCounter => "pn-counter",
-            Workload::TxnListAppend => "txn-list-append",
-            Workload::TxnRwRegister => "txn-rw-register",
-            Workload::UniqueIds => "unique-ids",
+            WorkloadName::Broadcast => "broadcast",
+            WorkloadName::Echo => "echo",
+            WorkloadName::GCounter => "g-counter",
+            WorkloadName::GSet => "g-set",
+            WorkloadName::Kafka => "kafka",
+            WorkloadName::LinKv => "lin-kv",
+            WorkloadName::PnCounter => "pn-counter",
+            WorkloadName::TxnListAppend => "txn-list-append",
+            WorkloadName::TxnRwRegister => "txn-rw-register",
+            WorkloadName::UniqueIds => "unique-ids",
         }
     }
 
@@ -323,7 +326,7 @@ impl Workload {
     }
 }
 
-impl fmt::Display for Workload {
+impl fmt::Display for WorkloadName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -486,7 +489,7 @@ pub enum CliError {
         "workload {0} is a Maelstrom workload but this runner does not implement it yet \
          (implemented: broadcast, echo, unique-ids)"
     )]
-    NotImplemented(Workload),
+    NotImplemented(WorkloadName),
 }
 
 impl CliError {
@@ -502,7 +505,7 @@ impl CliError {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TestOpts {
-    pub workload: Workload,
+    pub workload: WorkloadName,
     /// Canonical path of `--bin` (spec §2: Maelstrom spawns the canonical path).
     pub bin: PathBuf,
     /// Extra arguments for the node binary.
@@ -814,7 +817,7 @@ mod tests {
     #[test]
     fn defaults_match_maelstrom() {
         let o = resolve(&[]).unwrap();
-        assert_eq!(o.workload, Workload::LinKv);
+        assert_eq!(o.workload, WorkloadName::LinKv);
         assert_eq!(o.nodes, ["n1", "n2", "n3", "n4", "n5"]);
         assert_eq!(o.time_limit_secs, 60);
         assert_eq!(o.rate, 5.0);
@@ -849,7 +852,7 @@ mod tests {
             "42",
         ])
         .unwrap();
-        assert_eq!(o.workload, Workload::Broadcast);
+        assert_eq!(o.workload, WorkloadName::Broadcast);
         assert_eq!(o.nodes.len(), 25);
         assert_eq!(o.nodes[0], "n0");
         assert_eq!(o.nodes[24], "n24");
@@ -925,7 +928,7 @@ mod tests {
         assert_eq!(t.time_limit, 5);
         let t = parse(&["--bin", "x", "--", "-w", "echo"]).unwrap();
         assert_eq!(t.args, ["-w", "echo"]);
-        assert_eq!(t.workload, Workload::LinKv);
+        assert_eq!(t.workload, WorkloadName::LinKv);
     }
 
     #[test]
@@ -1044,7 +1047,7 @@ mod tests {
                 "{name}"
             );
         }
-        let err = Workload::LinKv.check_implemented().unwrap_err();
+        let err = WorkloadName::LinKv.check_implemented().unwrap_err();
         assert!(err.to_string().contains("does not implement"));
         assert!(parse(&["-w", "nope", "--bin", "x"]).is_err());
     }

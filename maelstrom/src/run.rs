@@ -38,7 +38,7 @@ use crate::process::{LineResult, NodeCommand, NodeProcess};
 use crate::procstats::ProcStats;
 use crate::results::{Progress, ProgressCounters, RunDir};
 use crate::topology;
-use crate::workload::{Completion, Generator, OpSpec, Reply, Workload};
+use crate::workload::{ClientWorkload, Completion, Generator, OpSpec, Reply};
 use anyhow::{anyhow, bail, Context};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,7 +97,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// State every thread shares.
-struct Shared {
+struct Switchboard {
     start: Instant,
     net: Mutex<Net>,
     /// Wakes the router: a send may have created an earlier deadline.
@@ -119,7 +119,7 @@ struct Routes {
     clients: HashMap<String, Sender<Delivery>>,
 }
 
-impl Shared {
+impl Switchboard {
     fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
@@ -130,21 +130,21 @@ impl Shared {
         r
     }
 
-    fn open_client(&self) -> Client {
+    fn open_client(&self) -> RpcClient {
         let id = format!("c{}", self.next_client.fetch_add(1, Ordering::SeqCst));
         let (tx, rx) = mpsc::channel();
         lock(&self.routes).clients.insert(id.clone(), tx);
         if let Err(e) = lock(&self.net).register_client(&id) {
             tracing::error!("cannot register client {id}: {e}");
         }
-        Client {
+        RpcClient {
             id,
             inbox: rx,
             next_msg_id: 1,
         }
     }
 
-    fn close_client(&self, client: Client) {
+    fn close_client(&self, client: RpcClient) {
         lock(&self.routes).clients.remove(&client.id);
         let now = self.now();
         let _ = lock(&self.net).deregister(now, &client.id);
@@ -152,20 +152,20 @@ impl Shared {
 }
 
 /// A Maelstrom client: one id, one inbox, at most one request outstanding.
-struct Client {
+struct RpcClient {
     id: String,
     inbox: Receiver<Delivery>,
     next_msg_id: u64,
 }
 
-impl Client {
+impl RpcClient {
     /// One RPC: sends `body` (a JSON object) to `dest` and waits for the reply whose
     /// `in_reply_to` equals its `msg_id`; any other message is consumed and discarded (spec §1).
     /// `give_up` is polled every [`GIVE_UP_POLL`] while waiting: when it returns true the call
     /// ends as a timeout at once.
     fn call(
         &mut self,
-        shared: &Shared,
+        shared: &Switchboard,
         dest: &str,
         mut body: Value,
         timeout: Duration,
@@ -203,7 +203,7 @@ impl Client {
     }
 }
 
-fn router(shared: Arc<Shared>) {
+fn router(shared: Arc<Switchboard>) {
     let mut due = Vec::with_capacity(1024);
     let mut line = String::with_capacity(4096);
     loop {
@@ -244,7 +244,7 @@ fn router(shared: Arc<Shared>) {
 
 /// Builds the sink a node's stdout reader feeds: valid lines go into the network; the first
 /// malformed line or invalid destination wedges the node's output as in Maelstrom (spec §2).
-fn stdout_sink(shared: Arc<Shared>) -> impl FnMut(&Arc<str>, LineResult) + Send + 'static {
+fn stdout_sink(shared: Arc<Switchboard>) -> impl FnMut(&Arc<str>, LineResult) + Send + 'static {
     let mut dead = false;
     move |node: &Arc<str>, line: LineResult| {
         if dead {
@@ -277,9 +277,9 @@ struct Nodes {
     killed: HashMap<String, bool>,
 }
 
-struct Ctx<'a> {
+struct RunCtx<'a> {
     opts: &'a TestOpts,
-    shared: Arc<Shared>,
+    shared: Arc<Switchboard>,
     dir: &'a RunDir,
     nodes: Mutex<Nodes>,
     history: Mutex<Vec<Op>>,
@@ -287,7 +287,7 @@ struct Ctx<'a> {
     used: Mutex<ProcStats>,
 }
 
-impl Ctx<'_> {
+impl RunCtx<'_> {
     fn record(
         &self,
         kind: OpType,
@@ -558,8 +558,8 @@ struct Done {
 }
 
 fn worker(
-    shared: Arc<Shared>,
-    w: Workload,
+    shared: Arc<Switchboard>,
+    w: ClientWorkload,
     t: usize,
     node: String,
     rx: Receiver<Assignment>,
@@ -610,7 +610,7 @@ impl NodeCrashed {
 /// Owns the router thread: stops and joins it when dropped, so the thread never outlives the
 /// run, however the run ends (an error or a panic included).
 struct RouterGuard {
-    shared: Arc<Shared>,
+    shared: Arc<Switchboard>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -633,7 +633,7 @@ impl Drop for RouterGuard {
 pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     // Before anything touches the disk: an unimplemented workload is a bad argument.
     opts.workload.check_implemented()?;
-    let workload: Workload = opts
+    let workload: ClientWorkload = opts
         .workload
         .as_str()
         .parse()
@@ -650,7 +650,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     let mut op_rng = ChaCha8Rng::seed_from_u64(seeds.random());
     let nemesis_seed: u64 = seeds.random();
 
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Switchboard {
         start: Instant::now(),
         net: Mutex::new(Net::new(latency, net_rng)),
         wake: Condvar::new(),
@@ -674,7 +674,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     };
     // Declared after the router guard, so on a panic it is dropped first: dropping the nodes'
     // `NodeProcess`es kills them, then the router stops.
-    let ctx = Ctx {
+    let ctx = RunCtx {
         opts,
         shared: Arc::clone(&shared),
         dir: &dir,
@@ -734,7 +734,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "wedged-nodes": lock(&shared.wedged).iter().map(|(n, e)| json!({"node": n, "error": e})).collect::<Vec<_>>(),
         "nodes": *lock(&ctx.used),
     });
-    if workload == Workload::Broadcast && opts.has_fault(Fault::Kill) {
+    if workload == ClientWorkload::Broadcast && opts.has_fault(Fault::Kill) {
         results["runner"]["recoveries"] =
             json!(recoveries(&history, &opts.nodes, opts.concurrency));
     }
@@ -827,8 +827,8 @@ fn join_setup(
 }
 
 fn drive(
-    ctx: &Ctx<'_>,
-    workload: Workload,
+    ctx: &RunCtx<'_>,
+    workload: ClientWorkload,
     op_rng: &mut ChaCha8Rng,
     nemesis_seed: u64,
 ) -> anyhow::Result<()> {
@@ -972,7 +972,13 @@ impl Workers {
     }
 
     /// Records the invocation and hands the op to thread `t`.
-    fn invoke(&mut self, ctx: &Ctx<'_>, t: usize, op: OpSpec, final_: bool) -> anyhow::Result<()> {
+    fn invoke(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        t: usize,
+        op: OpSpec,
+        final_: bool,
+    ) -> anyhow::Result<()> {
         ctx.record(
             OpType::Invoke,
             Process::Client(self.process[t]),
@@ -993,7 +999,7 @@ impl Workers {
     }
 
     /// Records a completion and frees its thread.
-    fn complete(&mut self, ctx: &Ctx<'_>, d: Done) {
+    fn complete(&mut self, ctx: &RunCtx<'_>, d: Done) {
         self.busy[d.worker] = false;
         self.counters.record(d.completion.kind);
         ctx.record(
@@ -1011,7 +1017,7 @@ impl Workers {
 
     /// Waits until every thread is idle (each call ends within its timeout), checking for
     /// crashed nodes meanwhile so that a crash aborts the run at once.
-    fn wait_idle(&mut self, ctx: &Ctx<'_>, what: &str) -> anyhow::Result<()> {
+    fn wait_idle(&mut self, ctx: &RunCtx<'_>, what: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + RPC_TIMEOUT + Duration::from_secs(1);
         while self.any_busy() {
             match self.done_rx.recv_timeout(Duration::from_millis(100)) {
@@ -1029,8 +1035,8 @@ impl Workers {
 /// own thread, in-flight ops drained), then, for workloads that have one, the final phase (final
 /// nemesis ops, the recovery wait, one final op per worker).
 fn phases(
-    ctx: &Ctx<'_>,
-    workload: Workload,
+    ctx: &RunCtx<'_>,
+    workload: ClientWorkload,
     op_rng: &mut ChaCha8Rng,
     nemesis_seed: u64,
     workers: &mut Workers,
@@ -1122,8 +1128,8 @@ fn phases(
 /// threads round-robin; then the in-flight ops run to completion or time out. Checks for crashed
 /// nodes every 100 ms.
 fn main_phase(
-    ctx: &Ctx<'_>,
-    workload: Workload,
+    ctx: &RunCtx<'_>,
+    workload: ClientWorkload,
     op_rng: &mut ChaCha8Rng,
     main_start: u64,
     cutoff: u64,

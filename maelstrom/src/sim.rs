@@ -127,7 +127,7 @@ use crate::history::{JournalEvent, JournalKind, Op, OpType, Process};
 use crate::nemesis::{FaultSet, NemesisOp, NemesisPlan};
 use crate::net::{Delivery, Latency, Net, NetError, Packet};
 use crate::topology::{self, TopologyKind};
-use crate::workload::{Generator, OpSpec, Reply, Workload as ClientWorkload};
+use crate::workload::{ClientWorkload, Generator, OpSpec, Reply};
 
 /// Nanoseconds per millisecond.
 pub const MS: u64 = 1_000_000;
@@ -596,7 +596,7 @@ enum Proc<W: Workload> {
     Running(Box<Host<W>>),
 }
 
-struct Node<W: Workload> {
+struct SimNode<W: Workload> {
     id: String,
     proc: Proc<W>,
     /// Bumped at each kill; events of an older incarnation are ignored.
@@ -631,7 +631,7 @@ enum Purpose {
     Worker(usize),
 }
 
-struct Client {
+struct SimClient {
     purpose: Purpose,
     next_msg_id: u64,
     /// The outstanding request's `msg_id`.
@@ -680,10 +680,10 @@ struct Sim<'a, W: Workload> {
     net: Net,
     events: BTreeMap<(u64, u64), Event>,
     seq: u64,
-    nodes: Vec<Node<W>>,
+    nodes: Vec<SimNode<W>>,
     node_ids: Vec<String>,
     index: HashMap<String, usize>,
-    clients: BTreeMap<String, Client>,
+    clients: BTreeMap<String, SimClient>,
     next_client: u64,
     workers: Vec<Worker>,
     rr: usize,
@@ -803,7 +803,7 @@ impl<W: Workload> Sim<'_, W> {
         for i in 0..self.cfg.nodes {
             let id = self.node_ids[i].clone();
             self.net.register_node(&id).expect("fresh node id");
-            self.nodes.push(Node {
+            self.nodes.push(SimNode {
                 id,
                 proc: Proc::Spawning,
                 inc: 0,
@@ -1299,7 +1299,7 @@ impl<W: Workload> Sim<'_, W> {
         self.net.register_client(&id).expect("fresh client id");
         self.clients.insert(
             id.clone(),
-            Client {
+            SimClient {
                 purpose,
                 next_msg_id: 1,
                 waiting: None,

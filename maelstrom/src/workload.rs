@@ -13,19 +13,19 @@ use std::str::FromStr;
 
 /// The workloads this runner implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workload {
+pub enum ClientWorkload {
     Echo,
     UniqueIds,
     Broadcast,
 }
 
-impl FromStr for Workload {
+impl FromStr for ClientWorkload {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "echo" => Ok(Workload::Echo),
-            "unique-ids" => Ok(Workload::UniqueIds),
-            "broadcast" => Ok(Workload::Broadcast),
+            "echo" => Ok(ClientWorkload::Echo),
+            "unique-ids" => Ok(ClientWorkload::UniqueIds),
+            "broadcast" => Ok(ClientWorkload::Broadcast),
             _ => Err(format!(
                 "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast)"
             )),
@@ -60,48 +60,48 @@ pub struct Generator {
     next_broadcast: u64,
 }
 
-impl Workload {
+impl ClientWorkload {
     pub fn name(self) -> &'static str {
         match self {
-            Workload::Echo => "echo",
-            Workload::UniqueIds => "unique-ids",
-            Workload::Broadcast => "broadcast",
+            ClientWorkload::Echo => "echo",
+            ClientWorkload::UniqueIds => "unique-ids",
+            ClientWorkload::Broadcast => "broadcast",
         }
     }
 
     /// Broadcast alone runs a final phase (heal, 10 s recovery, one final read per thread).
     pub fn has_final_phase(self) -> bool {
-        self == Workload::Broadcast
+        self == ClientWorkload::Broadcast
     }
 
     /// Whether the topology is sent during setup.
     pub fn sends_topology(self) -> bool {
-        self == Workload::Broadcast
+        self == ClientWorkload::Broadcast
     }
 
     /// Idempotent ops fail (rather than become indeterminate) on timeouts and indefinite errors.
     pub fn idempotent(self, f: &str) -> bool {
-        self == Workload::Broadcast && f == "read"
+        self == ClientWorkload::Broadcast && f == "read"
     }
 
     /// A reusable client keeps its id after an `info` op; others are closed and reopened with a
     /// fresh `c<k>` (spec §5, §8).
     pub fn reusable_client(self) -> bool {
-        self == Workload::UniqueIds
+        self == ClientWorkload::UniqueIds
     }
 
     /// The next main-phase op.
     pub fn next_op(self, gen: &mut Generator, rng: &mut impl Rng) -> OpSpec {
         match self {
-            Workload::Echo => OpSpec {
+            ClientWorkload::Echo => OpSpec {
                 f: "echo",
                 value: json!(format!("Please echo {}", rng.random_range(0..128))),
             },
-            Workload::UniqueIds => OpSpec {
+            ClientWorkload::UniqueIds => OpSpec {
                 f: "generate",
                 value: Value::Null,
             },
-            Workload::Broadcast => {
+            ClientWorkload::Broadcast => {
                 if rng.random_bool(0.5) {
                     let v = gen.next_broadcast;
                     gen.next_broadcast += 1;
@@ -130,21 +130,23 @@ impl Workload {
     /// The request body (without `msg_id`) for an op.
     pub fn request(self, op: &OpSpec) -> Value {
         match (self, op.f) {
-            (Workload::Echo, _) => json!({"type": "echo", "echo": op.value}),
-            (Workload::UniqueIds, _) => json!({"type": "generate"}),
-            (Workload::Broadcast, "broadcast") => json!({"type": "broadcast", "message": op.value}),
-            (Workload::Broadcast, _) => json!({"type": "read"}),
+            (ClientWorkload::Echo, _) => json!({"type": "echo", "echo": op.value}),
+            (ClientWorkload::UniqueIds, _) => json!({"type": "generate"}),
+            (ClientWorkload::Broadcast, "broadcast") => {
+                json!({"type": "broadcast", "message": op.value})
+            }
+            (ClientWorkload::Broadcast, _) => json!({"type": "read"}),
         }
     }
 
     /// The reply's required type and its fields beyond `type`, `msg_id` and `in_reply_to`.
     fn reply_schema(self, f: &str) -> (&'static str, &'static [(&'static str, FieldKind)]) {
         match (self, f) {
-            (Workload::Echo, _) => ("echo_ok", &[("echo", FieldKind::Any)]),
-            (Workload::UniqueIds, _) => ("generate_ok", &[("id", FieldKind::Any)]),
-            (Workload::Broadcast, "broadcast") => ("broadcast_ok", &[]),
-            (Workload::Broadcast, "topology") => ("topology_ok", &[]),
-            (Workload::Broadcast, _) => ("read_ok", &[("messages", FieldKind::Array)]),
+            (ClientWorkload::Echo, _) => ("echo_ok", &[("echo", FieldKind::Any)]),
+            (ClientWorkload::UniqueIds, _) => ("generate_ok", &[("id", FieldKind::Any)]),
+            (ClientWorkload::Broadcast, "broadcast") => ("broadcast_ok", &[]),
+            (ClientWorkload::Broadcast, "topology") => ("topology_ok", &[]),
+            (ClientWorkload::Broadcast, _) => ("read_ok", &[("messages", FieldKind::Array)]),
         }
     }
 
@@ -192,9 +194,11 @@ impl Workload {
             };
         }
         let value = match (self, op.f) {
-            (Workload::Echo, _) => Value::Object(body.clone()),
-            (Workload::UniqueIds, _) => body.get("id").cloned().unwrap_or(Value::Null),
-            (Workload::Broadcast, "read") => body.get("messages").cloned().unwrap_or(Value::Null),
+            (ClientWorkload::Echo, _) => Value::Object(body.clone()),
+            (ClientWorkload::UniqueIds, _) => body.get("id").cloned().unwrap_or(Value::Null),
+            (ClientWorkload::Broadcast, "read") => {
+                body.get("messages").cloned().unwrap_or(Value::Null)
+            }
             _ => op.value.clone(),
         };
         Completion {
@@ -296,7 +300,7 @@ mod tests {
 
     #[test]
     fn closed_schemas_reject_extra_missing_and_mistyped_keys() {
-        let w = Workload::Broadcast;
+        let w = ClientWorkload::Broadcast;
         assert!(w
             .check_schema(
                 "broadcast",
@@ -337,13 +341,13 @@ mod tests {
         assert!(w
             .check_schema("read", &obj(json!({"type":"read_ok","in_reply_to":1})))
             .is_err());
-        assert!(Workload::Echo
+        assert!(ClientWorkload::Echo
             .check_schema(
                 "echo",
                 &obj(json!({"type":"echo_ok","echo":"x","in_reply_to":2}))
             )
             .is_ok());
-        assert!(Workload::Echo
+        assert!(ClientWorkload::Echo
             .check_schema(
                 "echo",
                 &obj(json!({"type":"echo_ok","echo":"x","in_reply_to":2,"n":1}))
@@ -357,7 +361,7 @@ mod tests {
 
     #[test]
     fn with_errors_outcomes() {
-        let w = Workload::Broadcast;
+        let w = ClientWorkload::Broadcast;
         let b = op("broadcast", json!(3));
         let r = op("read", Value::Null);
         assert_eq!(w.complete(&b, &Reply::Timeout).kind, OpType::Info);
@@ -398,7 +402,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut g = Generator::default();
         let ops: Vec<OpSpec> = (0..1000)
-            .map(|_| Workload::Broadcast.next_op(&mut g, &mut rng))
+            .map(|_| ClientWorkload::Broadcast.next_op(&mut g, &mut rng))
             .collect();
         let broadcasts: Vec<u64> = ops
             .iter()
@@ -414,11 +418,14 @@ mod tests {
             (0..broadcasts.len() as u64).collect::<Vec<_>>(),
             "values 0, 1, 2, ... in order"
         );
-        let e = Workload::Echo.next_op(&mut g, &mut rng);
+        let e = ClientWorkload::Echo.next_op(&mut g, &mut rng);
         assert!(e.value.as_str().unwrap().starts_with("Please echo "));
-        assert_eq!("unique-ids".parse::<Workload>(), Ok(Workload::UniqueIds));
+        assert_eq!(
+            "unique-ids".parse::<ClientWorkload>(),
+            Ok(ClientWorkload::UniqueIds)
+        );
         assert!("kafka"
-            .parse::<Workload>()
+            .parse::<ClientWorkload>()
             .unwrap_err()
             .contains("not implemented"));
     }
