@@ -1,17 +1,19 @@
-//! The tokio shell around a [`Workload`]: the only place that touches stdin, stdout, the disk and
-//! the clock.
+//! The tokio shell around a [`Host`]: the only place that touches stdin, stdout, the disk and the
+//! clock. Everything a node decides (what to answer before `init`, which requests and replies the
+//! client guard drops, what is due, what waits for durability) is the host's, which the runner's
+//! simulator drives too; this module only moves bytes and time to and from it.
 //!
 //! ```text
-//!  stdin ─► reader ─mpsc(4096)─► listen ────────┐                     ┌─► writer ─► stdout
-//!                                               │                     │
-//!   sleep until next_tick ─► sync ──────────────┼── Mutex<workload,  ─┤ mpsc(64) lines
-//!        ▲ (poked when it moves sooner)         │        ctx>         │
-//!   poke (records queued) ─► flusher ───────────┘         │           │
-//!        queued records │ ▲ persisted(n) ─► outputs ───────┼───────────┘
-//!                       ▼ │                              │
-//!   Store::append = copy into the mapped log (+ fdatasync │ every client request and reply
-//!   on the blocking pool if MURMUR_FSYNC) (records.log)   ▼ passes the client guard
-//!            SIGCONT ─► flag ─────────────────── Mutex<ClientGuard>
+//!  stdin ─► reader ─mpsc(4096)─► listen ────────┐                  ┌─► writer ─► stdout
+//!                                               │                  │
+//!   sleep until next_tick ─► sync ──────────────┼── Mutex<Host> ───┤ mpsc(64) lines
+//!        ▲ (poked when it moves sooner)         │        │         │
+//!   poke (records queued) ─► flusher ───────────┘        │         │
+//!        queued records │ ▲ durable(n) ─► outputs ───────┼─────────┘
+//!                       ▼ │                             │
+//!   Store::append = copy into the mapped log (+ fdatasync│
+//!   on the blocking pool if MURMUR_FSYNC) (records.log)  │
+//!            SIGCONT ─► flag ─► Host::resumed ◄─────────┘ checked before anything is handled
 //! ```
 //! Everything but the optional fsync runs on one thread (a current-thread runtime). Stdin and
 //! stdout, when they are pipes (as under Maelstrom), are read and written in non-blocking mode on
@@ -22,51 +24,51 @@
 //! - **reader** owns stdin: reads lines (at most [`ShellConfig::max_line_bytes`]; longer ones are
 //!   skipped) and classifies them with [`parse_line`] (malformed lines are logged to stderr and
 //!   skipped) into a bounded channel, which gives back-pressure.
-//! - **listen** waits for `init`. For a persistent workload it then opens the node's [`Store`] (on
-//!   the runtime thread: nothing else is due) and loads every durable record *before* answering
-//!   `init_ok`, passing them in [`InitInfo::recovered`]; if the store cannot be opened it answers
-//!   `init` with error 13 and exits, rather than acknowledge writes it cannot keep. Client requests
-//!   before `init` get error 11, peer messages are dropped (peers retry). After `init`, for each
-//!   burst of messages already waiting (at most 64, `BURST`): lock, for each message check the
-//!   client guard and call [`Workload::handle`], then hand off the records the burst emitted
-//!   ([`Workload::take_records`]), drain outputs, ask [`Workload::next_tick`], unlock, send, and
+//! - **listen** hands each line to [`Host::receive`]. When the host hands `init` back, listen opens
+//!   the node's [`Store`] for a persistent workload (on the runtime thread: nothing else is due)
+//!   and completes it with [`Host::init`] and every durable record, *before* `init_ok` is sent; if
+//!   the store cannot be opened the host answers error 13 and the shell exits, rather than
+//!   acknowledge writes it cannot keep. After `init`, for each burst of messages already waiting
+//!   (at most 64, `BURST`): lock, [`Host::receive`] each, then hand off the records the burst
+//!   emitted ([`Host::persist_with`]), drain outputs, ask [`Host::next_tick`], unlock, send, and
 //!   poke the sync task if the next tick moved sooner. The hand-off appends the records to the log
-//!   at once and reports them with [`Workload::persisted`] when it can (the default: no fsync, no
+//!   at once and reports them with [`Host::durable`] when it can (the default: no fsync, no
 //!   batching window, nothing queued ahead), so an acknowledgement leaves with the rest of the
 //!   handler's output; otherwise it queues them for the flusher and pokes it.
-//! - **sync** sleeps until the time [`Workload::next_tick`] last gave (not at all if it gave
-//!   `None`), then calls [`Workload::tick`] if the workload still says it is due, and queues
-//!   records, drains and pokes the same way. Demand-driven rather than periodic: a periodic timer
-//!   costs every idle node a wake-up per period (`just bench` measures what one wake-up costs: the
-//!   "Reading the CPU column" paragraph of `results/BENCHMARKS.md`).
+//! - **sync** sleeps until the time [`Host::next_tick`] last gave (not at all if it gave `None`),
+//!   then calls [`Host::tick`] (which ticks the workload only if it still says it is due), and
+//!   hands off records, drains and pokes the same way. Demand-driven rather than periodic: a
+//!   periodic timer costs every idle node a wake-up per period (`just bench` measures what one
+//!   wake-up costs: the "Reading the CPU column" paragraph of `results/BENCHMARKS.md`).
 //! - **flusher** (persistent workloads only) is group commit, for `MURMUR_FSYNC`, a batching
 //!   window and retries. By default it has nothing to do: handlers append their own records,
-//!   which spares a task hop per message (about 4 % of node CPU, interleaved A/B runs). Poked when
-//!   a handler queued records, it waits [`ShellConfig::flush_ms`] more (0 by default), takes the
-//!   whole queue, and appends it as one batch: a copy into the memory-mapped log on the runtime
-//!   thread, or with `MURMUR_FSYNC` the copy and an `fdatasync` on the blocking pool. The node lock
-//!   is not held meanwhile, so messages keep being handled and their records queue behind the
-//!   batch. Then it locks the node, reports [`Workload::persisted`] with the running count, drains
-//!   the outputs that waited for durability (acknowledgements), unlocks and sends them. A failed
-//!   append is retried with the same records first (backoff 10 ms doubling to 1 s); nothing is
-//!   reported durable until it succeeds.
-//! - **SIGCONT** sets a flag that the shell checks before handling anything, so the [`ClientGuard`]
-//!   learns of a pause before it sees the backlog that piled up during it; see "Pauses" below.
-//! - **writer** alone owns stdout, so lines never interleave; it flushes whenever its queue is
-//!   momentarily empty.
+//!   which spares a task hop per message. Poked when a handler queued records, it waits
+//!   [`ShellConfig::flush_ms`] more (0 by default), takes the whole queue, and appends it as one
+//!   batch: a copy into the memory-mapped log on the runtime thread, or with `MURMUR_FSYNC` the
+//!   copy and an `fdatasync` on the blocking pool. The host's lock is not held meanwhile, so
+//!   messages keep being handled and their records queue behind the batch. Then it locks the host,
+//!   reports [`Host::durable`] with the running count, drains the outputs that waited for
+//!   durability (acknowledgements), unlocks and sends them. A failed append is retried with the
+//!   same records first (backoff 10 ms doubling to 1 s); nothing is reported durable until it
+//!   succeeds.
+//! - **SIGCONT** sets a flag that the shell checks before handling anything and passes on to
+//!   [`Host::resumed`], so the client guard learns of a pause before it sees the backlog that piled
+//!   up during it; see "Pauses" below.
+//! - **writer** alone owns stdout, so lines never interleave; it serialises each line (off the
+//!   lock) and flushes whenever its queue is momentarily empty.
 //!
-//! The node state sits behind one `std::sync::Mutex`: every critical section is a pure function
-//! call, never held across `.await`, a sync or a read, so a blocking mutex is the right tool (as
-//! in mini-redis). The one system call it may cover is the inline append's occasional growth of
-//! the log (an allocation of file space every 64 KiB or more). The client guard has its own mutex,
-//! always taken after the node's; the records' queue and log come after both.
+//! The host sits behind one `std::sync::Mutex`: every critical section is a pure function call,
+//! never held across `.await`, a sync or a read, so a blocking mutex is the right tool (as in
+//! mini-redis). The one system call it may cover is the inline append's occasional growth of the
+//! log (an allocation of file space every 64 KiB or more). The records' queue and log are locked
+//! after the host.
 //!
-//! **Pauses** (spec §10, "Late replies kill a node's output"). A client gives up on a request after
-//! 5 s and its id is closed; a reply to a closed client makes Maelstrom stop reading this node's
-//! stdout for the rest of the test. After a SIGSTOP/SIGCONT pause, the requests queued in the pipe
-//! are read in a burst and look fresh. The [`ClientGuard`] dates messages handled just after a
-//! resume back to the last moment the node was active and drops client requests, and client
-//! replies, older than [`ShellConfig::reply_deadline_ms`]; its docs give the heuristic and its knobs.
+//! **Pauses.** A Maelstrom client gives up on a request after 5 s and its id is closed; a reply to
+//! a closed client makes Maelstrom stop reading this node's stdout for the rest of the test. After
+//! a SIGSTOP/SIGCONT pause, the requests queued in the pipe are read in a burst and look fresh. The
+//! host's [`crate::host::ClientGuard`] dates messages handled just after a resume back to the last
+//! moment the node was active and drops client requests, and client replies, older than
+//! [`ShellConfig::reply_deadline_ms`]; its docs give the heuristic and its knobs.
 //!
 //! **Shutdown.** EOF on stdin is the normal end: the reader stops, the listen task handles what was
 //! already queued, the sync task is stopped, the flusher takes every remaining
@@ -193,7 +195,7 @@ fn boxed<T: Serialize + Send + 'static>(v: T) -> Line {
 /// What every task shares.
 struct Shared<W: Workload> {
     host: Mutex<Host<W>>,
-    /// Set by the SIGCONT handler; taken before anything is handled (see [`ClientGuard`]).
+    /// Set by the SIGCONT handler; taken before anything is handled (see [`Host::resumed`]).
     resumed: Arc<AtomicBool>,
     out: mpsc::Sender<Vec<Line>>,
     clock: Clock,
@@ -379,7 +381,7 @@ where
     let reader = tokio::spawn(read_lines::<W::Msg, R>(input, in_tx, shell.max_line_bytes));
     let writer = tokio::spawn(write_lines(output, out_rx));
     let (stop_tx, stop_rx) = watch::channel(false);
-    // SIGCONT marks the end of a pause (see `ClientGuard`). The handler only sets a flag; it is
+    // SIGCONT marks the end of a pause (see `Host::resumed`). The handler only sets a flag; it is
     // unregistered when the node stops.
     let resumed = Arc::new(AtomicBool::new(false));
     let sigcont = signal_hook::flag::register(signal_hook::consts::SIGCONT, Arc::clone(&resumed))

@@ -1,13 +1,17 @@
 //! The Maelstrom wire format: one definition, shared by the node and the runner.
 //!
-//! A message is one JSON object per line: `{"id"?, "src", "dest", "body"}`. Maelstrom adds a global
-//! integer `id` to every line it writes to a node's stdin; nodes may omit it (spec §1). The body is
-//! tagged by `type`; `msg_id` and `in_reply_to` are the RPC correlation fields.
+//! A message is one JSON object per line: `{"id"?, "src", "dest", "body"}` (Maelstrom's
+//! [protocol]). Maelstrom adds a global integer `id` to every line it writes to a node's stdin;
+//! nodes may omit it. The body is tagged by `type`; `msg_id` and `in_reply_to` are the RPC
+//! correlation fields.
 //!
-//! Replies must carry exactly the fields Maelstrom's closed schemas allow (spec §1, §5): the workload's
-//! own fields, an optional `msg_id` and the required `in_reply_to`. That is why [`Body`] skips `None`
+//! Replies must carry exactly the fields Maelstrom's closed schemas allow (the [workloads] page
+//! lists them): the workload's own fields, an optional `msg_id` and the required `in_reply_to`. That is why [`Body`] skips `None`
 //! fields when serialising, and why every payload variant lists its fields explicitly: an extra key
 //! makes the real Maelstrom reject the reply.
+//!
+//! [protocol]: https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md
+//! [workloads]: https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -77,7 +81,7 @@ impl ErrorBody {
     }
 }
 
-/// Maelstrom's error codes (spec §1, resources/errors.edn). Codes 0–999 are reserved.
+/// Maelstrom's error codes ([protocol](https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md#errors)). Codes 0–999 are reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum ErrorCode {
@@ -151,7 +155,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// A node id is a client's purely because it starts with `c` (spec §1, util.clj `client?`).
+/// A node id is a client's purely because it starts with `c` (as Maelstrom's own `client?` test).
 pub fn is_client(id: &str) -> bool {
     id.starts_with('c')
 }

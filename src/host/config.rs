@@ -27,7 +27,7 @@ pub const SHELL_ENV: &[&str] = &[
 /// | `flush_ms` | `MURMUR_FLUSH_MS` | 0 | batching window: how long the flusher waits after records appear before writing them. 0 writes at once; records emitted while a write is in progress form the next batch anyway |
 /// | `stall_ms` | `MURMUR_STALL_MS` | 1000 | after a resume from a pause (SIGCONT), messages handled this long are dated back to the node's last activity before it; 0 ignores pauses |
 /// | `reply_deadline_ms` | `MURMUR_REPLY_DEADLINE_MS` | 4000 | client requests older than this are dropped unanswered (Maelstrom's client timeout is 5000 ms, minus room for network latency); 0 answers whatever the age |
-/// | `fsync` | `MURMUR_FSYNC` | `false` | end every group commit with an `fdatasync` (on the blocking pool), so records survive a crash of the machine; off, records are copied into the kernel's page cache (the mapped log) on the runtime thread and survive the death of the process (SIGKILL), which is every crash Maelstrom injects ([`Store::fsync`]) |
+/// | `fsync` | `MURMUR_FSYNC` | `false` | end every group commit with an `fdatasync` (on the blocking pool), so records survive a crash of the machine; off, records are copied into the kernel's page cache (the mapped log) on the runtime thread and survive the death of the process (SIGKILL), which is every crash Maelstrom injects ([`crate::store::Store::fsync`]) |
 /// | `max_line_bytes` | — | 64 MiB | longer stdin lines are skipped (bounded memory) |
 ///
 /// Persistence itself is switched by the workload (for broadcast, `MURMUR_PERSIST`).

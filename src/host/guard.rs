@@ -4,11 +4,10 @@
 use crate::node::Millis;
 use std::collections::HashMap;
 
-/// Decides which client traffic is too late to answer (spec §10, "Late replies kill a node's
-/// output"). Pure: fed with the shell's clock, so it is tested without real time.
+/// Decides which client traffic is too late to answer.
 ///
 /// Maelstrom's client gives up on a request after 5 s and closes its client id, and a reply to a
-/// closed client cuts this node's stdout off for the rest of the test. So the shell answers no
+/// closed client cuts this node's stdout off for the rest of the test. So the host answers no
 /// client request it has held longer than `deadline_ms` (a dropped request is just a timeout to
 /// Maelstrom, which it tolerates): a request is dropped before the workload sees it, and a reply is
 /// dropped if its request has grown too old meanwhile (one handled just before a pause and answered

@@ -1,4 +1,4 @@
-//! `echo`: `{"type":"echo","echo":X}` → `{"type":"echo_ok","echo":X}` (spec §8).
+//! `echo`: `{"type":"echo","echo":X}` → `{"type":"echo_ok","echo":X}` ([workloads](https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md#workload-echo)).
 
 use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
 use crate::wire::ErrorBody;

@@ -1,4 +1,4 @@
-//! `unique-ids`: `{"type":"generate"}` → `{"type":"generate_ok","id":N}` (spec §8).
+//! `unique-ids`: `{"type":"generate"}` → `{"type":"generate_ok","id":N}` ([workloads](https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md#workload-unique-ids)).
 //!
 //! Ids are unique under partitions and totally available because no node ever asks another:
 //! id = `seq * node_count + node_index`, so nodes draw from disjoint residue classes. `seq` is a
