@@ -1,5 +1,5 @@
 use super::*;
-use crate::wire::{is_client, Body, Envelope};
+use crate::wire::{is_client, Body, Envelope, ErrorBody};
 use rand::rngs::StdRng;
 use serde_json::json;
 use std::collections::{BTreeSet, HashSet};
