@@ -6,6 +6,25 @@
 use super::{AckFor, AckFrom, Broadcast, Msg};
 use crate::node::{Ctx, Millis};
 
+/// An acknowledgement held here as the ack relay for one destination: node `acker`, whose log is
+/// `acker_log`, holds the destination's log `to_log` up to `ack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct HeldAck {
+    pub(super) acker: usize,
+    pub(super) acker_log: u64,
+    pub(super) to_log: u64,
+    pub(super) ack: u64,
+}
+
+/// This node's own acknowledgement of a peer's log, in the header of a message to it: our log id
+/// (`log`), the peer's log id as we know it (`to_log`), and what we hold of it (`ack`).
+#[derive(Debug, Clone, Copy)]
+struct OwnAck {
+    log: u64,
+    to_log: u64,
+    ack: u64,
+}
+
 impl Broadcast {
     /// Sends the acknowledgements that are due: through the ack relay where it applies (see the
     /// module docs), directly otherwise.
@@ -99,7 +118,7 @@ impl Broadcast {
             self.send_gossip_ok(relay, ctx);
             return;
         }
-        let (log, to_log, ack) = self.own_ack_to(relay);
+        let OwnAck { log, to_log, ack } = self.own_ack_to(relay);
         let msg = Msg::AckBatch {
             log,
             to_log,
@@ -109,16 +128,20 @@ impl Broadcast {
         ctx.notify(&self.nodes[relay], msg);
     }
 
-    /// Our own acknowledgement of `p`'s log, riding on an `ack_batch` or `relayed_acks` we send it:
-    /// (our log id, its log id, `confirmed`). It settles what is owed, unless values are still on
-    /// their way to disk (their acknowledgement stays due).
-    fn own_ack_to(&mut self, p: usize) -> (u64, u64, u64) {
+    /// Our own acknowledgement of `p`'s log, riding on an `ack_batch` or `relayed_acks` we send
+    /// it. It settles what is owed, unless values are still on their way to disk (their
+    /// acknowledgement stays due).
+    fn own_ack_to(&mut self, p: usize) -> OwnAck {
         let link = &mut self.links[p];
         if !link.waits_for_durability() {
             link.ack_due = None;
         }
         link.note_direct_ack();
-        (self.log_id, link.peer_log.unwrap_or(0), link.confirmed)
+        OwnAck {
+            log: self.log_id,
+            to_log: link.peer_log.unwrap_or(0),
+            ack: link.confirmed,
+        }
     }
 
     /// As a relay: holds the acknowledgements `acker` (log `log`) sent through us, one per
@@ -139,9 +162,14 @@ impl Broadcast {
                 continue;
             }
             let out = &mut self.relay_out[to];
-            let entry = (acker, log, a.to_log, a.ack);
-            match out.iter_mut().find(|e| e.0 == acker) {
-                Some(e) if (e.1, e.2) == (log, a.to_log) => e.3 = e.3.max(a.ack),
+            let entry = HeldAck {
+                acker,
+                acker_log: log,
+                to_log: a.to_log,
+                ack: a.ack,
+            };
+            match out.iter_mut().find(|e| e.acker == acker) {
+                Some(e) if (e.acker_log, e.to_log) == (log, a.to_log) => e.ack = e.ack.max(a.ack),
                 Some(e) => *e = entry,
                 None => out.push(entry),
             }
@@ -160,11 +188,11 @@ impl Broadcast {
         self.relay_due[p] = None;
         std::mem::take(&mut self.relay_out[p])
             .into_iter()
-            .map(|(q, log, to_log, ack)| AckFrom {
-                from: self.nodes[q].clone(),
-                log,
-                to_log,
-                ack,
+            .map(|h| AckFrom {
+                from: self.nodes[h.acker].clone(),
+                log: h.acker_log,
+                to_log: h.to_log,
+                ack: h.ack,
             })
             .collect()
     }
@@ -177,7 +205,7 @@ impl Broadcast {
                 continue;
             }
             let acks = self.take_held(p);
-            let (log, to_log, ack) = self.own_ack_to(p);
+            let OwnAck { log, to_log, ack } = self.own_ack_to(p);
             let msg = Msg::RelayedAcks {
                 log,
                 to_log,

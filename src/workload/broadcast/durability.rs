@@ -3,7 +3,8 @@
 //! replies and acknowledgements waiting for it, and recovery from the records of earlier
 //! incarnations.
 
-use super::{key, record, Broadcast, Eager, Messages, Msg, Overlay, FROM_CLIENT};
+use super::record::{self, Record};
+use super::{key, Broadcast, Eager, Messages, Msg, Overlay, FROM_CLIENT};
 use crate::node::{Ctx, Millis};
 use rand::Rng;
 
@@ -21,6 +22,30 @@ pub(super) struct Waiting {
     read: bool,
 }
 
+/// A reply owed to a client: who asked, and the request's `msg_id`.
+#[derive(Debug)]
+pub(super) struct ClientReply {
+    pub(super) client: String,
+    pub(super) msg_id: Option<u64>,
+}
+
+/// Once the driver reports `records` records persisted (counted over this incarnation), the log
+/// is durable up to `log_len`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DurableMark {
+    pub(super) records: u64,
+    pub(super) log_len: usize,
+}
+
+/// The cursors of one link that a cursor record holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct LinkCursors {
+    /// The peer's log id, or 0 if unknown.
+    pub(super) peer_log: u64,
+    pub(super) acked: usize,
+    pub(super) reset_at: usize,
+}
+
 impl Broadcast {
     /// The log is durable up to `upto`: confirm acknowledgements, release client replies, and push
     /// new client values at once where [`Eager`] says so.
@@ -36,12 +61,12 @@ impl Broadcast {
             while link
                 .unconfirmed
                 .front()
-                .is_some_and(|(need, _)| *need <= durable)
+                .is_some_and(|u| u.needs_durable <= durable)
             {
                 link.confirmed = link
                     .unconfirmed
                     .pop_front()
-                    .map(|(_, r)| r)
+                    .map(|u| u.recv_upto)
                     .unwrap_or(link.confirmed);
             }
             if link.confirmed > link.acked_sent && link.ack_due.is_none() {
@@ -126,7 +151,7 @@ impl Broadcast {
 
     /// Queues a record of the current neighbour list (overlay `given`).
     pub(super) fn queue_topology(&mut self) {
-        self.queue.push(record::encode(&record::Record::Topology {
+        self.queue.push(record::encode(&Record::Topology {
             peers: self.peers.iter().map(|&p| p as u32).collect(),
         }));
         self.topology_queued = true;
@@ -144,10 +169,14 @@ impl Broadcast {
         Some(*self.cursors_dirty_since.get_or_insert(now) + CURSOR_RECORD_MS)
     }
 
-    /// The cursors of link `p` a record would hold: (peer log id or 0, acked, reset_at).
-    fn link_cursors(&self, p: usize) -> (u64, usize, usize) {
+    /// The cursors of link `p` a record would hold.
+    fn link_cursors(&self, p: usize) -> LinkCursors {
         let l = &self.links[p];
-        (l.peer_log.unwrap_or(0), l.acked, l.reset_at)
+        LinkCursors {
+            peer_log: l.peer_log.unwrap_or(0),
+            acked: l.acked,
+            reset_at: l.reset_at,
+        }
     }
 
     /// Appends a cursor record for every link whose persisted cursors changed. Called only when
@@ -159,11 +188,11 @@ impl Broadcast {
             let cur = self.link_cursors(p);
             if cur != self.link_recorded[p] {
                 self.link_recorded[p] = cur;
-                out.push(record::encode(&record::Record::Link {
+                out.push(record::encode(&Record::Link {
                     peer: p as u32,
-                    peer_log: cur.0,
-                    acked: cur.1 as u64,
-                    reset_at: cur.2 as u64,
+                    peer_log: cur.peer_log,
+                    acked: cur.acked as u64,
+                    reset_at: cur.reset_at as u64,
                 }));
             }
         }
@@ -174,7 +203,7 @@ impl Broadcast {
     pub(super) fn recover(&mut self, records: &[Vec<u8>], cluster: u64) {
         let me = self.nodes[self.me].clone();
         let n = self.nodes.len();
-        let start = |log_id| record::encode(&record::Record::Start { log_id, cluster });
+        let start = |log_id| record::encode(&Record::Start { log_id, cluster });
         let (seg, used_ids) = record::recover(records, cluster, n, self.me);
         // A new log must not reuse an id a previous incarnation wrote (a simulator may boot two
         // incarnations with the same clock readings).
@@ -205,15 +234,19 @@ impl Broadcast {
         if seg.complete {
             self.log_id = seg.log_id;
             self.recorded_upto = len;
-            for (p, (peer_log, acked, reset_at)) in seg.links {
-                let acked = (acked.min(len as u64)) as usize;
-                let reset_at = (reset_at.min(len as u64)) as usize;
+            for (p, saved) in seg.links {
+                let acked = (saved.acked.min(len as u64)) as usize;
+                let reset_at = (saved.reset_at.min(len as u64)) as usize;
                 let link = &mut self.links[p];
-                link.peer_log = (peer_log != 0).then_some(peer_log);
+                link.peer_log = (saved.peer_log != 0).then_some(saved.peer_log);
                 link.acked = acked;
                 link.sent_upto = acked;
                 link.reset_at = reset_at;
-                self.link_recorded[p] = (peer_log, acked, reset_at);
+                self.link_recorded[p] = LinkCursors {
+                    peer_log: saved.peer_log,
+                    acked,
+                    reset_at,
+                };
             }
             tracing::info!(node = %me, values = len, log = seg.log_id, "recovered the log");
         } else {

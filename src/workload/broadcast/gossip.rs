@@ -5,6 +5,14 @@ use super::link::Link;
 use super::{Broadcast, Msg, FROM_CLIENT};
 use crate::node::{Ctx, Millis};
 
+/// A gossip call in flight: sent to `peer`, covering the local log up to `upto`. If it times out
+/// with the peer's acknowledgement still below `upto`, the link retransmits from `acked`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GossipCall {
+    pub(super) peer: usize,
+    pub(super) upto: usize,
+}
+
 impl Broadcast {
     /// A peer whose log id changed has lost its state: rewind both directions of the link.
     pub(super) fn check_peer_log(&mut self, p: usize, log: u64) {
@@ -57,7 +65,7 @@ impl Broadcast {
             link.sent_upto = link.sent_upto.max(ack);
             // Calls this covers can no longer time out into a retransmission: forget them, so their
             // deadlines wake nobody (acks usually ride on gossip and never resolve a call by id).
-            self.calls.retain(|&(q, upto)| q != p || upto > ack);
+            self.calls.retain(|c| c.peer != p || c.upto > ack);
         }
     }
 
@@ -120,7 +128,8 @@ impl Broadcast {
         link.ack_due = None;
         link.note_direct_ack();
         let id = ctx.send(&self.nodes[p], msg);
-        self.calls.register(id, now + self.cfg.rto_ms, (p, upto));
+        self.calls
+            .register(id, now + self.cfg.rto_ms, GossipCall { peer: p, upto });
     }
 
     /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for an overlay

@@ -22,8 +22,8 @@ pub(super) struct Link {
     pub(super) retransmit: bool,
     /// Contiguous prefix of the peer's log held here.
     pub(super) recv_upto: u64,
-    /// `recv_upto` values waiting for the local log to be durable up to the given length.
-    pub(super) unconfirmed: VecDeque<(usize, u64)>,
+    /// `recv_upto` values waiting for the local log to be durable, oldest first.
+    pub(super) unconfirmed: VecDeque<Unconfirmed>,
     /// The part of `recv_upto` that is durable here: what acknowledgements report.
     pub(super) confirmed: u64,
     /// The last `confirmed` sent to the peer (stand-alone or piggybacked): a newer one is owed.
@@ -41,6 +41,14 @@ pub(super) struct Link {
     /// Local log length when the peer was last seen to lose its state: entries before it that
     /// came from the peer must be sent back, since the peer no longer has them.
     pub(super) reset_at: usize,
+}
+
+/// A value of [`Link::recv_upto`] that acknowledgements may report once the local log is durable
+/// up to `needs_durable` (the log length once the gossip that advanced it had been taken in).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unconfirmed {
+    pub(super) needs_durable: usize,
+    pub(super) recv_upto: u64,
 }
 
 impl Link {

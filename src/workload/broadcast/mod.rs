@@ -137,8 +137,10 @@ pub use config::{BroadcastConfig, Eager, Overlay};
 pub use messages::{AckFor, AckFrom, Msg};
 pub use reads::{Messages, Snapshot};
 
-use durability::Waiting;
-use link::Link;
+use ack_relay::HeldAck;
+use durability::{ClientReply, DurableMark, LinkCursors, Waiting};
+use gossip::GossipCall;
+use link::{Link, Unconfirmed};
 
 /// A value as a hash key with JSON (Clojure) equality: `1` and `1.0` differ.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -186,19 +188,19 @@ pub struct Broadcast {
     recorded_upto: usize,
     /// Records taken by the driver so far in this incarnation.
     taken: u64,
-    /// (records taken, log length they cover): the log is durable up to the length once the driver
-    /// reports that many records persisted.
-    marks: VecDeque<(u64, usize)>,
-    /// Per peer, the cursors last emitted as a record: (peer log id or 0, acked, reset_at).
-    link_recorded: Vec<(u64, usize, usize)>,
+    /// How far the log will be durable once the driver reports so many records persisted, in
+    /// emission order.
+    marks: VecDeque<DurableMark>,
+    /// Per peer, the cursors last emitted as a record.
+    link_recorded: Vec<LinkCursors>,
     /// A topology record sits in `queue`, not yet taken.
     topology_queued: bool,
     /// Records that must be durable before waiting `topology_ok`s are sent.
     topology_needs: Option<u64>,
-    /// `topology_ok`s waiting for the neighbour list to be durable: (client, msg_id).
-    topology_waiting: Vec<(String, Option<u64>)>,
-    /// Gossip calls in flight: (peer, local log cursor the call covers).
-    calls: Calls<(usize, usize)>,
+    /// `topology_ok`s waiting for the neighbour list to be durable.
+    topology_waiting: Vec<ClientReply>,
+    /// Gossip calls in flight.
+    calls: Calls<GossipCall>,
     /// The `sync_ms` grid slot of the last tick: ticks fall on multiples of `sync_ms`, at most
     /// one per slot, so deltas are batched exactly as a fixed-period timer would batch them.
     last_slot: Option<Millis>,
@@ -214,9 +216,8 @@ pub struct Broadcast {
     /// How long after it fell due an acknowledgement may be held for the relay: two thirds of
     /// `rto_ms − ack_delay_ms`, the last third being left for the network (gossip, batch, relay).
     relay_hold: Millis,
-    /// Acknowledgements held here as a relay, per destination: (acker, its log, the destination's
-    /// log, ack), at most one per acker.
-    relay_out: Vec<Vec<(usize, u64, u64, u64)>>,
+    /// Acknowledgements held here as a relay, per destination, at most one per acker.
+    relay_out: Vec<Vec<HeldAck>>,
     /// Per destination, when what is held for it (relayed acknowledgements and our own) must
     /// leave: the earliest deadline among them.
     relay_due: Vec<Option<Millis>>,
@@ -276,7 +277,7 @@ impl Workload for Broadcast {
             recorded_upto: 0,
             taken: 0,
             marks: VecDeque::new(),
-            link_recorded: vec![(0, 0, 0); n],
+            link_recorded: vec![LinkCursors::default(); n],
             topology_queued: false,
             topology_needs: None,
             topology_waiting: Vec::new(),
@@ -317,7 +318,10 @@ impl Workload for Broadcast {
                         // Maelstrom sends the topology once: a restarted node only has it if it
                         // persisted it, so `topology_ok` waits for the record like any other ack.
                         self.queue_topology();
-                        self.topology_waiting.push((src, msg_id));
+                        self.topology_waiting.push(ClientReply {
+                            client: src,
+                            msg_id,
+                        });
                         return;
                     }
                 }
@@ -366,7 +370,10 @@ impl Workload for Broadcast {
                     link.recv_upto = upto;
                 }
                 if link.recv_upto != before {
-                    link.unconfirmed.push_back((self.log.len(), link.recv_upto));
+                    link.unconfirmed.push_back(Unconfirmed {
+                        needs_durable: self.log.len(),
+                        recv_upto: link.recv_upto,
+                    });
                 }
                 let due = self.ack_due_at(p, now);
                 let link = &mut self.links[p];
@@ -424,9 +431,9 @@ impl Workload for Broadcast {
         let s = self.cfg.sync_ms.max(1);
         self.last_slot = Some(now - now % s);
         self.pending_slot = None;
-        for (_, (p, upto)) in self.calls.expire(now) {
-            let link = &mut self.links[p];
-            if link.acked < upto {
+        for (_, call) in self.calls.expire(now) {
+            let link = &mut self.links[call.peer];
+            if link.acked < call.upto {
                 link.retransmit = true;
             }
         }
@@ -507,7 +514,10 @@ impl Workload for Broadcast {
             out.push(rec);
             self.taken += 1;
             self.recorded_upto = upto;
-            self.marks.push_back((self.taken, upto));
+            self.marks.push_back(DurableMark {
+                records: self.taken,
+                log_len: upto,
+            });
         }
         if !out.is_empty() {
             // Changed cursors ride along with a write that happens anyway, never cause one.
@@ -522,16 +532,16 @@ impl Workload for Broadcast {
     fn persisted(&mut self, count: u64, now: Millis, ctx: &mut Ctx<Msg>) {
         if self.topology_needs.is_some_and(|n| n <= count) {
             self.topology_needs = None;
-            for (client, msg_id) in self.topology_waiting.drain(..) {
-                ctx.reply(&client, msg_id, Msg::TopologyOk);
+            for r in self.topology_waiting.drain(..) {
+                ctx.reply(&r.client, r.msg_id, Msg::TopologyOk);
             }
         }
         let mut upto = self.durable;
-        while let Some(&(n, covered)) = self.marks.front() {
-            if n > count {
+        while let Some(&mark) = self.marks.front() {
+            if mark.records > count {
                 break;
             }
-            upto = upto.max(covered);
+            upto = upto.max(mark.log_len);
             self.marks.pop_front();
         }
         if upto > self.durable {

@@ -200,12 +200,21 @@ pub struct Segment {
     pub log_id: u64,
     /// (origin, value) in log order; origins are valid peer indices or `FROM_CLIENT`.
     pub entries: Vec<(u32, Value)>,
-    /// Latest cursors per peer index: (peer log id, acked, reset_at).
-    pub links: HashMap<usize, (u64, u64, u64)>,
+    /// Latest cursors per peer index.
+    pub links: HashMap<usize, SavedCursors>,
     /// The latest neighbour list, as valid peer indices.
     pub topology: Option<Vec<usize>>,
     /// False if an undecodable or inconsistent record ended it early.
     pub complete: bool,
+}
+
+/// The cursors of one link as the latest cursor record for it holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavedCursors {
+    /// The peer's log id, or 0 if unknown.
+    pub peer_log: u64,
+    pub acked: u64,
+    pub reset_at: u64,
 }
 
 /// Replays `records`: each start record for this `cluster` begins a new segment (a fresh copy
@@ -279,7 +288,14 @@ pub fn recover(
                 if p >= n || p == me {
                     return Err(format!("bad peer {peer}"));
                 }
-                s.links.insert(p, (peer_log, acked, reset_at));
+                s.links.insert(
+                    p,
+                    SavedCursors {
+                        peer_log,
+                        acked,
+                        reset_at,
+                    },
+                );
                 Ok(())
             }
             Record::Topology { peers } => {

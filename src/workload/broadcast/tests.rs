@@ -1383,7 +1383,16 @@ fn a_relay_holds_at_most_one_ack_per_destination_and_acker() {
         [0, 0, 1],
         "only n2 is a destination other than relay and acker"
     );
-    assert_eq!(c.nodes[0].relay_out[2][0], (1, 5, 995, 995), "the latest");
+    assert_eq!(
+        c.nodes[0].relay_out[2][0],
+        HeldAck {
+            acker: 1,
+            acker_log: 5,
+            to_log: 995,
+            ack: 995
+        },
+        "the latest"
+    );
     c.nodes[0].tick(10_000, &mut c.ctxs[0]);
     let out = c.ctxs[0].drain();
     assert_eq!(types(&out), ["relayed_acks"]);
