@@ -7,13 +7,13 @@ use std::str::FromStr;
 /// Which peers a node gossips with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlay {
-    /// The neighbours from Maelstrom's `topology` message; values are relayed hop by hop.
+    /// The neighbours from Maelstrom's `topology` message; values are forwarded hop by hop.
     Given,
     /// The first node is the hub; every other node talks only to it. Two hops end to end.
     Star,
-    /// A `k`-ary tree over the node list in order; values are relayed along it.
+    /// A `k`-ary tree over the node list in order; values are forwarded along it.
     Tree(usize),
-    /// Everyone talks to everyone; only a value's origin sends it (no relaying), so one hop.
+    /// Everyone talks to everyone; only a value's origin sends it (no forwarding), so one hop.
     Total,
 }
 

@@ -70,13 +70,13 @@ impl Broadcast {
     }
 
     /// Whether log entry `i` is for peer `to`: never back to the peer it came from (unless that
-    /// peer has since lost it), and, without relaying, only values this node originated.
+    /// peer has since lost it), and, without forwarding, only values this node originated.
     pub(super) fn forwardable(&self, i: usize, to: usize) -> bool {
         let o = self.origin[i];
         if o == to as u32 {
             i < self.links[to].reset_at
         } else {
-            self.relay || o == FROM_CLIENT
+            self.forward_learned || o == FROM_CLIENT
         }
     }
 
@@ -119,7 +119,7 @@ impl Broadcast {
             values,
             ack: link.confirmed,
             retry,
-            // Acknowledgements held for the peer as its relay ride along.
+            // Acknowledgements held for the peer as its ack relay ride along.
             relayed: self.take_held(p),
         };
         let link = &mut self.links[p];

@@ -30,8 +30,8 @@ pub(super) struct Link {
     pub(super) acked_sent: u64,
     /// An acknowledgement is owed, due at this time.
     pub(super) ack_due: Option<Millis>,
-    /// The peer's last message named this node's log id, so it can check acknowledgements relayed
-    /// in this node's name (they carry log ids but cannot announce them).
+    /// The peer's last message named this node's log id, so it can check acknowledgements sent
+    /// through the ack relay in this node's name (they carry log ids but cannot announce them).
     pub(super) knows_us: bool,
     /// The peer resent what this node had acknowledged: an acknowledgement sent through the ack
     /// relay may have been lost, so the next stand-alone one goes direct.
@@ -69,7 +69,7 @@ impl Link {
         self.confirmed == self.acked_sent && !self.unconfirmed.is_empty()
     }
 
-    /// `confirmed` went to the peer in a message of our own (not through the relay). That settles
+    /// `confirmed` went to the peer in a message of our own (not through the ack relay). That settles
     /// a resend only if it covered everything received: a retry's values may still be on their
     /// way to disk, and their acknowledgement is what the peer is waiting for.
     pub(super) fn note_direct_ack(&mut self) {

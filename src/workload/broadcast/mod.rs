@@ -15,7 +15,7 @@
 //! way, and otherwise leave as a `gossip_ok` after `ack_delay_ms` (or, in overlay `total`, through
 //! the ack relay below). Nothing is sent when nothing is pending.
 //!
-//! A range holding nothing for the peer (values it sent us, or, without relaying, values learned
+//! A range holding nothing for the peer (values it sent us, or, without forwarding, values learned
 //! from others) is counted as acknowledged without a message, and the next gossip's `base` moves
 //! the peer's cursor over it. The peer trusts `base` only from a gossip naming its log id, so this
 //! waits until the peer's log id is known; until then the next gossip's range simply starts
@@ -80,7 +80,7 @@
 //!
 //! # Who talks to whom
 //! [`Overlay`] chooses the neighbours: Maelstrom's topology, a star around one hub, a tree, or
-//! everyone (origin-push, no relaying). See [`BroadcastConfig`] for the knobs and their defaults.
+//! everyone (origin-push, no forwarding). See [`BroadcastConfig`] for the knobs and their defaults.
 //!
 //! # Acknowledgement relay (overlay `total`)
 //! In overlay `total` every node gossips with every other, so when traffic stops every directed
@@ -104,7 +104,8 @@
 //! - A relayed acknowledgement is applied only if both its log ids are the receiver's current view
 //!   (its own, and the acker's as learned from the acker's own messages). It never changes that
 //!   view, so a stale or forged one cannot rewind a link. So that it can be checked, a node
-//!   relays an acknowledgement only to a peer whose last message named its log id (`knows_us`).
+//!   sends an acknowledgement through the relay only for a peer whose last message named its log
+//!   id (`knows_us`).
 //!
 //! Nothing depends on the relay for safety: an acknowledgement lost with it (relay partitioned
 //! away, paused, killed, or simply slow) leaves the peer resending after `rto_ms`, exactly as a
@@ -112,8 +113,13 @@
 //! already acknowledged reveals a lost acknowledgement; either makes the next stand-alone
 //! acknowledgement to that peer go **direct** (`gossip_ok`), so a dead relay costs one resend per
 //! link, and an acknowledgement already overdue is not held back further. Acknowledgements still
-//! cover only durable values (the relay forwards the ackers' `confirmed` unchanged), and relayed
+//! cover only durable values (the relay passes on the ackers' `confirmed` unchanged), and relayed
 //! state is volatile: a relay that restarts has simply lost some acknowledgements.
+//!
+//! # Words
+//! A node **forwards** values to its peers in gossip: its clients' values and, in every overlay but
+//! `total`, values it learned from other peers. The **relay** is only ever the acknowledgement
+//! relay above, which passes on other nodes' acknowledgements, never values.
 
 use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
 use crate::rpc::Calls;
@@ -169,7 +175,7 @@ pub struct Broadcast {
     /// Overlay neighbours, by node index.
     peers: Vec<usize>,
     /// Forward values learned from peers (every overlay but `Total`).
-    relay: bool,
+    forward_learned: bool,
     links: Vec<Link>,
     log_id: u64,
     log: Vec<Value>,
@@ -216,7 +222,7 @@ pub struct Broadcast {
     /// How long after it fell due an acknowledgement may be held for the relay: two thirds of
     /// `rto_ms − ack_delay_ms`, the last third being left for the network (gossip, batch, relay).
     relay_hold: Millis,
-    /// Acknowledgements held here as a relay, per destination, at most one per acker.
+    /// Acknowledgements held here as the ack relay, per destination, at most one per acker.
     relay_out: Vec<Vec<HeldAck>>,
     /// Per destination, when what is held for it (relayed acknowledgements and our own) must
     /// leave: the earliest deadline among them.
@@ -264,7 +270,7 @@ impl Workload for Broadcast {
             nodes,
             index,
             peers,
-            relay: cfg.overlay != Overlay::Total,
+            forward_learned: cfg.overlay != Overlay::Total,
             links: (0..n).map(|_| Link::default()).collect(),
             log_id,
             log: Vec::new(),

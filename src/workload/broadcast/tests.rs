@@ -265,7 +265,7 @@ fn topology_is_acknowledged_and_used_by_the_given_overlay() {
     c.run_for(1000, 100);
     assert!(
         c.sets().iter().all(|s| s.contains(&1)),
-        "relayed over two hops"
+        "forwarded over two hops"
     );
 }
 
@@ -753,7 +753,7 @@ fn a_restart_recovers_values_log_id_and_cursors() {
     let before = c.sent_between_nodes;
     c.run_for(3000, 100);
     assert_eq!(c.sent_between_nodes, before, "quiet after a restart");
-    // And the restarted hub still relays new values.
+    // And the restarted hub still forwards new values.
     c.client(
         1,
         100,
@@ -1108,7 +1108,7 @@ fn next_tick_keeps_the_sync_grid_and_is_none_when_idle() {
     assert_eq!(hub.next_tick(1300), None, "all acknowledged: idle again");
 }
 
-/// A node whose log starts with values not for a peer (here: relayed-free `total`, a value
+/// A node whose log starts with values not for a peer (here: `total`, which forwards no value
 /// learned from another peer) must not jump over them before it knows the peer's log id: the
 /// peer would not trust the gossip's `base`, its contiguous cursor would stall, and everything
 /// would be resent after `rto_ms`. Seen at start-up, when no peer has been heard from.
