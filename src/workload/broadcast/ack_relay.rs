@@ -27,7 +27,7 @@ struct OwnAck {
 
 impl Broadcast {
     /// Sends the acknowledgements that are due: through the ack relay where it applies (see the
-    /// module docs), directly otherwise.
+    /// [module docs](super)), directly otherwise.
     pub(super) fn send_due_acks(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
         let relay = self.ack_relay(now);
         let hold = self.relay_hold;

@@ -72,9 +72,9 @@ impl FromStr for Eager {
 /// | `ack_delay_ms` | 1000 | how long an acknowledgement may wait to ride on gossip going back (in the star, a leaf's forwards of its clients' values, about two a second at the 3d rate, so few leave alone) |
 /// | `rto_ms` | 2500 | a gossip unacknowledged this long is resent (from the acked cursor): above `ack_delay_ms` plus a round trip and a slot, with room for a slow runner; a premature resend only costs messages |
 /// | `max_batch` | 5000 | most values in one gossip message |
-/// | `ack_relay` | `true` | overlay `total`: stand-alone acknowledgements leave as one batch per node through a relay node (see "Acknowledgement relay" in the module docs), where `(rto_ms − ack_delay_ms) / 3` ≥ 4 `sync_ms` |
+/// | `ack_relay` | `true` | overlay `total`: stand-alone acknowledgements leave as one batch per node through a relay node (see "Acknowledgement relay" in the [module docs](super)), where `(rto_ms − ack_delay_ms) / 3` ≥ 4 `sync_ms` |
 /// | `seed` | 0 | mixed with the node id to seed the fan-out choice |
-/// | `persist` | `true` | persist the log and acknowledge only durable values (see the module docs); `0`/`false` keeps everything in memory, so a killed node loses what it held |
+/// | `persist` | `true` | persist the log and acknowledge only durable values (see the [module docs](super)); `0`/`false` keeps everything in memory, so a killed node loses what it held |
 ///
 /// The tokio shell's own knobs (`MURMUR_DATA_DIR`, `MURMUR_FLUSH_MS`, ...) are listed in
 /// [`crate::host::ShellConfig`]; they are environment variables only.
@@ -109,6 +109,18 @@ impl Default for BroadcastConfig {
     }
 }
 
+/// Knob parsing is written out here rather than left to clap (which the runner uses), because what
+/// it accepts does not fit clap's model:
+/// - the environment is a parameter, not necessarily the process's own (the tests pass theirs),
+///   and every `MURMUR_*` variable that is not the shell's is a knob, so a misspelt one is an
+///   error rather than silently ignored; clap's `env` support reads the process environment, and
+///   only the names it declares;
+/// - names match in any case and with `-` and `_` interchangeable, in variables and arguments
+///   alike;
+/// - a knob given twice takes the later value, and arguments come after the environment.
+///
+/// Doing that with clap would take an alias list per knob and a pass of our own over the
+/// environment anyway, and would add clap to the node's dependencies, for ten knobs.
 impl BroadcastConfig {
     /// Applies one knob by name (`overlay`, `sync-ms` or `sync_ms`, ...).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
@@ -137,7 +149,8 @@ impl BroadcastConfig {
         Ok(())
     }
 
-    /// Defaults, then `MURMUR_*` environment variables, then `--name value` arguments.
+    /// Defaults, then `MURMUR_*` environment variables (except the shell's own,
+    /// [`crate::host::SHELL_ENV`]), then `--name value` or `--name=value` arguments.
     pub fn from_env_and_args(
         env: impl IntoIterator<Item = (String, String)>,
         args: impl IntoIterator<Item = String>,

@@ -139,7 +139,8 @@ impl Broadcast {
     }
 
     /// After the log changed: without persistence the whole log is durable at once; with it, only
-    /// what [`Workload::persisted`] reported, but outputs already covered by it are released.
+    /// what [`Workload::persisted`](crate::node::Workload::persisted) reported, but outputs already
+    /// covered by it are released.
     pub(super) fn sync_durable(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
         let upto = if self.cfg.persist {
             self.durable
@@ -199,7 +200,7 @@ impl Broadcast {
     }
 
     /// Rebuilds the log, its id and the link cursors from the records of earlier incarnations
-    /// (see "Recovery" in the module docs), and queues the start record of a fresh log.
+    /// (see "Recovery" in the [module docs](super)), and queues the start record of a fresh log.
     pub(super) fn recover(&mut self, records: &[Vec<u8>], cluster: u64) {
         let me = self.nodes[self.me].clone();
         let n = self.nodes.len();

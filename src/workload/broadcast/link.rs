@@ -3,7 +3,7 @@
 use crate::node::Millis;
 use std::collections::VecDeque;
 
-/// Per-peer gossip state; see the module docs.
+/// Per-peer gossip state; see the [module docs](super).
 #[derive(Debug, Default)]
 pub(super) struct Link {
     /// The peer's log id, once heard.

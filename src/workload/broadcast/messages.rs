@@ -1,4 +1,9 @@
 //! The wire format: the broadcast payloads, Maelstrom's and ours.
+//!
+//! Maelstrom's messages and their envelope are described in its
+//! [protocol](https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md) and
+//! [workload](https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md#workload-broadcast)
+//! docs; `gossip`, `gossip_ok`, `ack_batch` and `relayed_acks` pass only between nodes.
 
 use super::Messages;
 use crate::wire::ErrorBody;
@@ -51,8 +56,8 @@ pub enum Msg {
         ack: u64,
     },
     /// Stand-alone acknowledgements for several peers in one message to the ack relay (see
-    /// "Acknowledgement relay" in the module docs): the sender's own acknowledgement of the
-    /// relay's log (as in `gossip_ok`), plus `acks` for the relay to pass on.
+    /// "Acknowledgement relay" in the [module docs](super)): the sender's own acknowledgement of
+    /// the relay's log (as in `gossip_ok`), plus `acks` for the relay to pass on.
     AckBatch {
         log: u64,
         to_log: u64,

@@ -1,4 +1,6 @@
-//! `broadcast`: `topology`, `broadcast` and `read` (spec §5), and the gossip that spreads values.
+//! `broadcast`: `topology`, `broadcast` and `read` (Maelstrom's
+//! [broadcast workload](https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md#workload-broadcast)),
+//! and the gossip that spreads values.
 //!
 //! # Model
 //! Every node keeps an append-only **log** of the values it holds, in arrival order, with a hash
@@ -20,7 +22,8 @@
 //! the peer's cursor over it. The peer trusts `base` only from a gossip naming its log id, so this
 //! waits until the peer's log id is known; until then the next gossip's range simply starts
 //! earlier. Jumping over the range anyway would leave a gap in the peer's contiguous cursor, which
-//! only a retransmission after `rto_ms` would fill (at start-up, every link did this once).
+//! only a retransmission after `rto_ms` would fill (at start-up, before any peer is heard from,
+//! that would happen on every link).
 //!
 //! Each log has a random **log id**. Messages carry the sender's log id and the receiver's as the
 //! sender knows it, so cursors are only trusted between the same two logs: a peer that restarted
@@ -72,8 +75,7 @@
 //! durable prefix changed and shared by every read answered until it changes again, e.g. a burst of
 //! reads released by one flush. The writer copies the text verbatim into each line. Building a
 //! snapshot copies the text once and has serde_json validate it (`RawValue` has no unchecked
-//! constructor): about 0.8 ms for 100k eight-digit integers (900 KB). Reads that see no change
-//! cost a reference count. Memory: the text, the current snapshot, and older snapshots only while
+//! constructor); reads that see no change cost a reference count. Memory: the text, the current snapshot, and older snapshots only while
 //! replies still queued for the writer hold them. The `messages` field is a
 //! [`Messages`]: that shared snapshot in a node's replies, plain values when parsed or built by
 //! hand; both serialise to the same bytes. See the `reads` submodule.
@@ -120,6 +122,18 @@
 //! A node **forwards** values to its peers in gossip: its clients' values and, in every overlay but
 //! `total`, values it learned from other peers. The **relay** is only ever the acknowledgement
 //! relay above, which passes on other nodes' acknowledgements, never values.
+//!
+//! # Code
+//! The module root holds the node's state ([`Broadcast`]) and its message dispatch (the
+//! [`Workload`] impl). The rest, by concern:
+//! - `messages`: the wire format ([`Msg`], [`AckFor`], [`AckFrom`]);
+//! - `config`: the knobs ([`BroadcastConfig`], [`Overlay`], [`Eager`]) and their parsing;
+//! - `link`: the per-peer state and its cursors;
+//! - `gossip`: sending deltas, taking in acknowledgements, direct acknowledgements;
+//! - `ack_relay`: acknowledgements that fell due, and the acknowledgement relay;
+//! - `durability`: the durable prefix, the replies waiting for it, cursor records, recovery;
+//! - `record`: the binary record codec;
+//! - `reads`: the shared read snapshot ([`Messages`], [`Snapshot`]).
 
 use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
 use crate::rpc::Calls;

@@ -1157,8 +1157,9 @@ fn skipped_entries_do_not_open_a_gap_before_the_peer_is_known() {
 
 // ---- The ack relay (overlay `total`) ----
 
-/// Overlay `total` with timers that turn the ack relay on: `(rto − ack_delay) / 2` = 1500 ms of
-/// hold, at least four sync periods.
+/// Overlay `total` with timers that turn the ack relay on: of `rto − ack_delay` = 3000 ms, two
+/// thirds (2000 ms) may be spent holding an acknowledgement, and the last third (1000 ms) spans at
+/// least four sync periods.
 fn relay_cfg() -> BroadcastConfig {
     BroadcastConfig {
         overlay: Overlay::Total,
@@ -1411,8 +1412,8 @@ fn read_snapshot(m: &Message<Msg>) -> std::sync::Arc<Snapshot> {
     }
 }
 
-/// What the node sent before reads shared a snapshot: the same envelope with the durable values
-/// copied into the message.
+/// The reply with the durable values copied into the message instead of a shared snapshot, in the
+/// same envelope.
 fn as_owned_values(m: &Message<Msg>, durable: &[Value]) -> String {
     let mut owned = m.clone();
     owned.body.payload = Msg::ReadOk {
