@@ -142,6 +142,7 @@ impl Broadcast {
         }
     }
 
+    /// Acknowledges `p`'s log directly, in a `gossip_ok` of its own.
     pub(super) fn send_gossip_ok(&mut self, p: usize, ctx: &mut Ctx<Msg>) {
         let link = &mut self.links[p];
         link.ack_due = None;

@@ -69,9 +69,9 @@ impl Link {
         self.confirmed == self.acked_sent && !self.unconfirmed.is_empty()
     }
 
-    /// `confirmed` went to the peer in a message of our own (not through the ack relay). That settles
-    /// a resend only if it covered everything received: a retry's values may still be on their
-    /// way to disk, and their acknowledgement is what the peer is waiting for.
+    /// `confirmed` went to the peer in a message of our own (not through the ack relay). That
+    /// settles a resend only if it covered everything received: a retry's values may still be on
+    /// their way to disk, and their acknowledgement is what the peer is waiting for.
     pub(super) fn note_direct_ack(&mut self) {
         self.acked_sent = self.confirmed;
         if self.unconfirmed.is_empty() {

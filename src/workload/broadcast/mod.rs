@@ -75,10 +75,10 @@
 //! durable prefix changed and shared by every read answered until it changes again, e.g. a burst of
 //! reads released by one flush. The writer copies the text verbatim into each line. Building a
 //! snapshot copies the text once and has serde_json validate it (`RawValue` has no unchecked
-//! constructor); reads that see no change cost a reference count. Memory: the text, the current snapshot, and older snapshots only while
-//! replies still queued for the writer hold them. The `messages` field is a
-//! [`Messages`]: that shared snapshot in a node's replies, plain values when parsed or built by
-//! hand; both serialise to the same bytes. See the `reads` submodule.
+//! constructor); reads that see no change cost a reference count. Memory: the text, the current
+//! snapshot, and older snapshots only while replies still queued for the writer hold them. The
+//! `messages` field is a [`Messages`]: that shared snapshot in a node's replies, plain values when
+//! parsed or built by hand; both serialise to the same bytes. See the `reads` submodule.
 //!
 //! # Who talks to whom
 //! [`Overlay`] chooses the neighbours: Maelstrom's topology, a star around one hub, a tree, or
@@ -228,7 +228,8 @@ pub struct Broadcast {
     /// fixed-period timer would have it. Cleared by the tick.
     pending_slot: Option<Millis>,
     /// Since when link cursors differ from their last record, noticed by `next_tick` (persistence
-    /// only): they ride on other writes, or are written alone [`CURSOR_RECORD_MS`](durability::CURSOR_RECORD_MS) later.
+    /// only): they ride on other writes, or are written alone
+    /// [`CURSOR_RECORD_MS`](durability::CURSOR_RECORD_MS) later.
     cursors_dirty_since: Option<Millis>,
     /// Stand-alone acknowledgements go through an ack relay (overlay `total`, `ack_relay`, and
     /// enough slack between `ack_delay_ms` and `rto_ms`; see the module docs).
