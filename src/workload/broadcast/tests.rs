@@ -1,5 +1,5 @@
 use super::*;
-use crate::wire::{is_client, Body, Envelope};
+use crate::wire::{is_client, Body, Envelope, ErrorBody};
 use rand::rngs::StdRng;
 use serde_json::json;
 use std::collections::{BTreeSet, HashSet};
@@ -265,7 +265,7 @@ fn topology_is_acknowledged_and_used_by_the_given_overlay() {
     c.run_for(1000, 100);
     assert!(
         c.sets().iter().all(|s| s.contains(&1)),
-        "relayed over two hops"
+        "forwarded over two hops"
     );
 }
 
@@ -753,7 +753,7 @@ fn a_restart_recovers_values_log_id_and_cursors() {
     let before = c.sent_between_nodes;
     c.run_for(3000, 100);
     assert_eq!(c.sent_between_nodes, before, "quiet after a restart");
-    // And the restarted hub still relays new values.
+    // And the restarted hub still forwards new values.
     c.client(
         1,
         100,
@@ -1108,7 +1108,7 @@ fn next_tick_keeps_the_sync_grid_and_is_none_when_idle() {
     assert_eq!(hub.next_tick(1300), None, "all acknowledged: idle again");
 }
 
-/// A node whose log starts with values not for a peer (here: relayed-free `total`, a value
+/// A node whose log starts with values not for a peer (here: `total`, which forwards no value
 /// learned from another peer) must not jump over them before it knows the peer's log id: the
 /// peer would not trust the gossip's `base`, its contiguous cursor would stall, and everything
 /// would be resent after `rto_ms`. Seen at start-up, when no peer has been heard from.
@@ -1157,8 +1157,9 @@ fn skipped_entries_do_not_open_a_gap_before_the_peer_is_known() {
 
 // ---- The ack relay (overlay `total`) ----
 
-/// Overlay `total` with timers that turn the ack relay on: `(rto − ack_delay) / 2` = 1500 ms of
-/// hold, at least four sync periods.
+/// Overlay `total` with timers that turn the ack relay on: of `rto − ack_delay` = 3000 ms, two
+/// thirds (2000 ms) may be spent holding an acknowledgement, and the last third (1000 ms) spans at
+/// least four sync periods.
 fn relay_cfg() -> BroadcastConfig {
     BroadcastConfig {
         overlay: Overlay::Total,
@@ -1383,7 +1384,16 @@ fn a_relay_holds_at_most_one_ack_per_destination_and_acker() {
         [0, 0, 1],
         "only n2 is a destination other than relay and acker"
     );
-    assert_eq!(c.nodes[0].relay_out[2][0], (1, 5, 995, 995), "the latest");
+    assert_eq!(
+        c.nodes[0].relay_out[2][0],
+        HeldAck {
+            acker: 1,
+            acker_log: 5,
+            to_log: 995,
+            ack: 995
+        },
+        "the latest"
+    );
     c.nodes[0].tick(10_000, &mut c.ctxs[0]);
     let out = c.ctxs[0].drain();
     assert_eq!(types(&out), ["relayed_acks"]);
@@ -1402,8 +1412,8 @@ fn read_snapshot(m: &Message<Msg>) -> std::sync::Arc<Snapshot> {
     }
 }
 
-/// What the node sent before reads shared a snapshot: the same envelope with the durable values
-/// copied into the message.
+/// The reply with the durable values copied into the message instead of a shared snapshot, in the
+/// same envelope.
 fn as_owned_values(m: &Message<Msg>, durable: &[Value]) -> String {
     let mut owned = m.clone();
     owned.body.payload = Msg::ReadOk {

@@ -1,0 +1,181 @@
+//! Gossip with peers: sending each peer the delta it lacks, taking in its acknowledgements, and
+//! acknowledging its gossip directly (`gossip_ok`).
+
+use super::link::Link;
+use super::{Broadcast, Msg, FROM_CLIENT};
+use crate::node::{Ctx, Millis};
+
+/// A gossip call in flight: sent to `peer`, covering the local log up to `upto`. If it times out
+/// with the peer's acknowledgement still below `upto`, the link retransmits from `acked`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GossipCall {
+    pub(super) peer: usize,
+    pub(super) upto: usize,
+}
+
+impl Broadcast {
+    /// A peer whose log id changed has lost its state: rewind both directions of the link.
+    pub(super) fn check_peer_log(&mut self, p: usize, log: u64) {
+        let link = &mut self.links[p];
+        if link.peer_log == Some(log) {
+            return;
+        }
+        if link.peer_log.is_some() {
+            tracing::info!(peer = %self.nodes[p], "peer restarted with a new log; rewinding the link");
+            *link = Link {
+                reset_at: self.log.len(),
+                ..Link::default()
+            };
+        }
+        link.peer_log = Some(log);
+    }
+
+    /// The common part of every stand-alone acknowledgement (`gossip_ok`, `ack_batch`,
+    /// `relayed_acks`): the peer's own log id and cursor on ours. Returns the peer's index, `None`
+    /// for an unknown sender.
+    pub(super) fn ack_from(
+        &mut self,
+        src: &str,
+        log: u64,
+        to_log: u64,
+        ack: u64,
+        now: Millis,
+    ) -> Option<usize> {
+        let p = self.peer_index(src)?;
+        self.check_peer_log(p, log);
+        self.heard(p, to_log, now);
+        if to_log == self.log_id {
+            self.on_ack(p, ack);
+        }
+        Some(p)
+    }
+
+    /// Notes a message from peer `p` naming `to_log` as our log id.
+    pub(super) fn heard(&mut self, p: usize, to_log: u64, now: Millis) {
+        let link = &mut self.links[p];
+        link.heard_at = Some(now);
+        link.knows_us = to_log == self.log_id;
+    }
+
+    pub(super) fn on_ack(&mut self, p: usize, ack: u64) {
+        let ack = (ack as usize).min(self.durable);
+        let link = &mut self.links[p];
+        if ack > link.acked {
+            link.acked = ack;
+            link.sent_upto = link.sent_upto.max(ack);
+            // Calls this covers can no longer time out into a retransmission: forget them, so their
+            // deadlines wake nobody (acks usually ride on gossip and never resolve a call by id).
+            self.calls.retain(|c| c.peer != p || c.upto > ack);
+        }
+    }
+
+    /// Whether log entry `i` is for peer `to`: never back to the peer it came from (unless that
+    /// peer has since lost it), and, without forwarding, only values this node originated.
+    pub(super) fn forwardable(&self, i: usize, to: usize) -> bool {
+        let o = self.origin[i];
+        if o == to as u32 {
+            i < self.links[to].reset_at
+        } else {
+            self.forward_learned || o == FROM_CLIENT
+        }
+    }
+
+    /// Sends peer `p` what it lacks: the delta since `sent_upto`, or everything since `acked` when
+    /// a call timed out.
+    pub(super) fn send_gossip(&mut self, p: usize, now: Millis, ctx: &mut Ctx<Msg>) {
+        let durable = self.durable;
+        let link = &self.links[p];
+        let from = if link.retransmit {
+            link.acked
+        } else {
+            link.sent_upto
+        };
+        let mut values = Vec::new();
+        let mut upto = from;
+        while upto < durable && values.len() < self.cfg.max_batch {
+            if self.forwardable(upto, p) {
+                values.push(self.log[upto].clone());
+            }
+            upto += 1;
+        }
+        let link = &mut self.links[p];
+        let retry = std::mem::take(&mut link.retransmit);
+        if values.is_empty() {
+            // Nothing in range is for this peer. With nothing in flight, count it as held: the next
+            // gossip's `base` tells the peer. The peer trusts `base` only if the gossip names its
+            // log id, so this needs the peer's log id. Otherwise (something in flight, or a peer
+            // not yet heard from, as every peer is at start-up) remember the range was scanned
+            // and let the next gossip's range start at `sent_upto`, so that the peer's cursor
+            // stays contiguous instead of waiting `rto_ms` for a retransmission to fill the gap.
+            link.skip(from, upto);
+            return;
+        }
+        let msg = Msg::Gossip {
+            log: self.log_id,
+            to_log: link.peer_log.unwrap_or(0),
+            base: link.acked as u64,
+            from: from as u64,
+            upto: upto as u64,
+            values,
+            ack: link.confirmed,
+            retry,
+            // Acknowledgements held for the peer as its ack relay ride along.
+            relayed: self.take_held(p),
+        };
+        let link = &mut self.links[p];
+        link.sent_upto = link.sent_upto.max(upto);
+        link.scanned = link.scanned.max(upto);
+        link.ack_due = None;
+        link.note_direct_ack();
+        let id = ctx.send(&self.nodes[p], msg);
+        self.calls
+            .register(id, now + self.cfg.rto_ms, GossipCall { peer: p, upto });
+    }
+
+    /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for an overlay
+    /// neighbour (gossip going back may carry it first), at once otherwise.
+    pub(super) fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
+        if self.cfg.ack_delay_ms == 0 || !self.peers.contains(&p) {
+            now
+        } else {
+            now + self.cfg.ack_delay_ms
+        }
+    }
+
+    /// Acknowledges `p`'s log directly, in a `gossip_ok` of its own.
+    pub(super) fn send_gossip_ok(&mut self, p: usize, ctx: &mut Ctx<Msg>) {
+        let link = &mut self.links[p];
+        link.ack_due = None;
+        link.note_direct_ack();
+        let msg = Msg::GossipOk {
+            log: self.log_id,
+            to_log: link.peer_log.unwrap_or(0),
+            ack: link.confirmed,
+        };
+        ctx.notify(&self.nodes[p], msg);
+    }
+
+    /// If no durable entry past what peer `p` was sent or scanned is for it (a leaf's entries all
+    /// came from its hub, say), settles that range now, exactly as the tick's `send_gossip` would
+    /// with nothing to send, so the node does not wake up at the next slot just to find that out.
+    pub(super) fn skip_unforwardable(&mut self, p: usize) {
+        let l = &self.links[p];
+        let start = l.sent_upto.max(l.scanned);
+        if l.retransmit || start >= self.durable {
+            return;
+        }
+        if (start..self.durable).any(|i| self.forwardable(i, p)) {
+            return;
+        }
+        let durable = self.durable;
+        let link = &mut self.links[p];
+        link.skip(link.sent_upto, durable);
+    }
+
+    /// Whether the tick has gossip for neighbour `p`: a retransmission, or durable entries not
+    /// yet sent or scanned.
+    pub(super) fn gossip_pending(&self, p: usize) -> bool {
+        let l = &self.links[p];
+        l.retransmit || l.sent_upto.max(l.scanned) < self.durable
+    }
+}

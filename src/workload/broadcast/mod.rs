@@ -1,0 +1,611 @@
+//! `broadcast`: `topology`, `broadcast` and `read` (Maelstrom's
+//! [broadcast workload](https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md#workload-broadcast)),
+//! and the gossip that spreads values.
+//!
+//! # Model
+//! Every node keeps an append-only **log** of the values it holds, in arrival order, with a hash
+//! index for set semantics (a duplicate is dropped). Positions in a node's log never change, so a
+//! position is a compact way to say "everything up to here".
+//!
+//! For each peer a `Link` records two cursors into the *local* log: `acked` (the peer confirmed
+//! it holds everything before it, or needs none of it) and `sent_upto` (sent at least once), and
+//! one cursor into the *peer's* log: `recv_upto` (the contiguous prefix of the peer's log we hold).
+//! The sync task sends each peer only the **delta** `log[sent_upto..]` (filtered by the overlay: a
+//! value is never sent back to the peer it came from), and resends from `acked` when a gossip call
+//! times out, so a value is retried until the peer confirms it: nothing acknowledged is lost to a
+//! partition. Acknowledgements are cumulative (`recv_upto`), ride on gossip already going the other
+//! way, and otherwise leave as a `gossip_ok` after `ack_delay_ms` (or, in overlay `total`, through
+//! the ack relay below). Nothing is sent when nothing is pending.
+//!
+//! A range holding nothing for the peer (values it sent us, or, without forwarding, values learned
+//! from others) is counted as acknowledged without a message, and the next gossip's `base` moves
+//! the peer's cursor over it. The peer trusts `base` only from a gossip naming its log id, so this
+//! waits until the peer's log id is known; until then the next gossip's range simply starts
+//! earlier. Jumping over the range anyway would leave a gap in the peer's contiguous cursor, which
+//! only a retransmission after `rto_ms` would fill (at start-up, before any peer is heard from,
+//! that would happen on every link).
+//!
+//! Each log has a random **log id**. Messages carry the sender's log id and the receiver's as the
+//! sender knows it, so cursors are only trusted between the same two logs: a peer that restarted
+//! with an empty log gets a new id, and its neighbours rewind their cursors for it. A node that
+//! persists keeps its log id with its log, so its neighbours keep their cursors across its restarts.
+//!
+//! # Durability and the acknowledgement rule
+//! With `persist` on (the default; [`BroadcastConfig`]), the node emits records through the sans-IO
+//! durability contract of [`Workload`]: the log id (first record of a log), every new log entry
+//! (value and origin, in log order), the neighbour list of a `topology` message (overlay `given`:
+//! Maelstrom sends it only once, so a restarted node would otherwise have no neighbours), and the
+//! per-peer cursors that changed (`acked`, the peer's log id, `reset_at`), riding on records written
+//! anyway or, failing that, alone a second after they changed.
+//! The driver (the tokio shell's flusher, or a simulator's virtual disk) makes them durable in
+//! batches and reports [`Workload::persisted`]; `durable` is the log prefix covered by durable
+//! records. **The rule: nothing that depends on a log entry (or on the neighbour list) leaves the
+//! node before it is durable.**
+//! - `broadcast_ok` is sent only once the value is durable here.
+//! - Values are forwarded to peers only from the durable prefix (gossip never covers more).
+//! - Acknowledgements to peers (`confirmed`, carried as `ack`) only cover what is durable here.
+//! - Reads return only the durable prefix; a read waits until everything the node held when the read
+//!   arrived is durable, so a client that pipelines `broadcast` then `read` sees its value.
+//! - `topology_ok` (overlay `given`) is sent once the neighbour list is durable.
+//!
+//! **Why no acknowledged value is lost to a kill at any instant.** A kill erases exactly the
+//! non-durable suffix of the log and the volatile state. By the rule, nobody outside the node has
+//! observed that suffix: no client was acknowledged for it, no peer received it from this node or was
+//! told this node holds it. So every value acknowledged to a client here is in the recovered log;
+//! every peer cursor into this log points into the durable prefix, which comes back intact under the
+//! same log id, so those cursors stay true; and every value this node acknowledged to a peer is in
+//! the recovered log, so the peer may rightly stop resending it. What the kill did erase was never
+//! promised to anyone, and is still held by whoever sent it: a client got no `broadcast_ok` (an
+//! indeterminate op), a peer got no acknowledgement and resends after `rto_ms`. The recovered
+//! `acked` cursors let the restarted node resume each peer where it had acknowledged instead of
+//! replaying the whole log. The cost is one group commit (a write and an fsync) on the path of every
+//! client reply and every hop.
+//!
+//! **Recovery.** [`Workload::init`] rebuilds the log, log id, neighbour list and cursors from
+//! [`InitInfo::recovered`]. A record that does not decode ends recovery at that point with a warning:
+//! the prefix before it is kept, but since what followed may have been shown to peers, the node takes
+//! a new log id and writes a fresh copy (a new start record followed by the kept entries), which the
+//! next recovery starts from. A log written for a different node list is ignored.
+//!
+//! # Reads
+//! A `read` returns the whole durable prefix `log[..durable]`, so its reply is as large as the set.
+//! The node does not copy the set per read: it keeps the JSON text of the durable prefix, extended
+//! as values become durable and a read asks for them (each value is serialised once), and answers
+//! with an `Arc` of one immutable [`Snapshot`] of the array text, built on the first read after the
+//! durable prefix changed and shared by every read answered until it changes again, e.g. a burst of
+//! reads released by one flush. The writer copies the text verbatim into each line. Building a
+//! snapshot copies the text once and has serde_json validate it (`RawValue` has no unchecked
+//! constructor); reads that see no change cost a reference count. Memory: the text, the current
+//! snapshot, and older snapshots only while replies still queued for the writer hold them. The
+//! `messages` field is a [`Messages`]: that shared snapshot in a node's replies, plain values when
+//! parsed or built by hand; both serialise to the same bytes. See the `reads` submodule.
+//!
+//! # Who talks to whom
+//! [`Overlay`] chooses the neighbours: Maelstrom's topology, a star around one hub, a tree, or
+//! everyone (origin-push, no forwarding). See [`BroadcastConfig`] for the knobs and their defaults.
+//!
+//! # Acknowledgement relay (overlay `total`)
+//! In overlay `total` every node gossips with every other, so when traffic stops every directed
+//! pair that exchanged values since its last gossip owes one stand-alone acknowledgement: about
+//! n(n−1)/2 to n(n−1) `gossip_ok`s (300–600 at 25 nodes), where the values themselves took
+//! n−1 messages each. With the relay they take about 2(n−1) messages:
+//! - When an acknowledgement to some peer falls due, a node sends the **ack relay** one
+//!   `ack_batch` with *every* acknowledgement it owes (due or not: at the end of traffic they all
+//!   are soon), plus its own to the relay. The relay is the lowest-numbered node among the node
+//!   itself and the peers it heard from within `rto_ms`: `n0` while it is reachable, so every node
+//!   picks the same one.
+//! - The relay holds what it received per destination, and sends each destination one
+//!   `relayed_acks` with everything held for it and its own acknowledgement, or attaches them to
+//!   gossip it sends that destination first. Its own owed acknowledgements wait the same way.
+//! - Each acknowledgement may be held until `relay_hold` (two thirds of `rto_ms − ack_delay_ms`)
+//!   after it fell due; the batch tells the relay how long that leaves (`wait`, relative, so no
+//!   clocks need agree). The last third covers the three network hops (gossip, batch, relay) and
+//!   ticks, so the peer hears before it resends. The relay is used only where that third spans at
+//!   least four sync periods (with the defaults it just does), and can be switched off
+//!   (`ack_relay`).
+//! - A relayed acknowledgement is applied only if both its log ids are the receiver's current view
+//!   (its own, and the acker's as learned from the acker's own messages). It never changes that
+//!   view, so a stale or forged one cannot rewind a link. So that it can be checked, a node
+//!   sends an acknowledgement through the relay only for a peer whose last message named its log
+//!   id (`knows_us`).
+//!
+//! Nothing depends on the relay for safety: an acknowledgement lost with it (relay partitioned
+//! away, paused, killed, or simply slow) leaves the peer resending after `rto_ms`, exactly as a
+//! lost `gossip_ok` would. A resend is flagged `retry`, and a gossip that starts below what we
+//! already acknowledged reveals a lost acknowledgement; either makes the next stand-alone
+//! acknowledgement to that peer go **direct** (`gossip_ok`), so a dead relay costs one resend per
+//! link, and an acknowledgement already overdue is not held back further. Acknowledgements still
+//! cover only durable values (the relay passes on the ackers' `confirmed` unchanged), and relayed
+//! state is volatile: a relay that restarts has simply lost some acknowledgements.
+//!
+//! # Words
+//! A node **forwards** values to its peers in gossip: its clients' values and, in every overlay but
+//! `total`, values it learned from other peers. The **relay** is only ever the acknowledgement
+//! relay above, which passes on other nodes' acknowledgements, never values.
+//!
+//! # Code
+//! The module root holds the node's state ([`Broadcast`]) and its message dispatch (the
+//! [`Workload`] impl). The rest, by concern:
+//! - `messages`: the wire format ([`Msg`], [`AckFor`], [`AckFrom`]);
+//! - `config`: the knobs ([`BroadcastConfig`], [`Overlay`], [`Eager`]) and their parsing;
+//! - `link`: the per-peer state and its cursors;
+//! - `gossip`: sending deltas, taking in acknowledgements, direct acknowledgements;
+//! - `ack_relay`: acknowledgements that fell due, and the acknowledgement relay;
+//! - `durability`: the durable prefix, the replies waiting for it, cursor records, recovery;
+//! - `record`: the binary record codec;
+//! - `reads`: the shared read snapshot ([`Messages`], [`Snapshot`]).
+
+use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
+use crate::rpc::Calls;
+use crate::wire::ErrorCode;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+
+mod ack_relay;
+mod config;
+mod durability;
+mod gossip;
+mod link;
+mod messages;
+mod reads;
+mod record;
+
+pub use config::{BroadcastConfig, Eager, Overlay};
+pub use messages::{AckFor, AckFrom, Msg};
+pub use reads::{Messages, Snapshot};
+
+use ack_relay::HeldAck;
+use durability::{ClientReply, DurableMark, LinkCursors, Waiting};
+use gossip::GossipCall;
+use link::{Link, Unconfirmed};
+
+/// A value as a hash key with JSON (Clojure) equality: `1` and `1.0` differ.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Int(i64),
+    Json(String),
+}
+
+fn key(v: &Value) -> Key {
+    match v.as_i64() {
+        Some(i) if !v.is_f64() => Key::Int(i),
+        _ => Key::Json(v.to_string()),
+    }
+}
+
+/// Where a log entry came from: a client (or recovery) or a peer, by node index.
+const FROM_CLIENT: u32 = u32::MAX;
+
+/// The broadcast node.
+#[derive(Debug)]
+pub struct Broadcast {
+    cfg: BroadcastConfig,
+    me: usize,
+    nodes: Vec<String>,
+    index: HashMap<String, usize>,
+    /// Overlay neighbours, by node index.
+    peers: Vec<usize>,
+    /// Forward values learned from peers (every overlay but `Total`).
+    forward_learned: bool,
+    links: Vec<Link>,
+    log_id: u64,
+    log: Vec<Value>,
+    origin: Vec<u32>,
+    seen: HashMap<Key, usize>,
+    /// Log prefix that is durable. Without persistence, the whole log.
+    durable: usize,
+    /// The JSON text of the durable prefix and the snapshot reads share (see [`reads`]).
+    reads: reads::ReadCache,
+    /// Client replies waiting for the log to be durable up to a length.
+    waiting: VecDeque<Waiting>,
+    /// Records not yet taken by the driver (the start record, cursor records), in emission order;
+    /// log entries are encoded lazily from `recorded_upto` when records are taken.
+    queue: Vec<Vec<u8>>,
+    /// Log prefix already emitted as entry records.
+    recorded_upto: usize,
+    /// Records taken by the driver so far in this incarnation.
+    taken: u64,
+    /// How far the log will be durable once the driver reports so many records persisted, in
+    /// emission order.
+    marks: VecDeque<DurableMark>,
+    /// Per peer, the cursors last emitted as a record.
+    link_recorded: Vec<LinkCursors>,
+    /// A topology record sits in `queue`, not yet taken.
+    topology_queued: bool,
+    /// Records that must be durable before waiting `topology_ok`s are sent.
+    topology_needs: Option<u64>,
+    /// `topology_ok`s waiting for the neighbour list to be durable.
+    topology_waiting: Vec<ClientReply>,
+    /// Gossip calls in flight.
+    calls: Calls<GossipCall>,
+    /// The `sync_ms` grid slot of the last tick: ticks fall on multiples of `sync_ms`, at most
+    /// one per slot, so deltas are batched exactly as a fixed-period timer would batch them.
+    last_slot: Option<Millis>,
+    /// The slot promised to pending deltas: the first boundary after they became pending, as a
+    /// fixed-period timer would have it. Cleared by the tick.
+    pending_slot: Option<Millis>,
+    /// Since when link cursors differ from their last record, noticed by `next_tick` (persistence
+    /// only): they ride on other writes, or are written alone
+    /// [`CURSOR_RECORD_MS`](durability::CURSOR_RECORD_MS) later.
+    cursors_dirty_since: Option<Millis>,
+    /// Stand-alone acknowledgements go through an ack relay (overlay `total`, `ack_relay`, and
+    /// enough slack between `ack_delay_ms` and `rto_ms`; see the module docs).
+    use_relay: bool,
+    /// How long after it fell due an acknowledgement may be held for the relay: two thirds of
+    /// `rto_ms − ack_delay_ms`, the last third being left for the network (gossip, batch, relay).
+    relay_hold: Millis,
+    /// Acknowledgements held here as the ack relay, per destination, at most one per acker.
+    relay_out: Vec<Vec<HeldAck>>,
+    /// Per destination, when what is held for it (relayed acknowledgements and our own) must
+    /// leave: the earliest deadline among them.
+    relay_due: Vec<Option<Millis>>,
+    rng: SmallRng,
+}
+
+impl Workload for Broadcast {
+    type Msg = Msg;
+    type Config = BroadcastConfig;
+
+    fn init(info: &InitInfo, cfg: &BroadcastConfig, now: Millis) -> Self {
+        let mut nodes = info.node_ids.clone();
+        if !nodes.contains(&info.node_id) {
+            nodes.push(info.node_id.clone());
+        }
+        let index: HashMap<String, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let me = index[&info.node_id];
+        let n = nodes.len();
+        let peers = match cfg.overlay {
+            Overlay::Given => Vec::new(),
+            Overlay::Star if me == 0 => (1..n).collect(),
+            Overlay::Star => vec![0],
+            Overlay::Total => (0..n).filter(|&i| i != me).collect(),
+            Overlay::Tree(k) => {
+                let mut p: Vec<usize> = if me == 0 { vec![] } else { vec![(me - 1) / k] };
+                p.extend((1..=k).map(|c| me * k + c).filter(|&c| c < n));
+                p
+            }
+        };
+        let mut seed_rng =
+            SmallRng::seed_from_u64(cfg.seed ^ (me as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        // A fresh log id for a fresh log; `now` and the boot clock keep two incarnations apart even
+        // with the same seed. Never 0, which means "unknown" on the wire.
+        let log_id = seed_rng.random::<u64>() ^ info.boot_unix_micros ^ now.rotate_left(32) | 1;
+        let cluster = record::cluster_id(&nodes);
+        let relay_slack = cfg.rto_ms.saturating_sub(cfg.ack_delay_ms);
+        let mut b = Broadcast {
+            cfg: cfg.clone(),
+            me,
+            nodes,
+            index,
+            peers,
+            forward_learned: cfg.overlay != Overlay::Total,
+            links: (0..n).map(|_| Link::default()).collect(),
+            log_id,
+            log: Vec::new(),
+            origin: Vec::new(),
+            seen: HashMap::new(),
+            durable: 0,
+            reads: reads::ReadCache::default(),
+            waiting: VecDeque::new(),
+            queue: Vec::new(),
+            recorded_upto: 0,
+            taken: 0,
+            marks: VecDeque::new(),
+            link_recorded: vec![LinkCursors::default(); n],
+            topology_queued: false,
+            topology_needs: None,
+            topology_waiting: Vec::new(),
+            calls: Calls::default(),
+            last_slot: None,
+            pending_slot: None,
+            cursors_dirty_since: None,
+            use_relay: cfg.overlay == Overlay::Total
+                && cfg.ack_relay
+                && n >= 3
+                && relay_slack / 3 >= 4 * cfg.sync_ms.max(1),
+            relay_hold: relay_slack * 2 / 3,
+            relay_out: vec![Vec::new(); n],
+            relay_due: vec![None; n],
+            rng: seed_rng,
+        };
+        b.recover(&info.recovered, cluster);
+        b
+    }
+
+    fn handle(&mut self, msg: Message<Msg>, now: Millis, ctx: &mut Ctx<Msg>) {
+        let src = msg.src;
+        let msg_id = msg.body.msg_id;
+        match msg.body.payload {
+            Msg::Topology { topology } => {
+                if self.cfg.overlay == Overlay::Given {
+                    let mine = topology
+                        .get(&self.nodes[self.me])
+                        .cloned()
+                        .unwrap_or_default();
+                    self.peers = mine
+                        .iter()
+                        .filter_map(|p| self.index.get(p).copied())
+                        .filter(|&p| p != self.me)
+                        .collect();
+                    self.peers.dedup();
+                    if self.cfg.persist {
+                        // Maelstrom sends the topology once: a restarted node only has it if it
+                        // persisted it, so `topology_ok` waits for the record like any other ack.
+                        self.queue_topology();
+                        self.topology_waiting.push(ClientReply {
+                            client: src,
+                            msg_id,
+                        });
+                        return;
+                    }
+                }
+                ctx.reply(&src, msg_id, Msg::TopologyOk);
+            }
+            Msg::Broadcast { message } => {
+                let pos = self.insert(message, FROM_CLIENT);
+                self.reply_when_durable(pos + 1, src, msg_id, false, ctx);
+                self.sync_durable(now, ctx);
+            }
+            Msg::Read => {
+                self.reply_when_durable(self.log.len(), src, msg_id, true, ctx);
+            }
+            Msg::Gossip {
+                log,
+                to_log,
+                base,
+                from,
+                upto,
+                values,
+                ack,
+                retry,
+                relayed,
+            } => {
+                let Some(p) = self.peer_index(&src) else {
+                    return;
+                };
+                self.check_peer_log(p, log);
+                self.heard(p, to_log, now);
+                for v in values {
+                    self.insert(v, p as u32);
+                }
+                let trusted = to_log == self.log_id;
+                let link = &mut self.links[p];
+                if retry || from < link.acked_sent {
+                    // A resend, maybe of what we acknowledged (that acknowledgement never
+                    // arrived): the peer is already waiting past `rto_ms`.
+                    link.direct_ack = true;
+                }
+                let before = link.recv_upto;
+                if trusted && base > link.recv_upto {
+                    // The peer only advances `base` on our acknowledgements, which cover durable values.
+                    link.recv_upto = base;
+                }
+                if from <= link.recv_upto && upto > link.recv_upto {
+                    link.recv_upto = upto;
+                }
+                if link.recv_upto != before {
+                    link.unconfirmed.push_back(Unconfirmed {
+                        needs_durable: self.log.len(),
+                        recv_upto: link.recv_upto,
+                    });
+                }
+                let due = self.ack_due_at(p, now);
+                let link = &mut self.links[p];
+                link.ack_due = Some(link.ack_due.map_or(due, |d| d.min(due)));
+                if trusted {
+                    self.on_ack(p, ack);
+                }
+                self.apply_relayed(relayed);
+                self.sync_durable(now, ctx);
+                self.send_due_acks(now, ctx);
+            }
+            Msg::GossipOk { log, to_log, ack } => {
+                if let Some(id) = msg.body.in_reply_to {
+                    self.calls.resolve(id);
+                }
+                self.ack_from(&src, log, to_log, ack, now);
+            }
+            Msg::AckBatch {
+                log,
+                to_log,
+                ack,
+                acks,
+            } => {
+                if let Some(p) = self.ack_from(&src, log, to_log, ack, now) {
+                    self.hold_for_relay(p, log, acks, now);
+                }
+            }
+            Msg::RelayedAcks {
+                log,
+                to_log,
+                ack,
+                acks,
+            } => {
+                if self.ack_from(&src, log, to_log, ack, now).is_some() {
+                    self.apply_relayed(acks);
+                }
+            }
+            Msg::Error(e) => {
+                tracing::debug!(%src, code = e.code, text = ?e.text, "error reply from a peer")
+            }
+            Msg::TopologyOk | Msg::BroadcastOk | Msg::ReadOk { .. } => {
+                if msg_id.is_some() && msg.body.in_reply_to.is_none() {
+                    ctx.reply_error(
+                        &src,
+                        msg_id,
+                        ErrorCode::NotSupported,
+                        "this is a reply type, not a request",
+                    );
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        let s = self.cfg.sync_ms.max(1);
+        self.last_slot = Some(now - now % s);
+        self.pending_slot = None;
+        for (_, call) in self.calls.expire(now) {
+            let link = &mut self.links[call.peer];
+            if link.acked < call.upto {
+                link.retransmit = true;
+            }
+        }
+        self.send_due_acks(now, ctx);
+        self.flush_relay(now, ctx);
+        let mut candidates: Vec<usize> = self
+            .peers
+            .iter()
+            .copied()
+            .filter(|&p| self.gossip_pending(p))
+            .collect();
+        if self.cfg.fanout > 0 && candidates.len() > self.cfg.fanout {
+            candidates.partial_shuffle(&mut self.rng, self.cfg.fanout);
+            candidates.truncate(self.cfg.fanout);
+        }
+        for p in candidates {
+            self.send_gossip(p, now, ctx);
+        }
+        if self.cursors_due(now).is_some_and(|t| t <= now) {
+            let mut records = std::mem::take(&mut self.queue);
+            self.record_links(&mut records);
+            self.queue = records;
+        }
+    }
+
+    /// The next `sync_ms` slot after the last tick in which something is due: deltas or a
+    /// retransmission pending for a neighbour, changed cursors to record, an acknowledgement's
+    /// delay running out, acknowledgements held as the ack relay falling due, a gossip call's
+    /// deadline. `None` when idle: no timer, no CPU.
+    fn next_tick(&mut self, now: Millis) -> Option<Millis> {
+        let s = self.cfg.sync_ms.max(1);
+        for i in 0..self.peers.len() {
+            self.skip_unforwardable(self.peers[i]);
+        }
+        let pending = self.peers.iter().any(|&p| self.gossip_pending(p));
+        let cursors_due = self.cursors_due(now);
+        // Pending work is due at the first slot boundary after it became pending (remembered, so a
+        // timer firing just after that boundary finds it due); deadlines at the first boundary at
+        // or after them.
+        if !pending {
+            self.pending_slot = None;
+        }
+        let pending = pending.then(|| *self.pending_slot.get_or_insert(now - now % s + s));
+        let due = [
+            pending,
+            cursors_due,
+            self.links.iter().filter_map(|l| l.ack_due).min(),
+            self.relay_due.iter().flatten().min().copied(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        let slot = due.div_ceil(s) * s;
+        Some(self.last_slot.map_or(slot, |last| slot.max(last + s)))
+    }
+
+    fn persistent(cfg: &BroadcastConfig) -> bool {
+        cfg.persist
+    }
+
+    fn take_records(&mut self) -> Vec<Vec<u8>> {
+        if !self.cfg.persist {
+            return Vec::new();
+        }
+        let mut out = std::mem::take(&mut self.queue);
+        self.taken += out.len() as u64;
+        if std::mem::take(&mut self.topology_queued) {
+            self.topology_needs = Some(self.taken);
+        }
+        while self.recorded_upto < self.log.len() {
+            let (rec, upto) = record::encode_entries(
+                self.recorded_upto,
+                &self.log,
+                &self.origin,
+                record::ENTRIES_BYTES,
+            );
+            out.push(rec);
+            self.taken += 1;
+            self.recorded_upto = upto;
+            self.marks.push_back(DurableMark {
+                records: self.taken,
+                log_len: upto,
+            });
+        }
+        if !out.is_empty() {
+            // Changed cursors ride along with a write that happens anyway, never cause one.
+            let before = out.len();
+            self.record_links(&mut out);
+            self.taken += (out.len() - before) as u64;
+            self.cursors_dirty_since = None;
+        }
+        out
+    }
+
+    fn persisted(&mut self, count: u64, now: Millis, ctx: &mut Ctx<Msg>) {
+        if self.topology_needs.is_some_and(|n| n <= count) {
+            self.topology_needs = None;
+            for r in self.topology_waiting.drain(..) {
+                ctx.reply(&r.client, r.msg_id, Msg::TopologyOk);
+            }
+        }
+        let mut upto = self.durable;
+        while let Some(&mark) = self.marks.front() {
+            if mark.records > count {
+                break;
+            }
+            upto = upto.max(mark.log_len);
+            self.marks.pop_front();
+        }
+        if upto > self.durable {
+            self.advance_durable(upto, now, ctx);
+            self.send_due_acks(now, ctx);
+        }
+    }
+}
+
+impl Broadcast {
+    /// The values this node holds, in arrival order (durable ones only: what a read returns).
+    pub fn values(&self) -> &[Value] {
+        &self.log[..self.durable]
+    }
+
+    /// This node's overlay neighbours, by id.
+    pub fn peers(&self) -> Vec<&str> {
+        self.peers.iter().map(|&p| self.nodes[p].as_str()).collect()
+    }
+
+    pub(super) fn peer_index(&self, src: &str) -> Option<usize> {
+        match self.index.get(src) {
+            Some(&p) if p != self.me => Some(p),
+            _ => {
+                tracing::warn!(%src, "gossip from an unknown node ignored");
+                None
+            }
+        }
+    }
+
+    /// Appends `v` unless already held; returns its log position either way.
+    fn insert(&mut self, v: Value, from: u32) -> usize {
+        let k = key(&v);
+        if let Some(&pos) = self.seen.get(&k) {
+            return pos;
+        }
+        let pos = self.log.len();
+        self.seen.insert(k, pos);
+        self.log.push(v);
+        self.origin.push(from);
+        pos
+    }
+}
+
+#[cfg(test)]
+mod tests;

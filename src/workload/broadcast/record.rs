@@ -1,0 +1,322 @@
+//! The records the broadcast node persists, in a compact binary form (all integers little-endian):
+//!
+//! | tag | record | fields |
+//! |---|---|---|
+//! | 1 | start of a log | log id u64, cluster id u64 |
+//! | 2 | log entries | first position u64, count u32, then per entry: origin u32, length u32, JSON text |
+//! | 3 | link cursors | peer index u32, peer log id u64 (0 = unknown), acked u64, reset_at u64 |
+//! | 4 | neighbour list (overlay `given`) | count u32, then each peer index u32 |
+//!
+//! Decoding is total: any byte string yields a record or an error, never a panic.
+
+use super::{key, FROM_CLIENT};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// Target size of one entries record, so a large backlog is written as several modest records.
+pub const ENTRIES_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Start {
+        log_id: u64,
+        cluster: u64,
+    },
+    Entries {
+        at: u64,
+        entries: Vec<(u32, Value)>,
+    },
+    Link {
+        peer: u32,
+        peer_log: u64,
+        acked: u64,
+        reset_at: u64,
+    },
+    Topology {
+        peers: Vec<u32>,
+    },
+}
+
+const START: u8 = 1;
+const ENTRIES: u8 = 2;
+const LINK: u8 = 3;
+const TOPOLOGY: u8 = 4;
+
+/// Identifies the node list a log was written for (FNV-1a: stable across builds, unlike std's
+/// hasher).
+pub fn cluster_id(nodes: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for n in nodes {
+        for b in n.bytes().chain([0xff]) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+pub fn encode(r: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    match r {
+        Record::Start { log_id, cluster } => {
+            out.push(START);
+            out.extend_from_slice(&log_id.to_le_bytes());
+            out.extend_from_slice(&cluster.to_le_bytes());
+        }
+        Record::Entries { at, entries } => {
+            let log: Vec<Value> = entries.iter().map(|(_, v)| v.clone()).collect();
+            let origin: Vec<u32> = entries.iter().map(|(o, _)| *o).collect();
+            let (mut rec, _) = encode_entries(0, &log, &origin, usize::MAX);
+            rec[1..9].copy_from_slice(&at.to_le_bytes());
+            return rec;
+        }
+        Record::Link {
+            peer,
+            peer_log,
+            acked,
+            reset_at,
+        } => {
+            out.push(LINK);
+            out.extend_from_slice(&peer.to_le_bytes());
+            out.extend_from_slice(&peer_log.to_le_bytes());
+            out.extend_from_slice(&acked.to_le_bytes());
+            out.extend_from_slice(&reset_at.to_le_bytes());
+        }
+        Record::Topology { peers } => {
+            out.push(TOPOLOGY);
+            out.extend_from_slice(&(peers.len() as u32).to_le_bytes());
+            for p in peers {
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Encodes entries `from..` of the log into one record of about `max_bytes` (at least one
+/// entry); returns it and the log position it ends at.
+pub fn encode_entries(
+    from: usize,
+    log: &[Value],
+    origin: &[u32],
+    max_bytes: usize,
+) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(64);
+    out.push(ENTRIES);
+    out.extend_from_slice(&(from as u64).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut upto = from;
+    let end = log.len().min(origin.len());
+    while upto < end && (upto == from || out.len() < max_bytes) {
+        out.extend_from_slice(&origin[upto].to_le_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        // Writing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &log[upto]);
+        let len = (out.len() - len_at - 4) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        upto += 1;
+    }
+    let count = ((upto - from) as u32).to_le_bytes();
+    out[9..13].copy_from_slice(&count);
+    (out, upto)
+}
+
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!(
+                "truncated: {n} bytes wanted, {} left",
+                self.0.len()
+            ));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+    let Some((&tag, rest)) = bytes.split_first() else {
+        return Err("empty record".into());
+    };
+    let mut d = Dec(rest);
+    let r = match tag {
+        START => Record::Start {
+            log_id: d.u64()?,
+            cluster: d.u64()?,
+        },
+        ENTRIES => {
+            let at = d.u64()?;
+            let count = d.u32()? as usize;
+            // Each entry takes at least 9 bytes: never trust `count` for an allocation.
+            let mut entries = Vec::with_capacity(count.min(d.0.len() / 9));
+            for _ in 0..count {
+                let origin = d.u32()?;
+                let len = d.u32()? as usize;
+                let v: Value = serde_json::from_slice(d.take(len)?)
+                    .map_err(|e| format!("entry {}: bad JSON: {e}", entries.len()))?;
+                entries.push((origin, v));
+            }
+            Record::Entries { at, entries }
+        }
+        LINK => Record::Link {
+            peer: d.u32()?,
+            peer_log: d.u64()?,
+            acked: d.u64()?,
+            reset_at: d.u64()?,
+        },
+        TOPOLOGY => {
+            let count = d.u32()? as usize;
+            let mut peers = Vec::with_capacity(count.min(d.0.len() / 4));
+            for _ in 0..count {
+                peers.push(d.u32()?);
+            }
+            Record::Topology { peers }
+        }
+        t => return Err(format!("unknown record tag {t}")),
+    };
+    if !d.0.is_empty() {
+        return Err(format!("{} trailing bytes", d.0.len()));
+    }
+    Ok(r)
+}
+
+/// The log rebuilt from records.
+#[derive(Debug, Default)]
+pub struct Segment {
+    pub log_id: u64,
+    /// (origin, value) in log order; origins are valid peer indices or `FROM_CLIENT`.
+    pub entries: Vec<(u32, Value)>,
+    /// Latest cursors per peer index.
+    pub links: HashMap<usize, SavedCursors>,
+    /// The latest neighbour list, as valid peer indices.
+    pub topology: Option<Vec<usize>>,
+    /// False if an undecodable or inconsistent record ended it early.
+    pub complete: bool,
+}
+
+/// The cursors of one link as the latest cursor record for it holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavedCursors {
+    /// The peer's log id, or 0 if unknown.
+    pub peer_log: u64,
+    pub acked: u64,
+    pub reset_at: u64,
+}
+
+/// Replays `records`: each start record for this `cluster` begins a new segment (a fresh copy
+/// supersedes what came before); within a segment, the first record that does not decode or
+/// does not fit ends it. Returns the last segment, or `None` if there is none, and every log id
+/// found in a start record.
+pub fn recover(
+    records: &[Vec<u8>],
+    cluster: u64,
+    n: usize,
+    me: usize,
+) -> (Option<Segment>, HashSet<u64>) {
+    let mut seg: Option<Segment> = None;
+    let mut ids = HashSet::new();
+    let mut seen = HashSet::new();
+    // Records are being skipped until the next start record.
+    let mut skipping = false;
+    for (i, raw) in records.iter().enumerate() {
+        let r = decode(raw);
+        if let Ok(Record::Start { log_id, cluster: c }) = r {
+            ids.insert(log_id | 1);
+            if c == cluster {
+                seg = Some(Segment {
+                    log_id: log_id | 1,
+                    complete: true,
+                    ..Segment::default()
+                });
+                seen.clear();
+                skipping = false;
+            } else {
+                tracing::warn!(record = i, "a log written for another node list; ignored");
+                seg = None;
+                skipping = true;
+            }
+            continue;
+        }
+        if skipping {
+            continue;
+        }
+        let Some(s) = seg.as_mut() else {
+            tracing::warn!(record = i, "records before any start record; ignored");
+            skipping = true;
+            continue;
+        };
+        let applied = r.and_then(|r| match r {
+            Record::Entries { at, entries } => {
+                if at != s.entries.len() as u64 {
+                    return Err(format!(
+                        "entries at position {at}, but the log has {}",
+                        s.entries.len()
+                    ));
+                }
+                for (o, v) in entries {
+                    if o != FROM_CLIENT && (o as usize >= n || o as usize == me) {
+                        return Err(format!("bad origin {o}"));
+                    }
+                    if !seen.insert(key(&v)) {
+                        return Err(format!("duplicate value {v}"));
+                    }
+                    s.entries.push((o, v));
+                }
+                Ok(())
+            }
+            Record::Link {
+                peer,
+                peer_log,
+                acked,
+                reset_at,
+            } => {
+                let p = peer as usize;
+                if p >= n || p == me {
+                    return Err(format!("bad peer {peer}"));
+                }
+                s.links.insert(
+                    p,
+                    SavedCursors {
+                        peer_log,
+                        acked,
+                        reset_at,
+                    },
+                );
+                Ok(())
+            }
+            Record::Topology { peers } => {
+                let peers: Vec<usize> = peers.into_iter().map(|p| p as usize).collect();
+                if let Some(p) = peers.iter().find(|&&p| p >= n || p == me) {
+                    return Err(format!("bad neighbour {p}"));
+                }
+                s.topology = Some(peers);
+                Ok(())
+            }
+            Record::Start { .. } => Ok(()),
+        });
+        if let Err(e) = applied {
+            tracing::warn!(
+                record = i,
+                kept_values = s.entries.len(),
+                "recovery stops at an unusable record: {e}"
+            );
+            s.complete = false;
+            skipping = true;
+        }
+    }
+    (seg, ids)
+}
