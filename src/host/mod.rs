@@ -343,6 +343,11 @@ impl<W: Workload> Host<W> {
         }
     }
 
+    /// The lines ready to leave, without taking them (tests look before they drain).
+    pub fn outbox(&self) -> &[Outbound<W::Msg>] {
+        &self.out
+    }
+
     /// Every line ready to leave, in order.
     pub fn drain(&mut self) -> Vec<Outbound<W::Msg>> {
         std::mem::take(&mut self.out)
