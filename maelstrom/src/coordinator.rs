@@ -21,9 +21,9 @@
 //! - *Restarts.* A real `start` spawns each killed node and blocks on its `init_ok` before the
 //!   next one ([`Started::Now`]); a simulated restart boots after a seeded delay, so its op
 //!   completes later, when the last restarted node answers `init` ([`Started::Later`]).
-//! - *The final phase's scope.* The real-time driver runs final nemesis ops only for workloads
-//!   with a final op (as Maelstrom's generator does); the simulator always heals before its idle
-//!   check, whose verdict needs a healed network.
+//! - *The final phase's scope.* The real-time driver runs the final nemesis ops only for
+//!   workloads with a final op; the simulator runs them for every workload, since its idle check
+//!   needs a healed network.
 //! - *Durations.* The simulator takes recovery and client timeouts from its config (defaulting to
 //!   the constants here), since its tests shorten them.
 
