@@ -1,5 +1,5 @@
 //! A Maelstrom-compatible test runner: the same flags and semantics as Jepsen's Maelstrom
-//! (`../shared/maelstrom-spec.md` is the authority), without the JVM.
+//! (<https://github.com/jepsen-io/maelstrom/tree/main/doc>), without the JVM.
 //!
 //! Module map, in the order a newcomer should read it:
 //! - [`history`]: the recorded ops and the network journal (plain data).
@@ -12,7 +12,9 @@
 //! - [`checker`]: pure functions from history and journal to Maelstrom's `results` keys.
 //! - [`analysis`]: which checkers a workload runs, composed into `results.json`; recovery times
 //!   of restarted nodes.
-//! - [`run`]: the real-time driver: router, workers, coordinator, nemesis, final phase, teardown.
+//! - [`coordinator`]: the run order both drivers share: seed derivation, op staggering, phase
+//!   constants, and how a nemesis op maps onto actions on nodes and the network.
+//! - [`run`]: the real-time driver: router, workers, op issue, nemesis, final phase, teardown.
 //! - [`cli`]: Maelstrom's `test` flags (clap), resolved and validated into `TestOpts`; exit codes.
 //! - [`process`]: real node processes over pipes: stdin writer, strict stdout line parsing,
 //!   stderr logs, kill/pause/resume and crash detection.
@@ -20,11 +22,13 @@
 //! - [`results`]: the run folder (`results/<workload>/<time>/`, `latest` links, JSON writers),
 //!   the terminal summary, and the progress bar.
 //! - [`sim`]: deterministic simulation: node logic in-process under virtual time on the same
-//!   network, nemesis and checkers, with crash-restart over a simulated disk; one seed replays a run.
+//!   network, nemesis, coordinator and checkers, with crash-restart over a simulated disk; one seed
+//!   replays a run.
 
 pub mod analysis;
 pub mod checker;
 pub mod cli;
+pub mod coordinator;
 pub mod history;
 pub mod nemesis;
 pub mod net;

@@ -1,4 +1,5 @@
-//! The real-time driver: real node processes over pipes, in real time (spec §2 "Run order").
+//! The real-time driver: real node processes over pipes, in real time, in the run order of
+//! [`crate::coordinator`] (Maelstrom's: <https://github.com/jepsen-io/maelstrom/tree/main/doc>).
 //!
 //! Threads (all plain `std` threads; the network is the clock-free [`Net`] behind one mutex):
 //! - **router**: sleeps on a condvar until the network's next deadline (or a send wakes it), then
@@ -7,17 +8,20 @@
 //!   and sends it into the network, and a stderr logger.
 //! - **workers**: one per `--concurrency` slot, each owning a Maelstrom client (`c<k>`) that talks
 //!   to node `t mod n` with at most one request outstanding.
-//! - **coordinator** (the calling thread): staggers ops at `--rate`, hands them to free workers,
-//!   records the history, watches for crashed nodes, then runs the final phase.
-//! - **nemesis**: applies the [`NemesisPlan`] (partitions, kills, pauses) on schedule.
+//! - **driver** (the calling thread): staggers ops at `--rate` ([`OpSchedule`]), hands them to
+//!   free workers, records the history, watches for crashed nodes, then runs the final phase.
+//! - **nemesis**: applies the [`NemesisPlan`] (partitions, kills, pauses) on schedule, through
+//!   [`apply_nemesis`]; a `start` spawns each killed node and waits for its `init_ok` before the
+//!   next one.
 //!
-//! One seeded ChaCha8 stream per consumer (ops, latencies, nemesis), all derived from `--seed`.
+//! One seeded ChaCha8 stream per consumer (ops, latencies, nemesis), all derived from `--seed` by
+//! [`Seeds::derive`], as in the simulator.
 //!
 //! **Nodes' directory.** Every node runs in `<run>/data/` (Maelstrom runs them all in its tmpdir),
 //! which is also `MURMUR_DATA_DIR`; it is removed after the run unless `--keep-data`.
 //!
 //! **Crashes and aborts.** A node that exits on its own (not killed by the nemesis) is
-//! Maelstrom's `:node-crashed`: the coordinator checks every 100 ms, setup RPCs (`init`,
+//! Maelstrom's `:node-crashed`: the driver thread checks every 100 ms, setup RPCs (`init`,
 //! `topology`) give up as soon as their node has exited, and the run aborts with the node's crash
 //! report (its last stdout and stderr lines). On any abort, outstanding client calls give up at
 //! once instead of waiting out their 5 s timeout.
@@ -25,22 +29,25 @@
 //! **Teardown**, whether the run ends in results or in an abort: every node is SIGKILLed and
 //! reaped, the router stops, the history and the journal are written, and the `latest` links
 //! point at the run (on a panic, the nodes are still killed and the router stopped). A node
-//! found exited at teardown aborts the run too (spec §2), and its report comes before whatever
+//! found exited at teardown aborts the run too, and its report comes before whatever
 //! error the run had already hit: a dead node is why nothing else answered.
 
 use crate::analysis::{analyse, recoveries};
 use crate::checker::AvailabilityTarget;
 use crate::cli::{TestOpts, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
+use crate::coordinator::{
+    apply_nemesis, next_nemesis_op, process_after_info, NemesisActions, OpSchedule, Seeds, Started,
+    CLIENT_TIMEOUT_MS, INIT_TIMEOUT_MS, RECOVERY_MS,
+};
 use crate::history::{Op, OpType, Process};
-use crate::nemesis::{Fault, FaultSet, NemesisOp, NemesisPlan};
+use crate::nemesis::{Fault, FaultSet, NemesisOp, NemesisPlan, Partition};
 use crate::net::{Delivery, Latency, Net, NetError, Packet};
 use crate::process::{LineResult, NodeCommand, NodeProcess};
 use crate::procstats::ProcStats;
 use crate::results::{Progress, ProgressCounters, RunDir};
 use crate::topology;
-use crate::workload::{ClientWorkload, Completion, Generator, OpSpec, Reply};
+use crate::workload::{ClientWorkload, Completion, OpSpec, Reply};
 use anyhow::{anyhow, bail, Context};
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -50,8 +57,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Maelstrom's client RPC timeout (client.clj).
-const RPC_TIMEOUT: Duration = Duration::from_millis(5000);
+/// Maelstrom's client RPC timeout.
+const RPC_TIMEOUT: Duration = Duration::from_millis(CLIENT_TIMEOUT_MS);
 /// Set by SIGINT or SIGTERM once [`install_interrupt_handler`] ran. Nodes live in their own
 /// process groups (so a Ctrl-C does not reach them) and a paused node never sees its stdin close,
 /// so the runner must tear them down itself: the driver aborts at its next checkpoint.
@@ -74,10 +81,10 @@ pub fn install_interrupt_handler() {
 /// How often a client waiting for a reply checks whether it should give up (the run is aborting,
 /// or the node it waits on has crashed).
 const GIVE_UP_POLL: Duration = Duration::from_millis(50);
-/// `init` must be answered within this (db.clj).
-const INIT_TIMEOUT: Duration = Duration::from_millis(10_000);
-/// The quiet period before final reads (core.clj "Waiting for recovery...").
-const RECOVERY_WAIT: Duration = Duration::from_secs(10);
+/// `init` must be answered within this.
+const INIT_TIMEOUT: Duration = Duration::from_millis(INIT_TIMEOUT_MS);
+/// The quiet period before final reads.
+const RECOVERY_WAIT: Duration = Duration::from_millis(RECOVERY_MS);
 /// A run whose p99 delivery lag exceeds this is flagged as overloaded: its timings are not trusted.
 pub const LAG_P99_LIMIT_US: u64 = 2_000;
 
@@ -160,7 +167,8 @@ struct RpcClient {
 
 impl RpcClient {
     /// One RPC: sends `body` (a JSON object) to `dest` and waits for the reply whose
-    /// `in_reply_to` equals its `msg_id`; any other message is consumed and discarded (spec §1).
+    /// `in_reply_to` equals its `msg_id`; any other message is consumed and discarded, as by
+    /// Maelstrom's clients.
     /// `give_up` is polled every [`GIVE_UP_POLL`] while waiting: when it returns true the call
     /// ends as a timeout at once.
     fn call(
@@ -243,7 +251,7 @@ fn router(shared: Arc<Switchboard>) {
 }
 
 /// Builds the sink a node's stdout reader feeds: valid lines go into the network; the first
-/// malformed line or invalid destination wedges the node's output as in Maelstrom (spec §2).
+/// malformed line or invalid destination wedges the node's output as in Maelstrom.
 fn stdout_sink(shared: Arc<Switchboard>) -> impl FnMut(&Arc<str>, LineResult) + Send + 'static {
     let mut dead = false;
     move |node: &Arc<str>, line: LineResult| {
@@ -340,7 +348,7 @@ impl RunCtx<'_> {
         Ok(p)
     }
 
-    /// Sends `init` from a fresh client and waits for `init_ok` (spec §1 "init"). A node that
+    /// Sends `init` from a fresh client and waits for `init_ok`. A node that
     /// exits meanwhile fails the init at once, with its crash report.
     fn init_node(&self, id: &str) -> anyhow::Result<()> {
         let mut client = self.shared.open_client();
@@ -421,7 +429,7 @@ impl RunCtx<'_> {
         }
     }
 
-    /// Teardown (spec §2): SIGKILL every node, in node-list order, and return the crashes of
+    /// Teardown: SIGKILL every node, in node-list order, and return the crashes of
     /// those that had exited on their own (not killed by the nemesis).
     fn stop_nodes(&self) -> Vec<NodeCrashed> {
         let mut procs: Vec<(String, NodeProcess)> = lock(&self.nodes).procs.drain().collect();
@@ -442,102 +450,103 @@ impl RunCtx<'_> {
         crashes
     }
 
-    fn apply_nemesis(&self, op: &NemesisOp) -> Value {
-        let now = self.shared.now();
-        match op {
-            NemesisOp::StartPartition(p) => {
-                lock(&self.shared.net).set_grudge(now, p.grudge.clone());
-                op.completion_value()
+    /// Performs one nemesis op ([`apply_nemesis`]) and records its completion. A `start` has
+    /// completed when it returns: each restarted node has answered `init` (or failed to).
+    fn nemesis_step(&self, op: NemesisOp) {
+        let mut actions = RealNemesis(self);
+        if let Some(value) = apply_nemesis(&mut actions, &op) {
+            actions.record_nemesis(&op, value);
+        }
+    }
+}
+
+/// The nemesis's actions on real processes and the shared network.
+struct RealNemesis<'c, 'a>(&'c RunCtx<'a>);
+
+impl NemesisActions for RealNemesis<'_, '_> {
+    fn record_nemesis(&mut self, op: &NemesisOp, value: Value) {
+        self.0
+            .record(OpType::Info, Process::Nemesis, op.f(), value, None, false);
+    }
+
+    fn announce(&mut self, op: &NemesisOp) {
+        tracing::info!("nemesis: {} {}", op.f(), op.invoke_value());
+    }
+
+    fn install_grudge(&mut self, partition: &Partition) {
+        let now = self.0.shared.now();
+        lock(&self.0.shared.net).set_grudge(now, partition.grudge.clone());
+    }
+
+    fn heal(&mut self) {
+        let now = self.0.shared.now();
+        lock(&self.0.shared.net).heal(now);
+    }
+
+    fn kill_node(&mut self, id: &str) {
+        let ctx = self.0;
+        // Down first: from now on its messages pile up in its queue instead of being journaled
+        // as received and then lost in a dead pipe.
+        let _ = lock(&ctx.shared.net).set_down(ctx.shared.now(), id, true);
+        let mut n = lock(&ctx.nodes);
+        if let Some(p) = n.procs.get_mut(id) {
+            ctx.account(p);
+            match p.kill() {
+                Ok(_) => {}
+                // It had exited on its own: a crash, which must not be hidden by marking it
+                // killed.
+                Err(crate::process::ProcessError::Exited { .. }) => return,
+                Err(e) => tracing::warn!("kill {id}: {e}"),
             }
-            NemesisOp::StopPartition => {
-                lock(&self.shared.net).heal(now);
-                op.completion_value()
-            }
-            NemesisOp::Kill { nodes, .. } => {
-                for id in nodes {
-                    // Down first: from now on its messages pile up in its queue (spec §10)
-                    // instead of being journaled as received and then lost in a dead pipe.
-                    let _ = lock(&self.shared.net).set_down(self.shared.now(), id, true);
-                    let mut n = lock(&self.nodes);
-                    if let Some(p) = n.procs.get_mut(id) {
-                        self.account(p);
-                        match p.kill() {
-                            Ok(_) => {}
-                            // It had exited on its own: a crash, which must not be hidden by
-                            // marking it killed.
-                            Err(crate::process::ProcessError::Exited { .. }) => continue,
-                            Err(e) => tracing::warn!("kill {id}: {e}"),
-                        }
-                    }
-                    n.killed.insert(id.clone(), true);
-                }
-                op.completion_value()
-            }
-            NemesisOp::Start { nodes } => {
-                let mut started = Vec::new();
-                for id in nodes {
-                    let was_killed = lock(&self.nodes).killed.get(id).copied().unwrap_or(false);
-                    if !was_killed {
-                        continue; // idempotent: starting a running node does nothing
-                    }
-                    // Spawn first (which points the route at the new stdin), then give the node
-                    // its fresh queue: nothing meant for the new incarnation reaches the old one.
-                    match self.spawn_node(id) {
-                        Ok(p) => {
-                            let mut n = lock(&self.nodes);
-                            n.procs.insert(id.clone(), p);
-                            n.killed.insert(id.clone(), false);
-                        }
-                        Err(e) => {
-                            tracing::error!("{e:#}");
-                            continue;
-                        }
-                    }
-                    let _ = lock(&self.shared.net).restart(self.shared.now(), id);
-                    match self.init_node(id) {
-                        Ok(()) => started.push(id.clone()),
-                        Err(e) => tracing::error!("restart of {id}: {e:#}"),
-                    }
-                }
-                json!(["started", started])
-            }
-            NemesisOp::Pause { nodes, .. } => {
-                let mut n = lock(&self.nodes);
-                for id in nodes {
-                    if let Some(p) = n.procs.get_mut(id) {
-                        if let Err(e) = p.pause() {
-                            tracing::warn!("pause {id}: {e}");
-                        }
-                    }
-                }
-                op.completion_value()
-            }
-            NemesisOp::Resume { nodes } => {
-                let mut n = lock(&self.nodes);
-                for id in nodes {
-                    if let Some(p) = n.procs.get_mut(id) {
-                        if let Err(e) = p.resume() {
-                            tracing::warn!("resume {id}: {e}");
-                        }
-                    }
-                }
-                op.completion_value()
+        }
+        n.killed.insert(id.to_string(), true);
+    }
+
+    fn pause_node(&mut self, id: &str) {
+        if let Some(p) = lock(&self.0.nodes).procs.get_mut(id) {
+            if let Err(e) = p.pause() {
+                tracing::warn!("pause {id}: {e}");
             }
         }
     }
 
-    fn nemesis_step(&self, op: NemesisOp) {
-        self.record(
-            OpType::Info,
-            Process::Nemesis,
-            op.f(),
-            op.invoke_value(),
-            None,
-            false,
-        );
-        tracing::info!("nemesis: {} {}", op.f(), op.invoke_value());
-        let value = self.apply_nemesis(&op);
-        self.record(OpType::Info, Process::Nemesis, op.f(), value, None, false);
+    fn resume_node(&mut self, id: &str) {
+        if let Some(p) = lock(&self.0.nodes).procs.get_mut(id) {
+            if let Err(e) = p.resume() {
+                tracing::warn!("resume {id}: {e}");
+            }
+        }
+    }
+
+    /// Restarts the killed nodes one at a time: spawn, fresh queue, `init`, wait for `init_ok`.
+    fn start_nodes(&mut self, nodes: &[String]) -> Started {
+        let ctx = self.0;
+        let mut started = Vec::new();
+        for id in nodes {
+            let was_killed = lock(&ctx.nodes).killed.get(id).copied().unwrap_or(false);
+            if !was_killed {
+                continue; // idempotent: starting a running node does nothing
+            }
+            // Spawn first (which points the route at the new stdin), then give the node its
+            // fresh queue: nothing meant for the new incarnation reaches the old one.
+            match ctx.spawn_node(id) {
+                Ok(p) => {
+                    let mut n = lock(&ctx.nodes);
+                    n.procs.insert(id.clone(), p);
+                    n.killed.insert(id.clone(), false);
+                }
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    continue;
+                }
+            }
+            let _ = lock(&ctx.shared.net).restart(ctx.shared.now(), id);
+            match ctx.init_node(id) {
+                Ok(()) => started.push(id.clone()),
+                Err(e) => tracing::error!("restart of {id}: {e:#}"),
+            }
+        }
+        Started::Now(started)
     }
 }
 
@@ -571,7 +580,7 @@ fn worker(
         let reply = client.call(&shared, &node, w.request(&a.op), RPC_TIMEOUT, &aborting);
         let completion = w.complete(&a.op, &reply);
         if completion.kind == OpType::Info && !w.reusable_client() {
-            // The thread's process is replaced: close this client, open a fresh `c<k>` (spec §5).
+            // The thread's process is replaced: close this client, open a fresh `c<k>`.
             shared.close_client(client);
             client = shared.open_client();
         }
@@ -645,10 +654,12 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     eprintln!("Results: {}", dir.path().display());
     dir.create_data_dir()?;
 
-    let mut seeds = ChaCha8Rng::seed_from_u64(opts.seed);
-    let net_rng = ChaCha8Rng::seed_from_u64(seeds.random());
-    let mut op_rng = ChaCha8Rng::seed_from_u64(seeds.random());
-    let nemesis_seed: u64 = seeds.random();
+    let Seeds {
+        net: net_rng,
+        ops: mut op_rng,
+        nemesis: nemesis_seed,
+        ..
+    } = Seeds::derive(opts.seed);
 
     let shared = Arc::new(Switchboard {
         start: Instant::now(),
@@ -863,7 +874,7 @@ fn drive(
     })?;
     ctx.checkpoint()?;
 
-    // Client setup: one setup client per node; broadcast sends the topology (spec §5).
+    // Client setup: one setup client per node; broadcast sends the topology.
     let topo = topology::build(opts.topology, &opts.nodes);
     let topo_json = topology::to_json(&topo);
     thread::scope(|s| {
@@ -949,24 +960,18 @@ fn drive(
     result
 }
 
-/// The coordinator's view of the worker threads: who is busy, each thread's current process id,
+/// The driver thread's view of the worker threads: who is busy, each thread's current process id,
 /// and the channels to and from them.
 struct Workers {
     assign: Vec<Sender<Assignment>>,
     done_rx: Receiver<Done>,
     busy: Vec<bool>,
-    /// Thread t's process; it becomes process + concurrency after an `info` op (spec §5).
+    /// Thread t's process; a fresh one after an `info` op ([`process_after_info`]).
     process: Vec<u64>,
     counters: Arc<ProgressCounters>,
 }
 
 impl Workers {
-    /// The first free thread at or after `from`, round-robin.
-    fn free_from(&self, from: usize) -> Option<usize> {
-        let n = self.busy.len();
-        (0..n).map(|k| (from + k) % n).find(|&t| !self.busy[t])
-    }
-
     fn any_busy(&self) -> bool {
         self.busy.iter().any(|b| *b)
     }
@@ -1011,7 +1016,7 @@ impl Workers {
             d.final_,
         );
         if d.completion.kind == OpType::Info {
-            self.process[d.worker] = d.process + self.busy.len() as u64;
+            self.process[d.worker] = process_after_info(d.process, self.busy.len());
         }
     }
 
@@ -1031,9 +1036,9 @@ impl Workers {
     }
 }
 
-/// The generator's phases (spec §2): the main phase (client ops at `--rate`, the nemesis on its
-/// own thread, in-flight ops drained), then, for workloads that have one, the final phase (final
-/// nemesis ops, the recovery wait, one final op per worker).
+/// The generator's phases, in the order of [`crate::coordinator`]: the main phase (client ops at
+/// `--rate`, the nemesis on its own thread, in-flight ops drained), then, for workloads that have
+/// one, the final phase (final nemesis ops, the recovery wait, one final op per worker).
 fn phases(
     ctx: &RunCtx<'_>,
     workload: ClientWorkload,
@@ -1068,11 +1073,7 @@ fn phases(
             let stop = &nemesis_stop;
             let plan = &mut plan;
             s.spawn(move || {
-                while let Some((due, op)) = plan.next(shared.now() - main_start) {
-                    let at = main_start + due;
-                    if at >= cutoff {
-                        break;
-                    }
+                while let Some((at, op)) = next_nemesis_op(plan, shared.now(), main_start, cutoff) {
                     while shared.now() < at {
                         if stop.load(Ordering::Relaxed) {
                             return;
@@ -1124,7 +1125,7 @@ fn phases(
     Ok(())
 }
 
-/// Client ops staggered at `--rate` (spec §5) from `main_start` until `cutoff`, handed to free
+/// Client ops staggered at `--rate` ([`OpSchedule`]) from `main_start` until `cutoff`, handed to free
 /// threads round-robin; then the in-flight ops run to completion or time out. Checks for crashed
 /// nodes every 100 ms.
 fn main_phase(
@@ -1137,16 +1138,8 @@ fn main_phase(
 ) -> anyhow::Result<()> {
     let opts = ctx.opts;
     let shared = &ctx.shared;
-    let mut gen = Generator::default();
-    let gap = |rng: &mut ChaCha8Rng| -> u64 {
-        if opts.rate <= 0.0 {
-            u64::MAX
-        } else {
-            rng.random_range(0.0..(2.0 / opts.rate)).mul_add(1e9, 0.0) as u64
-        }
-    };
-    let mut next_at = main_start.saturating_add(gap(op_rng));
-    let mut rr = 0usize;
+    let n = workers.busy.len();
+    let mut ops = OpSchedule::start(opts.rate, n, main_start, op_rng);
     let mut last_crash_check = Instant::now();
     loop {
         let now = shared.now();
@@ -1161,12 +1154,11 @@ fn main_phase(
                 .msgs
                 .store(shared.routed.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        let next_at = ops.next_at();
         if now >= next_at {
-            if let Some(t) = workers.free_from(rr) {
-                rr = (t + 1) % workers.busy.len();
-                let op = workload.next_op(&mut gen, op_rng);
+            let busy = &workers.busy;
+            if let Some((t, op)) = ops.issue(now, n, |t| !busy[t], workload, op_rng) {
                 workers.invoke(ctx, t, op, false)?;
-                next_at = next_at.max(now).saturating_add(gap(op_rng));
                 continue;
             }
         }
