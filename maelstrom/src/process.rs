@@ -4,13 +4,13 @@
 //! on stdin, writes them on stdout, and logs on stderr).
 //!
 //! One [`NodeProcess`] is one incarnation of a node. It owns the child and three threads, named
-//! like Maelstrom's (`"<id> stdin"`, `"<id> stdout"`, `"<id> stderr"`), in [`pipes`]:
+//! like Maelstrom's (`"<id> stdin"`, `"<id> stdout"`, `"<id> stderr"`), in `pipes`:
 //! - **stdin writer**: fed by an unbounded channel through cheap-clone [`NodeInput`] handles, so
 //!   the network never blocks on a slow or paused node. It writes each line plus `\n` and flushes
 //!   only when the channel is momentarily empty, batching writes under load. Lines that cannot be
 //!   written (the process is gone) are counted and dropped, never a panic or an endless block.
 //! - **stdout reader**: reads lines, checks each against Maelstrom's closed envelope schema with
-//!   [`parse_stdout_line`] (in [`line`]), and hands `(node id, Ok(ParsedLine) |
+//!   [`parse_stdout_line`] (in `line`), and hands `(node id, Ok(ParsedLine) |
 //!   Err(MalformedLine))` to the caller's [`LineSink`], in output order. What to do with a
 //!   malformed line (Maelstrom stops reading that node for the rest of the test) is the driver's
 //!   decision: this thread keeps reading so the node never blocks on a full pipe.
