@@ -992,8 +992,8 @@ mod tests {
 
     #[test]
     fn results_json_reads_back_bit_for_bit() {
-        // CI once failed on 0.013364000000000044 reading back as ...043: serde_json's default
-        // float parser may miss the last bit, so the crate enables `float_roundtrip`.
+        // serde_json's default float parser may miss the last bit (0.013364000000000044 reads
+        // back as ...043), so the crate enables `float_roundtrip`; the first float is that case.
         let tmp = tempfile::tempdir().unwrap();
         let dir = RunDir::create(&tmp.path().join("results"), "echo", start()).unwrap();
         use rand::{Rng, SeedableRng};
