@@ -31,7 +31,7 @@ maelstrom-run workload="broadcast" *flags="": build
     esac
     exec {{runner}} test -w {{workload}} --bin target/release/{{workload}} $cfg {{flags}}
 
-# The Gossip Glomers challenge configurations (spec §6), one after another.
+# The Gossip Glomers challenge configurations, one after another.
 challenges: build
     {{runner}} test -w echo --bin target/release/echo --node-count 1 --time-limit 10
     {{runner}} test -w unique-ids --bin target/release/unique-ids --time-limit 30 --rate 1000 --node-count 3 --availability total --nemesis partition

@@ -14,15 +14,13 @@
 //! - **Space is reserved ahead.** The file is allocated (`posix_fallocate` on Linux, so a full
 //!   disk fails an append instead of killing the process with SIGBUS) and mapped 64 KiB
 //!   (`RESERVE`) at a time, doubling; the unused tail is zeros, which a scan reads as the end of
-//!   the log. An append is then a copy into memory, with no system call, where a `pwrite` cost a
-//!   call into the file system per batch (about 8 % of the node CPU of a default 3d run, in
-//!   interleaved A/B runs).
+//!   the log. An append is then a copy into memory, with no system call, where a `pwrite` would
+//!   cost a call into the file system per batch.
 //! - **Which crash.** Bytes copied into the mapping are the kernel's page cache: they survive the
 //!   death of the process (SIGKILL, a panic) exactly as `pwrite`'s would. That is every crash
 //!   Maelstrom injects, and the node's shell defaults to it (`MURMUR_FSYNC=0`). The `fdatasync` is
 //!   needed only to survive a crash of the machine (power loss, kernel panic); its cost in node CPU
-//!   is the `default+fsync` row of `results/BENCHMARKS.md` (about two and a half times the
-//!   default's).
+//!   is the `default+fsync` row of `results/BENCHMARKS.md`.
 //! - **Torn tails are expected.** A kill or power loss in the middle of a batch leaves a partial
 //!   frame; [`Store::open`] keeps every intact frame before it, truncates the rest (with a warning)
 //!   and syncs (with fsync on), so the next append starts on a clean boundary. Nothing in that
@@ -48,6 +46,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+use memmap2::{MmapMut, MmapOptions};
 
 /// The log's file name inside a node's data directory.
 pub const FILE_NAME: &str = "records.log";
@@ -147,65 +147,23 @@ pub struct Store {
     len: u64,
     /// `fdatasync` after each batch (see [`Store::fsync`]).
     fsync: bool,
-    /// The file, shared-mapped from offset 0 over its allocated length; made by the first append.
-    map: Option<Mapping>,
+    /// The file, shared-mapped from offset 0 over its allocated length ([`map_file`]); made by the
+    /// first append.
+    map: Option<MmapMut>,
 }
 
-/// A `MAP_SHARED`, read-write mapping of a whole file, unmapped on drop. Bytes copied into it are
-/// the page cache's: the kernel writes them to the file even if the process is killed the next
-/// instant, exactly like bytes handed over by `pwrite`.
-#[derive(Debug)]
-struct Mapping {
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain memory owned by this value; nothing else refers to it.
-unsafe impl Send for Mapping {}
-
-impl Mapping {
-    fn new(file: &File, len: usize) -> io::Result<Mapping> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a fresh mapping chosen by the kernel, of a file opened read-write whose length is
-        // at least `len` (the caller allocated it first).
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        std::ptr::NonNull::new(ptr.cast())
-            .map(|ptr| Mapping { ptr, len })
-            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))
-    }
-
-    /// Copies `bytes` to `offset`; the caller checks `offset + bytes.len() <= self.len`.
-    fn write(&mut self, offset: usize, bytes: &[u8]) {
-        debug_assert!(offset + bytes.len() <= self.len);
-        // SAFETY: in bounds (checked by the caller), and `bytes` cannot overlap a mapping it does
-        // not know about.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.ptr.as_ptr().add(offset),
-                bytes.len(),
-            )
-        };
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped; nothing refers to it any more.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
+/// A `MAP_SHARED`, read-write mapping of the first `len` bytes of `file` (unmapped when dropped).
+/// Bytes copied into it are the page cache's: the kernel writes them to the file even if the
+/// process is killed the next instant, exactly like bytes handed over by `pwrite`. The caller
+/// has allocated the file to at least `len` bytes ([`allocate`]).
+fn map_file(file: &File, len: usize) -> io::Result<MmapMut> {
+    // SAFETY: memmap2 leaves one thing to the caller: that nothing truncates or rewrites the file
+    // while the mapping lives, which would change or unmap (SIGBUS) memory this process reads and
+    // writes as a plain byte slice. Nothing does: the file is this process's alone (one process at
+    // a time per directory, see the module docs); this process truncates it only in
+    // `Store::open`, before any mapping exists, and otherwise writes it only through the mapping;
+    // and the file is at least `len` bytes long, allocated, before it is mapped.
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
 }
 
 /// What [`Store::open`] found.
@@ -225,8 +183,7 @@ impl Store {
     ///
     /// `fsync` is [`Store::fsync`]'s setting, and also decides whether creating and repairing
     /// are synced: without it nothing else survives a crash of the machine either, and the syncs
-    /// cost about 15 % of a node's start-up CPU on the runner's disk (`perf` over 200 starts;
-    /// fastest start 1.41 ms with them, 1.19 ms without, over 30 starts).
+    /// are a noticeable share of a node's start-up, which the kill fault repeats.
     pub fn open(dir: &Path, fsync: bool) -> io::Result<Opened> {
         let sync_dir = |d: &Path| if fsync { sync_dir(d) } else { Ok(()) };
         if !dir.is_dir() {
@@ -318,7 +275,8 @@ impl Store {
         }
         let end = self.len + buf.len() as u64;
         let start = usize::try_from(self.len).map_err(io::Error::other)?;
-        self.reserve(end)?.write(start, &buf);
+        // In bounds: `reserve` maps at least `end` bytes.
+        self.reserve(end)?[start..start + buf.len()].copy_from_slice(&buf);
         if self.fsync {
             // Written back with the file's other dirty pages: the mapping's are the page cache's.
             // On failure the bytes stay, beyond the log's end: the retry writes the same bytes at
@@ -332,15 +290,15 @@ impl Store {
 
     /// The mapping, covering at least `end` bytes: allocates the file and remaps it in steps of
     /// [`RESERVE`] (doubling, by at most 64 steps at a time), so most appends find room.
-    fn reserve(&mut self, end: u64) -> io::Result<&mut Mapping> {
-        let mapped = self.map.as_ref().map_or(0, |m| m.len as u64);
+    fn reserve(&mut self, end: u64) -> io::Result<&mut MmapMut> {
+        let mapped = self.map.as_ref().map_or(0, |m| m.len() as u64);
         if end > mapped {
             let step = mapped.clamp(RESERVE, 64 * RESERVE);
             let want = end.max(mapped + step).div_ceil(RESERVE) * RESERVE;
             let want_len = usize::try_from(want).map_err(io::Error::other)?;
             allocate(&self.file, want)?;
             self.map = None;
-            self.map = Some(Mapping::new(&self.file, want_len)?);
+            self.map = Some(map_file(&self.file, want_len)?);
         }
         self.map
             .as_mut()

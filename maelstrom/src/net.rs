@@ -1,5 +1,6 @@
 //! The simulated network: a clock-free, I/O-free state machine with Maelstrom's exact delivery
-//! model (spec §1 "Envelope", §3 "Network", §10 for killed nodes; Maelstrom's `src/maelstrom/net.clj`).
+//! model (Maelstrom's `src/maelstrom/net.clj`; the message format is in
+//! <https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md>).
 //!
 //! Time is always passed in by the caller as nanoseconds since the test started, so the same code
 //! runs under the real-time driver (wall clock, threads) and the deterministic virtual-time
@@ -10,15 +11,15 @@
 //! - **Receivers.** Every id that can receive is registered with a [`PeerKind`]: a server node, a
 //!   client (`c<k>`) or a service (`lin-kv`, …). [`Net::send`] rejects a packet whose `src` or `dest`
 //!   is not registered ([`NetError::UnknownSrc`] / [`NetError::UnknownDest`]); the driver turns that
-//!   into Maelstrom's "Invalid dest for message" handling (spec §2 "Malformed output"). As in
+//!   into Maelstrom's "Invalid dest for message" handling. As in
 //!   Maelstrom (`send!` numbers the message before `validate-msg`), a rejected send still consumes a
 //!   message id.
-//! - **Ids.** One global counter from 0, assigned at send, shared by every sender (spec §1).
+//! - **Ids.** One global counter from 0, assigned at send, shared by every sender.
 //! - **Journal.** Every accepted send is journaled as [`JournalKind::Send`] at send time, before any
-//!   partition check; every delivery as [`JournalKind::Recv`] at its intended delivery time
-//!   (spec §3 "Journal"). Dropped messages get no `Recv`.
+//!   partition check; every delivery as [`JournalKind::Recv`] at its intended delivery time.
+//!   Dropped messages get no `Recv`.
 //! - **Latency.** 0 ms if `src` or `dest` is a client (`murmur::wire::is_client`: first character
-//!   `c`); otherwise a sample from [`Latency`] (spec §3 table). Service traffic gets latency.
+//!   `c`); otherwise a sample from [`Latency`]. Service traffic gets latency.
 //! - **Queues and head-of-line blocking.** Each receiver has a priority queue ordered by
 //!   deadline = send time + latency, ties broken by message id. A receiver holds at most one *taken*
 //!   message. Whenever it is free (idle when a message arrives, or just after a delivery) it takes
@@ -33,11 +34,11 @@
 //!   partitions, then sleeps until the deadline), reproduced on purpose.
 //! - **Partitions.** A grudge maps a receiver to the set of sources it drops ([`Grudge`], the shape
 //!   Jepsen's `drop-all!` takes). It only ever applies when both ends are registered as
-//!   [`PeerKind::Node`]: client and service traffic is never partitioned (spec §3). A grudge change
+//!   [`PeerKind::Node`]: client and service traffic is never partitioned. A grudge change
 //!   never affects a message already taken. [`Net::set_grudge`] replaces the grudge; Maelstrom's
 //!   `drop!` accumulates pairs until a heal, but the nemesis always heals between two partitions,
 //!   so the two agree.
-//! - **Killed nodes** (spec §10). [`Net::set_down`] makes a receiver stop taking: its messages pile
+//! - **Killed nodes.** [`Net::set_down`] makes a receiver stop taking: its messages pile
 //!   up and senders see no error. A message it held (taken, not yet due) goes back into its queue
 //!   un-journaled. [`Net::restart`] installs a fresh, empty queue and makes it take again. Paused
 //!   nodes are *not* special here: Maelstrom keeps writing into their pipes. A driver may also use
@@ -75,7 +76,7 @@ const NANOS_PER_MS: u64 = 1_000_000;
 // ---------------------------------------------------------------------------------------------
 // Latency
 
-/// The shape of the latency distribution (`--latency-dist`, default `constant`; spec §3).
+/// The shape of the latency distribution (`--latency-dist`, default `constant`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum LatencyDist {
     /// Exactly the mean.
@@ -633,7 +634,7 @@ impl Net {
         Ok(())
     }
 
-    /// Restarts a killed node (spec §10): a fresh, empty queue, and the receiver takes again.
+    /// Restarts a killed node: a fresh, empty queue, and the receiver takes again.
     /// Returns how many queued messages were discarded (never journaled as received).
     ///
     /// Jepsen's `start` targets every node and is a no-op for running ones: call this only for
@@ -753,6 +754,15 @@ impl Net {
 
 /// Log-linear histogram: exact below 128, then 64 sub-buckets per power of two (< 1/64 relative
 /// error). 3,776 counters cover all of u64.
+///
+/// Kept rather than replaced by the `hdrhistogram` crate because its figures are part of
+/// results.json (`runner.delivery-lag-us`, and `runner.overloaded`, drawn from its p99), and the
+/// crate's would differ: `Histogram::value_at_quantile` takes the ⌈n·q⌉-th smallest value where
+/// this takes the one at 0-based rank ⌊n·q⌋ (Jepsen's rule, also used by the checkers' exact
+/// quantiles; the two differ whenever n·q is whole, e.g. the p50 of 100 values), reports the top
+/// of that value's bucket without clamping it to the exact maximum, and lays its buckets out by
+/// significant digits (2 digits: exact below 256, then 128 sub-buckets per power of two; 1 digit:
+/// exact below 32, then 16), so no setting reproduces this layout.
 #[derive(Debug, Clone)]
 struct LagHistogram {
     counts: Vec<u64>,
@@ -978,7 +988,7 @@ mod tests {
     #[test]
     fn head_of_line_blocking() {
         // A node→node message is taken at once and held until its deadline; a client request sent
-        // later with an earlier deadline waits behind it (spec §3 [!]).
+        // later with an earlier deadline waits behind it, as in Maelstrom's receiver loop.
         let mut net = mk_net(100);
         let slow = net.send(0, pkt("n1", "n0", "gossip")).unwrap();
         let fast = net.send(10 * MS, pkt("c0", "n0", "read")).unwrap();

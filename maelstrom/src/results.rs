@@ -1,13 +1,14 @@
 //! What a run leaves behind and what it prints: the run folder, the terminal summary, and the
 //! progress bar.
 //!
-//! - [`RunDir`]: `results/<workload>/<yyyyMMddTHHmmss.mmm>/` (Jepsen's `store/` layout, spec §7,
-//!   with JSON instead of EDN) holding `results.json`, `history.jsonl` (+ `history.txt`),
+//! - [`RunDir`]: `results/<workload>/<yyyyMMddTHHmmss.mmm>/` (Jepsen's `store/` layout, with JSON
+//!   instead of EDN) holding `results.json`, `history.jsonl` (+ `history.txt`),
 //!   `messages.jsonl`, `node-logs/<id>.log`, and any extras. `results/current` points at the run
 //!   while it is under way; `results/latest` and `results/<workload>/latest` are pointed at it
 //!   when it ends. Links are relative and replaced atomically (temporary link + rename), so a
 //!   reader never sees a missing or half-written link.
-//! - [`summary`]: a compact, colour-free report of a results object (spec §7 keys), ending with
+//! - [`summary`]: a compact, colour-free report of a results object (the keys described in
+//!   <https://github.com/jepsen-io/maelstrom/blob/main/doc/results.md>), ending with
 //!   Maelstrom's own verdict line. It reads the JSON, not the checker types, so it tolerates
 //!   absent sections (they print nothing) and can render a stored `results.json` again.
 //! - [`Progress`]: an indicatif bar on stderr for the main phase, fed by atomic
@@ -290,61 +291,20 @@ fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
     })
 }
 
-/// `yyyyMMddTHHmmss.mmm` in local time (UTC if the local time cannot be determined).
+/// `yyyyMMddTHHmmss.mmm` in local time: the zone `TZ` names, else the system's
+/// (`/etc/localtime`), else UTC, as the C library's `localtime` finds it. Times before 1970 count
+/// as 1970.
 pub fn format_timestamp(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (y, mo, d, h, mi, s) = local_civil(secs).unwrap_or_else(|| utc_civil(secs));
-    format!(
-        "{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}.{:03}",
-        since.subsec_millis()
-    )
+    format_in(t, &jiff::tz::TimeZone::system())
 }
 
-type Civil = (i64, u32, u32, u32, u32, u32);
-
-fn local_civil(secs: u64) -> Option<Civil> {
-    let t = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the call.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return None;
-        }
-        tm
-    };
-    let field = |v: libc::c_int| u32::try_from(v).ok();
-    Some((
-        i64::from(tm.tm_year) + 1900,
-        field(tm.tm_mon)? + 1,
-        field(tm.tm_mday)?,
-        field(tm.tm_hour)?,
-        field(tm.tm_min)?,
-        field(tm.tm_sec)?,
-    ))
-}
-
-/// UTC calendar fields for Unix seconds (Howard Hinnant's `civil_from_days`).
-fn utc_civil(secs: u64) -> Civil {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    )
+/// [`format_timestamp`] in the zone `tz`. Milliseconds are truncated, not rounded.
+fn format_in(t: SystemTime, tz: &jiff::tz::TimeZone) -> String {
+    // Out of jiff's range only past the year 9999.
+    let at = jiff::Timestamp::try_from(t.max(UNIX_EPOCH)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    at.to_zoned(tz.clone())
+        .strftime("%Y%m%dT%H%M%S.%3f")
+        .to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1009,9 +969,20 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(utc_civil(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(utc_civil(1_700_000_000), (2023, 11, 14, 22, 13, 20));
-        assert_eq!(utc_civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+        let utc = jiff::tz::TimeZone::UTC;
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(format_in(at(0), &utc), "19700101T000000.000");
+        assert_eq!(format_in(start(), &utc), "20231114T221320.123");
+        assert_eq!(format_in(at(951_782_400_000), &utc), "20000229T000000.000");
+        // Truncated to the millisecond; before 1970 is 1970.
+        let late = at(1_700_000_000_123) + Duration::from_nanos(999_999);
+        assert_eq!(format_in(late, &utc), "20231114T221320.123");
+        assert_eq!(
+            format_in(UNIX_EPOCH - Duration::from_secs(5), &utc),
+            "19700101T000000.000"
+        );
+        let east = jiff::tz::TimeZone::fixed(jiff::tz::offset(5));
+        assert_eq!(format_in(start(), &east), "20231115T031320.123");
         let s = format_timestamp(start());
         assert_eq!(s.len(), "20231114T221320.123".len(), "{s}");
         assert_eq!(&s[8..9], "T");
@@ -1021,8 +992,8 @@ mod tests {
 
     #[test]
     fn results_json_reads_back_bit_for_bit() {
-        // CI once failed on 0.013364000000000044 reading back as ...043: serde_json's default
-        // float parser may miss the last bit, so the crate enables `float_roundtrip`.
+        // serde_json's default float parser may miss the last bit (0.013364000000000044 reads
+        // back as ...043), so the crate enables `float_roundtrip`; the first float is that case.
         let tmp = tempfile::tempdir().unwrap();
         let dir = RunDir::create(&tmp.path().join("results"), "echo", start()).unwrap();
         use rand::{Rng, SeedableRng};

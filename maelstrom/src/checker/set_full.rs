@@ -1,5 +1,6 @@
 //! Jepsen's `set-full` checker with `:linearizable? false`: the broadcast and g-set workload
-//! checker (spec §5; jepsen `checker.clj` `set-full`).
+//! checker (`set-full` in Jepsen's `jepsen/src/jepsen/checker.clj`; Maelstrom's results are
+//! described in <https://github.com/jepsen-io/maelstrom/blob/main/doc/results.md>).
 //!
 //! Client ops are processed in index order. An add (`f` = `broadcast`, or `add` for g-set)
 //! invocation starts tracking its value, and a later invocation of the same value resets it. For
@@ -73,9 +74,9 @@ pub struct SetFullResult {
     /// Quantiles of the lost elements' latencies (ms); absent when nothing is lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost_latencies: Option<Quantiles>,
-    /// Always 0, as in Jepsen (spec §5).
+    /// Always 0, as in Jepsen.
     pub duplicated_count: usize,
-    /// Always `{}`, as in Jepsen (spec §5).
+    /// Always `{}`, as in Jepsen.
     pub duplicated: BTreeMap<String, u64>,
     /// Our addition, present only for a malformed history (an `ok` read with no invocation or a
     /// non-array value): such reads are skipped and `valid?` is at best unknown, where Jepsen's
@@ -132,6 +133,11 @@ pub struct Quantiles {
 }
 
 /// The quantiles of `values`, or `None` when there are none.
+///
+/// Exact, by sorting, rather than from a histogram (`hdrhistogram` and the like): these are
+/// results.json's `stable-latencies` and `lost-latencies`, which must be the very values Jepsen
+/// reports, and a histogram gives a bucket's bound instead (and `hdrhistogram` counts ranks as
+/// ⌈n·q⌉, not ⌊n·q⌋).
 #[must_use]
 pub fn quantiles(values: &[u64]) -> Option<Quantiles> {
     let mut sorted = values.to_vec();
