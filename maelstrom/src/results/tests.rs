@@ -1,8 +1,15 @@
 //! Tests of the run folder, the JSON writers, the summary and the progress bar.
 
+use super::report::WIDTH;
+use super::run_dir::format_in;
 use super::*;
-use crate::history::JournalKind;
-use serde_json::json;
+use crate::history::{JournalEvent, JournalKind, Op, OpType, Process};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn start() -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
