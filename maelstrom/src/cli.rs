@@ -1,5 +1,5 @@
-//! The command line: Maelstrom's `test` flags (spec §6) parsed with clap, then resolved into a
-//! validated [`TestOpts`].
+//! The command line: Maelstrom's `test` flags (its `core.clj`) parsed with clap, then resolved
+//! into a validated [`TestOpts`].
 //!
 //! Two steps, so that each has one job:
 //! 1. [`Cli`] is the clap derive. It accepts every flag real Maelstrom accepts, with the same
@@ -89,7 +89,7 @@ pub fn clap_exit_code(err: &clap::Error) -> i32 {
     }
 }
 
-/// The raw flags of `maelstrom test`, as typed. Flags and defaults are Maelstrom's (spec §6),
+/// The raw flags of `maelstrom test`, as typed. Flags and defaults are Maelstrom's,
 /// except those under the "Runner (murmur)" help heading, which are ours. Call
 /// [`TestArgs::resolve`] to get validated [`TestOpts`].
 #[derive(Debug, Clone, Args)]
@@ -260,7 +260,7 @@ pub struct CompatArgs {
     pub max_writes_per_key: Option<u64>,
 }
 
-/// Maelstrom's workloads (spec §6 `-w`). All names parse; see [`WorkloadName::is_implemented`].
+/// Maelstrom's workloads (`-w`). All names parse; see [`WorkloadName::is_implemented`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadName {
@@ -506,7 +506,7 @@ impl CliError {
 #[serde(rename_all = "kebab-case")]
 pub struct TestOpts {
     pub workload: WorkloadName,
-    /// Canonical path of `--bin` (spec §2: Maelstrom spawns the canonical path).
+    /// Canonical path of `--bin` (Maelstrom spawns the canonical path).
     pub bin: PathBuf,
     /// Extra arguments for the node binary.
     pub args: Vec<String>,
@@ -633,7 +633,7 @@ impl TestArgs {
         })
     }
 
-    /// Jepsen's node-list rules plus Maelstrom's `--node-count` override (spec §1, §6).
+    /// Jepsen's node-list rules plus Maelstrom's `--node-count` override.
     fn resolve_nodes(&self) -> Result<Vec<String>, CliError> {
         if let Some(n) = self.node_count {
             if n == 0 {
@@ -730,7 +730,8 @@ pub fn parse_nemesis(s: &str) -> Result<Vec<Fault>, CliError> {
 }
 
 /// Rejects ids the protocol would misread: Maelstrom treats any id starting with `c` as a
-/// client (spec §1), and service names are taken.
+/// client (see <https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md>), and service
+/// names are taken.
 fn validate_node_id(id: &str) -> Result<(), CliError> {
     let why = if id.is_empty() {
         Some("empty")

@@ -1,5 +1,5 @@
-//! Fault plans: partition shapes (grudges) and the nemesis schedule (spec §3 "Partitions", §2
-//! "Generator phases", §10 for kill and pause).
+//! Fault plans: partition shapes (grudges) and the nemesis schedule, as in Maelstrom's
+//! `nemesis.clj` and Jepsen's combined nemesis (kill and pause included).
 //!
 //! Clock-free and I/O-free like [`crate::net`]: time is passed in as nanoseconds since the test
 //! started, and all randomness comes from a [`ChaCha8Rng`] seeded by the caller, so a seed fixes
@@ -49,7 +49,7 @@
 //! `due ≥ now`, waits until `due`, records the invocation, performs the op, records the completion
 //! ([`NemesisOp::invoke_value`], [`NemesisOp::completion_value`]; process `nemesis`, type `info`)
 //! and calls `next` again with the completion time. The plan knows nothing of the main phase's time
-//! limit: the driver must not issue an op whose `due` is at or after the cutoff (spec §2). Before
+//! limit: the driver must not issue an op whose `due` is at or after the cutoff. Before
 //! the final phase it runs [`NemesisPlan::final_ops`] in order.
 //!
 //! Completion values of kill/start/pause/resume: Jepsen's `db-nemesis` returns a map from each
@@ -208,7 +208,7 @@ pub fn minority_third(n: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Partitions
 
-/// A partition shape drawn by each `start-partition` (spec §3).
+/// A partition shape drawn by each `start-partition`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PartitionSpec {
     /// One random node cut off from all others, both ways.
@@ -549,7 +549,7 @@ pub enum NemesisOp {
     StartPartition(Partition),
     /// Heal the network.
     StopPartition,
-    /// SIGKILL `nodes`; they stay registered and their messages pile up (spec §10).
+    /// SIGKILL `nodes`; they stay registered and their messages pile up.
     Kill {
         target: NodeSpec,
         nodes: Vec<String>,

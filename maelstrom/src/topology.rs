@@ -1,4 +1,5 @@
-//! Maelstrom's `--topology` shapes for the broadcast workload (spec §5 "Topology").
+//! Maelstrom's `--topology` shapes for the broadcast workload
+//! (<https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md>).
 //!
 //! The runner sends every node one `{"type":"topology","topology":{...}}` request during client setup;
 //! this module computes that map from the node list (in list order, `n0 …`). The shapes follow
@@ -37,7 +38,7 @@ pub enum TopologyKind {
 }
 
 impl Default for TopologyKind {
-    /// `grid`, Maelstrom's default (spec §6).
+    /// `grid`, Maelstrom's default.
     fn default() -> Self {
         TopologyKind::Grid
     }
@@ -83,7 +84,7 @@ impl fmt::Display for TopologyKind {
 }
 
 /// Computes the topology for `nodes`: one `(node, neighbours)` entry per node that has an entry, in
-/// node-list order (spec §5). `line` with fewer than two nodes yields no entries at all.
+/// node-list order. `line` with fewer than two nodes yields no entries at all.
 ///
 /// A `Tree(b)` with `b` outside 2..=4 (not producible from the CLI) is built with that factor
 /// anyway; `Tree(0)` is treated as `Tree(1)`, a chain.
