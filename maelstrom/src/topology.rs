@@ -9,8 +9,8 @@
 //! - `grid` (the CLI default): side = ⌈√n⌉; node k sits at row k / side, column k mod side.
 //!   Neighbours are listed down (row + 1), up, right (column + 1), left, skipping cells outside the
 //!   grid or with index ≥ n.
-//! - `line`: n0:[n1], last:[previous], others:[left, right]. **With fewer than two nodes the map is
-//!   empty**, so a single node gets no entry at all.
+//! - `line`: `n0: [n1]`, `last: [previous]`, others `[left, right]`. **With fewer than two nodes
+//!   the map is empty**, so a single node gets no entry at all.
 //! - `tree2` (alias `tree`), `tree3`, `tree4`: nodes fill tiers of size 1, b, b², … in order and each
 //!   tier's nodes are handed to the previous tier's nodes in order, b per parent. That is exactly the
 //!   heap layout: node i's parent is (i − 1) / b and its children are b·i + 1 … b·i + b. Neighbours
