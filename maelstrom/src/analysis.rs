@@ -1,6 +1,7 @@
 //! Runs the checkers a workload needs over a finished test and composes Maelstrom's results map
-//! (spec §7): `exceptions`, `stats`, `availability`, `net` and `workload`, with the worst
-//! validity on top. `perf` and `timeline` (graphs) are not produced; see the runner's README.
+//! (<https://github.com/jepsen-io/maelstrom/blob/main/doc/results.md>): `exceptions`, `stats`,
+//! `availability`, `net` and `workload`, with the worst validity on top. `perf` and `timeline`
+//! (graphs) are not produced; see the runner's README.
 
 use crate::checker::{
     self, availability, echo, exceptions, net, set_full, stats, unique_ids, AvailabilityTarget,
@@ -70,7 +71,7 @@ fn nodes_in(value: &Value, word: &str) -> Vec<String> {
 }
 
 /// Recovery times of every killed-and-restarted node of a broadcast history. Client process `p`
-/// talks to node `nodes[(p mod concurrency) mod n]` (spec §5).
+/// talks to node `nodes[(p mod concurrency) mod n]`.
 pub fn recoveries(history: &[Op], nodes: &[String], concurrency: usize) -> Vec<Recovery> {
     use crate::history::{OpType, Process};
     use std::collections::{HashMap, HashSet};

@@ -1,6 +1,6 @@
 //! The recorded test: client and nemesis operations (the history) and the network journal.
 //!
-//! Both are plain data so every checker is a pure function over them (design guide §8), and both
+//! Both are plain data so every checker is a pure function over them, and both
 //! are written to the run folder as JSON lines so a run can be re-analysed later.
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,8 @@ pub enum OpType {
     Info,
 }
 
-/// Who performed an op: a client worker's *process* number (which changes after an `info` op,
-/// spec §5) or the nemesis.
+/// Who performed an op: a client worker's *process* number (which changes after an `info` op)
+/// or the nemesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Process {
@@ -41,7 +41,7 @@ mod nemesis_tag {
     }
 }
 
-/// One history entry, with Jepsen's fields (spec §7 `history.edn`).
+/// One history entry, with the fields of Jepsen's `history.edn`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Op {
     /// Position in the history, 0-based; checkers order events by it.
@@ -60,7 +60,7 @@ pub struct Op {
     /// Set when the client's RPC itself broke (e.g. a reply that violates the closed schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<String>,
-    /// A final-phase read (spec §5).
+    /// A final-phase read.
     #[serde(rename = "final?", default, skip_serializing_if = "std::ops::Not::not")]
     pub final_: bool,
 }
@@ -79,8 +79,8 @@ pub enum JournalKind {
     Recv,
 }
 
-/// One network journal event (spec §3 "Journal"): every message accepted by the network is journaled
-/// as `send` before any partition check, and as `recv` when it is delivered.
+/// One network journal event (as in Maelstrom's `net/journal.clj`): every message accepted by the
+/// network is journaled as `send` before any partition check, and as `recv` when it is delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEvent {
     pub kind: JournalKind,

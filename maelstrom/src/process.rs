@@ -11,7 +11,7 @@
 //!   written (the process is gone) are counted and dropped, never a panic or an endless block.
 //! - **stdout reader**: reads lines, checks each against Maelstrom's closed envelope schema with
 //!   [`parse_stdout_line`] (in `line`), and hands `(node id, Ok(ParsedLine) |
-//!   Err(MalformedLine))` to the caller's [`LineSink`], in output order. What to do with a
+//!   Err(BadLine))` to the caller's [`LineSink`], in output order. What to do with a
 //!   malformed line (Maelstrom stops reading that node for the rest of the test) is the driver's
 //!   decision: this thread keeps reading so the node never blocks on a full pipe.
 //! - **stderr reader**: appends every line to `node-logs/<id>.log` (flushed per line) and, with
@@ -28,7 +28,7 @@
 mod line;
 mod pipes;
 
-pub use line::{parse_stdout_line, LineResult, Malformed, MalformedLine, ParsedLine};
+pub use line::{parse_stdout_line, BadLine, LineError, LineResult, ParsedLine};
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};

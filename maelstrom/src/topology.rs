@@ -1,4 +1,5 @@
-//! Maelstrom's `--topology` shapes for the broadcast workload (spec §5 "Topology").
+//! Maelstrom's `--topology` shapes for the broadcast workload
+//! (<https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md>).
 //!
 //! The runner sends every node one `{"type":"topology","topology":{...}}` request during client setup;
 //! this module computes that map from the node list (in list order, `n0 …`). The shapes follow
@@ -8,8 +9,8 @@
 //! - `grid` (the CLI default): side = ⌈√n⌉; node k sits at row k / side, column k mod side.
 //!   Neighbours are listed down (row + 1), up, right (column + 1), left, skipping cells outside the
 //!   grid or with index ≥ n.
-//! - `line`: n0:[n1], last:[previous], others:[left, right]. **With fewer than two nodes the map is
-//!   empty**, so a single node gets no entry at all.
+//! - `line`: `n0: [n1]`, `last: [previous]`, others `[left, right]`. **With fewer than two nodes
+//!   the map is empty**, so a single node gets no entry at all.
 //! - `tree2` (alias `tree`), `tree3`, `tree4`: nodes fill tiers of size 1, b, b², … in order and each
 //!   tier's nodes are handed to the previous tier's nodes in order, b per parent. That is exactly the
 //!   heap layout: node i's parent is (i − 1) / b and its children are b·i + 1 … b·i + b. Neighbours
@@ -37,7 +38,7 @@ pub enum TopologyKind {
 }
 
 impl Default for TopologyKind {
-    /// `grid`, Maelstrom's default (spec §6).
+    /// `grid`, Maelstrom's default.
     fn default() -> Self {
         TopologyKind::Grid
     }
@@ -83,7 +84,7 @@ impl fmt::Display for TopologyKind {
 }
 
 /// Computes the topology for `nodes`: one `(node, neighbours)` entry per node that has an entry, in
-/// node-list order (spec §5). `line` with fewer than two nodes yields no entries at all.
+/// node-list order. `line` with fewer than two nodes yields no entries at all.
 ///
 /// A `Tree(b)` with `b` outside 2..=4 (not producible from the CLI) is built with that factor
 /// anyway; `Tree(0)` is treated as `Tree(1)`, a chain.

@@ -1,6 +1,8 @@
 //! The client side of each workload: what ops it generates, the request each op sends, the closed
 //! schema its reply must match, how a reply or an error becomes the op's completion, and which
-//! checker judges the history (spec §1 "RPC strictness", §5, §8).
+//! checker judges the history.
+//! Schemas: <https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md>;
+//! errors: <https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md>.
 //!
 //! Adding a workload means adding a variant here (or a module per workload once they grow) and its
 //! checker in [`crate::checker`].
@@ -85,7 +87,7 @@ impl ClientWorkload {
     }
 
     /// A reusable client keeps its id after an `info` op; others are closed and reopened with a
-    /// fresh `c<k>` (spec §5, §8).
+    /// fresh `c<k>`.
     pub fn reusable_client(self) -> bool {
         self == ClientWorkload::UniqueIds
     }
@@ -151,7 +153,7 @@ impl ClientWorkload {
     }
 
     /// Turns an RPC outcome into the completion's (type, value, error, exception), with
-    /// Maelstrom's `with-errors` rules (spec §1).
+    /// Maelstrom's `with-errors` rules (its `client.clj`).
     pub fn complete(self, op: &OpSpec, reply: &Reply) -> Completion {
         let body = match reply {
             Reply::Timeout => {
@@ -271,7 +273,7 @@ fn check_closed(
     Ok(())
 }
 
-/// Checks a `topology_ok` during setup (a failure aborts the test, spec §5).
+/// Checks a `topology_ok` during setup (a failure aborts the test).
 pub fn check_topology_ok(body: &Map<String, Value>) -> Result<(), SchemaError> {
     check_closed(body, "topology_ok", &[])
 }

@@ -5,8 +5,8 @@
 //! - The bench's cost baseline (`src/bin/reference-star.rs`) must be valid without faults and
 //!   lose values under partition, as its docs say.
 //! - murmur's own nodes (the root crate's `echo`, `unique-ids`, `broadcast`) must pass the Gossip
-//!   Glomers configurations (spec §6), with shorter time limits, and the run folder must hold
-//!   what Maelstrom's store does (spec §7) with the message counts of spec §4.
+//!   Glomers configurations, with shorter time limits, and the run folder must hold what
+//!   Maelstrom's store does, with the message counts Maelstrom's `net` checker would report.
 //! - The `maelstrom` binary maps outcomes to Maelstrom's exit codes (0, 1, 254, 255).
 //!
 //! Options are built the way the CLI builds them (`Cli::try_parse_from` then `resolve`), with a
@@ -606,7 +606,7 @@ fn killed_and_paused_nodes_are_faults_not_crashes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// murmur's nodes on the challenge configurations (spec §6), with short time limits.
+// murmur's nodes on the challenge configurations, with short time limits.
 
 #[test]
 fn echo_is_valid_and_the_run_folder_is_complete() {
@@ -733,7 +733,7 @@ fn broadcast_five_nodes_is_valid_and_its_numbers_add_up() {
     assert_eq!(int(res, "/stats/count"), ops);
     assert_eq!(int(res, "/stats/ok-count"), ops);
 
-    // Spec §4: clients = 2 × client ops + N init pairs + N topology pairs.
+    // Client messages = 2 × client ops + N init pairs + N topology pairs.
     assert_eq!(
         int(res, "/net/clients/send-count"),
         2 * ops + 2 * n + 2 * n,

@@ -1,4 +1,4 @@
-//! Maelstrom's availability checker (`maelstrom/checker.clj`; spec §5, §7).
+//! Maelstrom's availability checker (`maelstrom/checker.clj`).
 //!
 //! `ok-fraction` = `ok` client completions / client invocations, or 1 when there were no
 //! invocations, stored as a 32-bit float as Maelstrom does. With no `--availability` target the

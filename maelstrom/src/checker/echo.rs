@@ -1,4 +1,4 @@
-//! The echo workload checker (spec §8 "echo"; Maelstrom `workload/echo.clj`).
+//! The echo workload checker (Maelstrom's `workload/echo.clj`).
 //!
 //! Every `echo` invocation is paired with its completion, whose value is the whole response body;
 //! the body's `echo` must equal the invoked string. A `fail` or `info` completion, or none at all,

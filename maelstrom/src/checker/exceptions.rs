@@ -1,4 +1,4 @@
-//! Jepsen's `unhandled-exceptions` checker (spec §7 `:exceptions`).
+//! Jepsen's `unhandled-exceptions` checker (the `exceptions` key of Maelstrom's results).
 //!
 //! Groups the ops that carry an `exception` (e.g. a reply that broke the closed response schema)
 //! by their message, most frequent first, with one example op each. Informational only: always

@@ -1,5 +1,5 @@
 //! Checkers: pure functions from the recorded history and network journal to Maelstrom's
-//! `results` keys (spec §4, §5, §7, §8; design guide §8).
+//! `results` keys, described in <https://github.com/jepsen-io/maelstrom/blob/main/doc/results.md>.
 //!
 //! Every checker takes plain data ([`Op`]s or [`JournalEvent`]s) and returns a serialisable
 //! result whose JSON keys are Maelstrom's own (`valid?`, `stable-count`, `msgs-per-op`, …), so the
@@ -7,10 +7,10 @@
 //!
 //! Reading order:
 //! - [`Validity`]: Jepsen's three-valued `:valid?` and its "worst wins" combination.
-//! - [`set_full`]: the broadcast and g-set workload checker (spec §5).
-//! - [`stats`], [`availability`], [`exceptions`]: the workload-independent checkers (spec §7).
-//! - [`echo`], [`unique_ids`]: the other workloads' checkers (spec §8).
-//! - [`net`]: message counts from the network journal (spec §4), plus our per-type and per-node
+//! - [`set_full`]: the broadcast and g-set workload checker.
+//! - [`stats`], [`availability`], [`exceptions`]: the workload-independent checkers.
+//! - [`echo`], [`unique_ids`]: the other workloads' checkers.
+//! - [`net`]: message counts from the network journal, plus our per-type and per-node
 //!   breakdown.
 //! - [`compose`] and [`part`]: assemble the top-level results object.
 //!
@@ -49,8 +49,8 @@ pub trait CheckResult: Serialize {
     fn validity(&self) -> Validity;
 }
 
-/// Number of client invocations: every op with `type` invoke whose process is not the nemesis
-/// (spec §4). This is the denominator of `msgs-per-op`; ok, failed and indeterminate ops, final
+/// Number of client invocations: every op with `type` invoke whose process is not the nemesis.
+/// This is the denominator of `msgs-per-op`; ok, failed and indeterminate ops, final
 /// reads and kafka `crash`/`assign` ops all count.
 #[must_use]
 pub fn op_count(history: &[Op]) -> usize {
@@ -60,7 +60,7 @@ pub fn op_count(history: &[Op]) -> usize {
         .count()
 }
 
-/// Builds the top-level results object: `{"valid?": worst, name: part, …}` (spec §7).
+/// Builds the top-level results object: `{"valid?": worst, name: part, …}`.
 ///
 /// The overall `valid?` is the worst of the parts' validities, ranked false > unknown > true; with
 /// no parts it is true. A part named `valid?` is ignored, since that key belongs to the
@@ -89,8 +89,8 @@ pub fn part<'a, R: CheckResult>(name: &'a str, result: &R) -> (&'a str, Value, V
     }
 }
 
-/// What Jepsen records for a checker that threw: `{"valid?": "unknown", "error": message}`
-/// (spec §7). For a caller whose checker could not run at all (e.g. an unreadable journal).
+/// What Jepsen records for a checker that threw: `{"valid?": "unknown", "error": message}`.
+/// For a caller whose checker could not run at all (e.g. an unreadable journal).
 pub fn error_result(error: impl std::fmt::Display) -> Value {
     let mut map = Map::new();
     map.insert("valid?".to_owned(), Validity::Unknown.to_json());

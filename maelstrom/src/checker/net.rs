@@ -1,4 +1,4 @@
-//! Network statistics from the journal (spec §4; Maelstrom `net/checker.clj`), plus our
+//! Network statistics from the journal (Maelstrom's `net/checker.clj`), plus our
 //! breakdown by message type and by node.
 //!
 //! The whole journal counts: setup (`init`, `topology`) and post-test traffic included. Three
@@ -267,7 +267,7 @@ mod tests {
         }
     }
 
-    /// The Fly.io 3d numbers (spec §4): 25 nodes, 1990 ops, 129 592 messages of which 4080 are
+    /// The Fly.io 3d numbers: 25 nodes, 1990 ops, 129 592 messages of which 4080 are
     /// client traffic: 2 × 1990 ops + 25 × 2 init + 25 × 2 topology.
     #[test]
     fn reproduces_the_worked_example() {

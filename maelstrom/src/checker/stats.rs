@@ -1,5 +1,5 @@
-//! Jepsen's `stats` checker, as wrapped by Maelstrom's kafka stats checker (spec §5 "What fails
-//! a broadcast test", §7).
+//! Jepsen's `stats` checker, as wrapped by Maelstrom's kafka stats checker (the `stats` key of
+//! <https://github.com/jepsen-io/maelstrom/blob/main/doc/results.md>).
 //!
 //! Counts client *completions* (invocations and nemesis ops are skipped): `count`, `ok-count`,
 //! `fail-count`, `info-count`, overall and per `f` in `by-f`. Each `f` is valid when it had at

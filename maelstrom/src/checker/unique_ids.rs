@@ -1,4 +1,5 @@
-//! Jepsen's `unique-ids` checker (spec §8 "unique-ids").
+//! Jepsen's `unique-ids` checker, for the unique-ids workload
+//! (<https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md>).
 //!
 //! `attempted-count` is the number of `generate` invocations, `acknowledged-count` the number of
 //! `ok` completions, whose values are the ids. Valid iff no id was returned by more than one `ok`

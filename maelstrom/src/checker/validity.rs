@@ -1,4 +1,4 @@
-//! Jepsen's three-valued `:valid?` (spec §7): `true`, `false` or `:unknown`.
+//! Jepsen's three-valued `:valid?`: `true`, `false` or `:unknown`.
 //!
 //! It serialises to JSON `true`, `false` and `"unknown"`, the way Maelstrom's `results.edn` shows
 //! `true`, `false` and `:unknown`. Composition keeps the worst value, ranked

@@ -41,7 +41,7 @@ pub struct ParsedLine {
 /// Why a stdout line is not a valid Maelstrom message (what Maelstrom's `parse-msg` in
 /// `src/maelstrom/process.clj` rejects).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Malformed {
+pub enum LineError {
     /// An empty (or all-whitespace) line: Maelstrom parses it to nothing, so src and dest are
     /// missing.
     Empty,
@@ -64,34 +64,34 @@ pub enum Malformed {
     IdNotInteger(String),
 }
 
-impl fmt::Display for Malformed {
+impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Malformed::Empty => f.write_str("empty line (a message needs src, dest and body)"),
-            Malformed::NotJson(e) => write!(f, "not well-formed JSON: {e}"),
-            Malformed::NotAnObject(kind) => write!(f, "a JSON {kind}, not an object"),
-            Malformed::UnknownKey(k) => write!(
+            LineError::Empty => f.write_str("empty line (a message needs src, dest and body)"),
+            LineError::NotJson(e) => write!(f, "not well-formed JSON: {e}"),
+            LineError::NotAnObject(kind) => write!(f, "a JSON {kind}, not an object"),
+            LineError::UnknownKey(k) => write!(
                 f,
                 "unexpected top-level key {k:?} (the envelope allows only id, src, dest and body)"
             ),
-            Malformed::MissingKey(k) => write!(f, "missing {k:?}"),
-            Malformed::NotAString { key, found } => {
+            LineError::MissingKey(k) => write!(f, "missing {k:?}"),
+            LineError::NotAString { key, found } => {
                 write!(f, "{key:?} must be a string, not {found}")
             }
-            Malformed::BodyNotObject(kind) => write!(f, "\"body\" must be an object, not {kind}"),
-            Malformed::IdNotInteger(text) => write!(f, "\"id\" must be an integer, not {text}"),
+            LineError::BodyNotObject(kind) => write!(f, "\"body\" must be an object, not {kind}"),
+            LineError::IdNotInteger(text) => write!(f, "\"id\" must be an integer, not {text}"),
         }
     }
 }
 
 /// A stdout line that failed validation, kept whole for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MalformedLine {
+pub struct BadLine {
     pub line: String,
-    pub reason: Malformed,
+    pub reason: LineError,
 }
 
-impl fmt::Display for MalformedLine {
+impl fmt::Display for BadLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -103,7 +103,7 @@ impl fmt::Display for MalformedLine {
 }
 
 /// What the stdout reader hands on for each line.
-pub type LineResult = Result<ParsedLine, MalformedLine>;
+pub type LineResult = Result<ParsedLine, BadLine>;
 
 /// Validates one stdout line against Maelstrom's envelope schema (see the module docs).
 ///
@@ -111,16 +111,16 @@ pub type LineResult = Result<ParsedLine, MalformedLine>;
 /// one over the body's top-level members for `type` and `in_reply_to`; values are not decoded
 /// except `src`, `dest` and `type`. A line that is not a JSON object is parsed once more, to
 /// report why.
-pub fn parse_stdout_line(line: &str) -> Result<ParsedLine, Malformed> {
+pub fn parse_stdout_line(line: &str) -> Result<ParsedLine, LineError> {
     let text = line.trim_matches(is_json_ws);
     if text.is_empty() {
-        return Err(Malformed::Empty);
+        return Err(LineError::Empty);
     }
     let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(text) else {
         // Not an object, or not JSON: which one, with the JSON parser's message for the latter.
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
-            Err(e) => Malformed::NotJson(e.to_string()),
-            Ok(_) => Malformed::NotAnObject(json_kind(text)),
+            Err(e) => LineError::NotJson(e.to_string()),
+            Ok(_) => LineError::NotAnObject(json_kind(text)),
         });
     };
     let (mut src, mut dest, mut body) = (None, None, None);
@@ -132,19 +132,19 @@ pub fn parse_stdout_line(line: &str) -> Result<ParsedLine, Malformed> {
             Some("body") => body = Some(value),
             Some("id") => {
                 if !is_integer_literal(value) {
-                    return Err(Malformed::IdNotInteger(shorten(value, 40)));
+                    return Err(LineError::IdNotInteger(shorten(value, 40)));
                 }
             }
-            Some(other) => return Err(Malformed::UnknownKey(other.to_string())),
+            Some(other) => return Err(LineError::UnknownKey(other.to_string())),
             // A key whose escapes do not decode (a lone surrogate): named as written.
-            None => return Err(Malformed::UnknownKey(key.get().to_string())),
+            None => return Err(LineError::UnknownKey(key.get().to_string())),
         }
     }
     let src = string_field("src", src)?;
     let dest = string_field("dest", dest)?;
-    let body = body.ok_or(Malformed::MissingKey("body"))?;
+    let body = body.ok_or(LineError::MissingKey("body"))?;
     if !body.starts_with('{') {
-        return Err(Malformed::BodyNotObject(json_kind(body)));
+        return Err(LineError::BodyNotObject(json_kind(body)));
     }
     let (mut body_type, mut in_reply_to) = (None, None);
     // The body is a valid JSON object (it was parsed as part of the line), so this cannot fail;
@@ -199,17 +199,17 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-fn string_field(key: &'static str, value: Option<&str>) -> Result<String, Malformed> {
-    let value = value.ok_or(Malformed::MissingKey(key))?;
+fn string_field(key: &'static str, value: Option<&str>) -> Result<String, LineError> {
+    let value = value.ok_or(LineError::MissingKey(key))?;
     if !value.starts_with('"') {
-        return Err(Malformed::NotAString {
+        return Err(LineError::NotAString {
             key,
             found: json_kind(value),
         });
     }
     decode_str(value)
         .map(Cow::into_owned)
-        .ok_or(Malformed::NotAString {
+        .ok_or(LineError::NotAString {
             key,
             found: "an undecodable string",
         })
@@ -265,7 +265,7 @@ mod tests {
         parse_stdout_line(line).unwrap_or_else(|e| panic!("{line}: {e}"))
     }
 
-    fn bad(line: &str) -> Malformed {
+    fn bad(line: &str) -> LineError {
         match parse_stdout_line(line) {
             Ok(p) => panic!("{line} parsed: {p:?}"),
             Err(e) => e,
@@ -304,78 +304,78 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_classified() {
-        assert_eq!(bad(""), Malformed::Empty);
-        assert_eq!(bad("   "), Malformed::Empty);
-        assert!(matches!(bad("hello"), Malformed::NotJson(_)));
+        assert_eq!(bad(""), LineError::Empty);
+        assert_eq!(bad("   "), LineError::Empty);
+        assert!(matches!(bad("hello"), LineError::NotJson(_)));
         assert!(matches!(
             bad(r#"{"src":"a","dest":"b","body":{}"#),
-            Malformed::NotJson(_)
+            LineError::NotJson(_)
         ));
         assert!(matches!(
             bad(r#"{"src":"a","dest":"b","body":{}} {}"#),
-            Malformed::NotJson(_)
+            LineError::NotJson(_)
         ));
-        assert!(matches!(bad(r#"{"src":"a",}"#), Malformed::NotJson(_)));
-        assert_eq!(bad(r#"["src","dest"]"#), Malformed::NotAnObject("an array"));
-        assert_eq!(bad("42"), Malformed::NotAnObject("a number"));
+        assert!(matches!(bad(r#"{"src":"a",}"#), LineError::NotJson(_)));
+        assert_eq!(bad(r#"["src","dest"]"#), LineError::NotAnObject("an array"));
+        assert_eq!(bad("42"), LineError::NotAnObject("a number"));
         assert_eq!(
             bad(r#"{"src":"a","dest":"b","body":{},"extra":1}"#),
-            Malformed::UnknownKey("extra".into())
+            LineError::UnknownKey("extra".into())
         );
         assert_eq!(
             bad(r#"{"src":"a","dest":"b","body":[1]}"#),
-            Malformed::BodyNotObject("an array")
+            LineError::BodyNotObject("an array")
         );
         assert_eq!(
             bad(r#"{"src":"a","dest":"b","body":null}"#),
-            Malformed::BodyNotObject("null")
+            LineError::BodyNotObject("null")
         );
         assert_eq!(
             bad(r#"{"src":"a","dest":"b","body":"x"}"#),
-            Malformed::BodyNotObject("a string")
+            LineError::BodyNotObject("a string")
         );
         assert_eq!(
             bad(r#"{"src":"a","body":{}}"#),
-            Malformed::MissingKey("dest")
+            LineError::MissingKey("dest")
         );
         assert_eq!(
             bad(r#"{"dest":"a","body":{}}"#),
-            Malformed::MissingKey("src")
+            LineError::MissingKey("src")
         );
         assert_eq!(
             bad(r#"{"src":"a","dest":"b"}"#),
-            Malformed::MissingKey("body")
+            LineError::MissingKey("body")
         );
-        assert_eq!(bad("{}"), Malformed::MissingKey("src"));
+        assert_eq!(bad("{}"), LineError::MissingKey("src"));
         assert_eq!(
             bad(r#"{"src":1,"dest":"b","body":{}}"#),
-            Malformed::NotAString {
+            LineError::NotAString {
                 key: "src",
                 found: "a number"
             }
         );
         assert_eq!(
             bad(r#"{"src":"a","dest":null,"body":{}}"#),
-            Malformed::NotAString {
+            LineError::NotAString {
                 key: "dest",
                 found: "null"
             }
         );
         assert_eq!(
             bad(r#"{"id":1.5,"src":"a","dest":"b","body":{}}"#),
-            Malformed::IdNotInteger("1.5".into())
+            LineError::IdNotInteger("1.5".into())
         );
         assert_eq!(
             bad(r#"{"id":"1","src":"a","dest":"b","body":{}}"#),
-            Malformed::IdNotInteger("\"1\"".into())
+            LineError::IdNotInteger("\"1\"".into())
         );
         assert!(matches!(
             bad(r#"{"id":1e3,"src":"a","dest":"b","body":{}}"#),
-            Malformed::IdNotInteger(_)
+            LineError::IdNotInteger(_)
         ));
-        let m = MalformedLine {
+        let m = BadLine {
             line: "x".into(),
-            reason: Malformed::MissingKey("dest"),
+            reason: LineError::MissingKey("dest"),
         };
         assert!(m.to_string().contains("missing \"dest\""));
     }
@@ -434,7 +434,7 @@ mod tests {
         // A later duplicate of a bad value is still reported by it; of a good one, still read.
         assert_eq!(
             bad(r#"{"src":"a","dest":"b","body":{},"dest":1}"#),
-            Malformed::NotAString {
+            LineError::NotAString {
                 key: "dest",
                 found: "a number"
             }
@@ -444,11 +444,11 @@ mod tests {
         // The first offending member in document order is the reason.
         assert_eq!(
             bad(r#"{"x":1,"id":1.5,"src":"a","dest":"b","body":{}}"#),
-            Malformed::UnknownKey("x".into())
+            LineError::UnknownKey("x".into())
         );
         assert_eq!(
             bad(r#"{"id":1.5,"x":1,"src":"a","dest":"b","body":{}}"#),
-            Malformed::IdNotInteger("1.5".into())
+            LineError::IdNotInteger("1.5".into())
         );
         // Any size of integer id.
         ok(r#"{"id":-123456789012345678901234567890,"src":"a","dest":"b","body":{}}"#);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
-use super::line::{parse_stdout_line, MalformedLine};
+use super::line::{parse_stdout_line, BadLine};
 use super::{LineSink, TAIL_LINES};
 
 /// Buffer size of the stdin writer: large enough to batch many messages per `write` syscall.
@@ -127,7 +127,7 @@ pub(super) fn read_stdout(
                 tail.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(line.clone());
-                Err(MalformedLine { line, reason })
+                Err(BadLine { line, reason })
             }
         };
         sink.accept(id, result);

@@ -66,10 +66,10 @@ fn lines_echo_through_cat_in_order() {
         assert_eq!(p.raw_body, format!(r#"{{"type":"t","i":{i}}}"#));
     }
     let (_, line) = rx.recv_timeout(WAIT).unwrap();
-    assert!(matches!(line.unwrap_err().reason, Malformed::NotJson(_)));
+    assert!(matches!(line.unwrap_err().reason, LineError::NotJson(_)));
     let (_, line) = rx.recv_timeout(WAIT).unwrap();
     let m = line.unwrap_err();
-    assert_eq!(m.reason, Malformed::UnknownKey("x".into()));
+    assert_eq!(m.reason, LineError::UnknownKey("x".into()));
     assert_eq!(m.line, r#"{"src":"n1","dest":"n2","body":{},"x":0}"#);
     let tail = node.last_stdout();
     assert_eq!(tail.len(), TAIL_LINES);

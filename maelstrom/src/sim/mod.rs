@@ -1,12 +1,11 @@
 //! A deterministic simulation: murmur's node logic (any [`murmur::node::Workload`]) driven
 //! in-process under **virtual time**, on the runner's own network ([`Net`]), nemesis plan
-//! ([`NemesisPlan`]), client side ([`crate::workload`]) and checker ([`set_full`]).
+//! ([`NemesisPlan`]), client side ([`crate::workload`]) and checker ([`set_full`](crate::checker::set_full)).
 //!
 //! One seed fixes everything: a run is a pure function of ([`SimConfig`], the node config), and two
 //! runs of one seed produce identical histories and journals ([`SimOutcome::fingerprint`]). There
-//! are no threads, no sleeps and no wall clock: a 30 s run of 25 nodes at 100 ms latency takes
-//! about 0.1–0.25 s in release (about 1 s in debug, every message going through JSON as on the
-//! wire), a 5 s run of 3–7 nodes a few ms, so a test can sweep a thousand seeds and print a
+//! are no threads, no sleeps and no wall clock: a run costs only the node logic and the JSON
+//! every message goes through, as on the wire, so a test can sweep a thousand seeds and print a
 //! one-line replay command for any that fails.
 //!
 //! # Model
@@ -30,18 +29,18 @@
 //!   schedule) runs until `time_limit`; in-flight ops finish or time out; the final nemesis ops
 //!   heal, resume and restart everything; after `recovery`, one final read per worker; then an
 //!   `idle_check` window in which nothing is asked of the nodes.
-//! - **Nodes** are fed exactly what murmur's tokio shell (`murmur::runtime`) would feed them, and
-//!   the shell's own behaviour around the workload is modelled ([`ShellModel`]): every delivery is
-//!   rendered as the stdin line Maelstrom writes and classified by [`murmur::node::parse_line`];
-//!   workload messages go to [`Workload::handle`]; `init` builds the node ([`Workload::init`], with
-//!   the recovered records) and is answered `init_ok`; malformed requests get the shell's error.
-//!   Before `init`, client requests get error 11 and peer traffic is dropped. Client requests and
-//!   replies pass the shell's [`ClientGuard`] (the real one, told of each resume as the shell's
-//!   SIGCONT flag tells it), which drops requests that waited out a pause and replies too late to
-//!   be read. As in the shell, the sync timer is armed at [`Workload::next_tick`] after every
-//!   call into the workload (re-armed only if sooner), and when it fires [`Workload::tick`] runs if
-//!   the workload still says it is due. Outputs are serialised to JSON and sent through the [`Net`]
-//!   at once.
+//! - **Nodes** are murmur's [`Host`](murmur::host::Host), the glue the tokio shell
+//!   (`murmur::runtime`) runs around a workload, fed what the shell would feed it: every delivery
+//!   is rendered as the stdin line Maelstrom writes and classified by
+//!   [`murmur::node::parse_line`]. The host answers `init` (building the node with the recovered
+//!   records), gives malformed requests their error, answers client requests before `init` with
+//!   error 11 and drops peer traffic then, and passes client requests and replies through its
+//!   [`ClientGuard`](murmur::host::ClientGuard) (configured by [`ShellModel`], told of each resume
+//!   as the shell's SIGCONT flag tells it), which drops requests that waited out a pause and
+//!   replies too late to be read. As in the shell, the sync timer is armed at the host's next tick
+//!   after every call into it (re-armed only if sooner), and when it fires the host ticks the
+//!   workload if it still says it is due. Outputs are serialised to JSON and sent through the
+//!   [`Net`] at once.
 //! - **Wedged output.** A node that sends to an unregistered id (typically a late reply to a client
 //!   closed after a timeout) makes [`Net::send`] fail; as in Maelstrom, nothing that
 //!   node incarnation prints afterwards is delivered. That is reported as a
@@ -82,7 +81,7 @@
 //!   pile up in the network ([`Net::set_down`]). **Start** discards the pile ([`Net::restart`]);
 //!   the new process starts after a seeded delay (messages sent meanwhile wait in its pipe and reach
 //!   it before `init`) and is sent `init`; the node is rebuilt by [`Workload::init`] with
-//!   [`InitInfo::recovered`] = every record it made durable, across incarnations, in order. As in
+//!   [`InitInfo::recovered`](murmur::node::InitInfo::recovered) = every record it made durable, across incarnations, in order. As in
 //!   the runner, the nemesis waits for the restarted nodes' `init_ok` before its next op. Maelstrom
 //!   does not resend `topology` to a restarted node, and neither does the simulation.
 //!
@@ -91,7 +90,7 @@
 //! After the final phase (faults healed, no more client ops, `recovery` elapsed):
 //! every worker's final read must succeed and contain every acknowledged value (a broadcast whose
 //! client received `broadcast_ok`) — stronger than Maelstrom, which looks only at the latest-invoked
-//! reads; [`set_full::check`] over the history must report `lost-count` 0; and during the
+//! reads; [`set_full::check`](crate::checker::set_full::check) over the history must report `lost-count` 0; and during the
 //! `idle_check` window after the final reads, nodes must send each other nothing. Wedged nodes,
 //! failed `init`s and aborted runs are violations too. A failing outcome's
 //! [`SimOutcome::failure_report`] names the seed and a one-line replay command.
@@ -100,8 +99,8 @@
 //!
 //! - Handlers take no time, so there is no CPU contention, no delivery lag and no overload; a
 //!   simulated run is reproducible in its interleavings, not only in its inputs.
-//! - The node's tokio shell is not run: its contract (parse, pre-`init` rule, `init_ok`, ticks,
-//!   client guard, flusher) is modelled here, with the real [`ClientGuard`]. Bugs in
+//! - The node's tokio shell is not run: the simulation drives the host the shell wraps and
+//!   reproduces the shell's sync timer, flusher and stdin pipe around it. Bugs in
 //!   the shell's I/O (the store's file format, stdout buffering) are out of reach; the node's JSON
 //!   is produced by serde, so the runner's stdout-line validation is not exercised.
 //! - Process start-up is a seeded delay (`restart_delay_ms`), not a real spawn; `boot_unix_micros`
@@ -116,15 +115,15 @@
 //!
 //! # Layout
 //!
-//! One [`Sim`] holds the whole run's state; its methods are split by concern:
-//! - [`scheduler`]: the virtual clock, the event queue and the main loop;
-//! - [`node`]: a simulated node process around its [`Host`](murmur::host::Host): stdin pipe, sync timer, boot, kill,
-//!   restart, pause and resume;
-//! - [`disk`]: the shell's flusher and the durable records (delayed and torn flushes);
-//! - [`clients`]: Maelstrom's clients and workers, op issue and completion, the history;
-//! - [`phases`]: init, setup, main, drain, recovery and final reads, and the nemesis;
-//! - [`checks`]: the verdict once the run is over;
-//! - [`outcome`]: what a run returns ([`SimOutcome`], [`SimStats`], [`Violation`]).
+//! One `Sim` holds the whole run's state; its methods are split by concern:
+//! - `scheduler`: the virtual clock, the event queue and the main loop;
+//! - `node`: a simulated node process around its [`Host`](murmur::host::Host): stdin pipe, sync
+//!   timer, boot, kill, restart, pause and resume;
+//! - `disk`: the shell's flusher and the durable records (delayed and torn flushes);
+//! - `clients`: Maelstrom's clients and workers, op issue and completion, the history;
+//! - `phases`: init, setup, main, drain, recovery and final reads, and the nemesis;
+//! - `checks`: the verdict once the run is over;
+//! - `outcome`: what a run returns ([`SimOutcome`], [`SimStats`], [`Violation`]).
 //!
 //! Maelstrom's documentation: <https://github.com/jepsen-io/maelstrom/tree/main/doc>.
 
@@ -174,9 +173,8 @@ pub enum TraceLevel {
     Messages,
 }
 
-/// The parts of murmur's tokio shell (`murmur::runtime`) the simulation reproduces besides the
-/// workload calls: its client guard (`murmur::host::ClientGuard`, which keeps late replies from
-/// wedging a node's output), told of every activity and every resume. Defaults are the shell's (`murmur::host::ShellConfig`).
+/// How each node's host configures its client guard (`murmur::host::ClientGuard`, which keeps late
+/// replies from wedging a node's output). Defaults are the shell's (`murmur::host::ShellConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShellModel {
     /// Run every client request and reply through a client guard, as the shell does. Off, a

@@ -234,7 +234,7 @@ pub struct SimOutcome {
     pub set_full: Option<SetFullResult>,
     pub stats: SimStats,
     pub violations: Vec<Violation>,
-    /// See [`TraceLevel`].
+    /// See [`TraceLevel`](crate::sim::TraceLevel).
     pub trace: Vec<String>,
 }
 

@@ -1,0 +1,346 @@
+//! Tests of the run folder, the JSON writers, the summary and the progress bar.
+
+use super::report::WIDTH;
+use super::run_dir::format_in;
+use super::*;
+use crate::history::{JournalEvent, JournalKind, Op, OpType, Process};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn start() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+}
+
+#[test]
+fn timestamps() {
+    let utc = jiff::tz::TimeZone::UTC;
+    let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+    assert_eq!(format_in(at(0), &utc), "19700101T000000.000");
+    assert_eq!(format_in(start(), &utc), "20231114T221320.123");
+    assert_eq!(format_in(at(951_782_400_000), &utc), "20000229T000000.000");
+    // Truncated to the millisecond; before 1970 is 1970.
+    let late = at(1_700_000_000_123) + Duration::from_nanos(999_999);
+    assert_eq!(format_in(late, &utc), "20231114T221320.123");
+    assert_eq!(
+        format_in(UNIX_EPOCH - Duration::from_secs(5), &utc),
+        "19700101T000000.000"
+    );
+    let east = jiff::tz::TimeZone::fixed(jiff::tz::offset(5));
+    assert_eq!(format_in(start(), &east), "20231115T031320.123");
+    let s = format_timestamp(start());
+    assert_eq!(s.len(), "20231114T221320.123".len(), "{s}");
+    assert_eq!(&s[8..9], "T");
+    assert!(s.ends_with(".123"));
+    assert!(s.chars().filter(|c| c.is_ascii_digit()).count() == 17);
+}
+
+#[test]
+fn results_json_reads_back_bit_for_bit() {
+    // serde_json's default float parser may miss the last bit (0.013364000000000044 reads
+    // back as ...043), so the crate enables `float_roundtrip`; the first float is that case.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = RunDir::create(&tmp.path().join("results"), "echo", start()).unwrap();
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut floats = vec![0.013364000000000044, 2.1818182468414307, 1e-300, f64::MAX];
+    floats.extend((0..2000).map(|_| f64::from_bits(rng.random_range(0..0x7fef_ffff_ffff_ffff))));
+    let results = json!({ "floats": floats });
+    let path = dir.write_results(&results).unwrap();
+    let back: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(back, results);
+}
+
+#[test]
+fn run_dir_layout_and_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("results");
+    let a = RunDir::create(&root, "broadcast", start()).unwrap();
+    assert!(a.path().starts_with(root.join("broadcast")));
+    assert!(a.node_logs_dir().is_dir());
+    assert_eq!(a.node_log_path("n1"), a.path().join("node-logs/n1.log"));
+    assert_eq!(
+        fs::read_link(root.join("current")).unwrap(),
+        Path::new("broadcast").join(a.name())
+    );
+    assert!(
+        !root.join("latest").exists(),
+        "latest is set when the run ends"
+    );
+
+    a.update_latest_links().unwrap();
+    assert_eq!(
+        fs::read_link(root.join("latest")).unwrap(),
+        Path::new("broadcast").join(a.name())
+    );
+    assert_eq!(
+        fs::read_link(root.join("broadcast/latest")).unwrap(),
+        Path::new(a.name())
+    );
+    assert_eq!(
+        fs::canonicalize(root.join("latest")).unwrap(),
+        fs::canonicalize(a.path()).unwrap()
+    );
+
+    // Same millisecond: a distinct folder; the links move over atomically.
+    let b = RunDir::create(&root, "broadcast", start()).unwrap();
+    assert_eq!(b.name(), format!("{}-1", a.name()));
+    b.update_latest_links().unwrap();
+    assert_eq!(
+        fs::canonicalize(root.join("latest")).unwrap(),
+        fs::canonicalize(b.path()).unwrap()
+    );
+    assert_eq!(
+        fs::canonicalize(root.join("broadcast/latest")).unwrap(),
+        fs::canonicalize(b.path()).unwrap()
+    );
+
+    // Another workload moves the top-level link only.
+    let c = RunDir::create(&root, "echo", start()).unwrap();
+    c.update_latest_links().unwrap();
+    assert_eq!(
+        fs::canonicalize(root.join("latest")).unwrap(),
+        fs::canonicalize(c.path()).unwrap()
+    );
+    assert_eq!(
+        fs::canonicalize(root.join("broadcast/latest")).unwrap(),
+        fs::canonicalize(b.path()).unwrap()
+    );
+    // No temporary links are left behind.
+    let leftovers: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // A real directory in the way is reported, not clobbered.
+    fs::remove_file(root.join("echo/latest")).unwrap();
+    fs::create_dir(root.join("echo/latest")).unwrap();
+    assert!(c.update_latest_links().is_err());
+    assert!(RunDir::create(&root, "../x", start()).is_err());
+}
+
+#[test]
+fn writers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir::create(tmp.path(), "echo", start()).unwrap();
+    let results = json!({"valid?": true, "stats": {"count": 1}});
+    let path = run.write_results(&results).unwrap();
+    let back: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(back, results);
+
+    let ops = vec![
+        Op {
+            index: 0,
+            time: 5,
+            kind: OpType::Invoke,
+            process: Process::Client(0),
+            f: "echo".into(),
+            value: json!("Please echo 1"),
+            error: None,
+            exception: None,
+            final_: false,
+        },
+        Op {
+            index: 1,
+            time: 9,
+            kind: OpType::Info,
+            process: Process::Nemesis,
+            f: "kill".into(),
+            value: json!(["n1"]),
+            error: Some(json!("net-timeout")),
+            exception: None,
+            final_: false,
+        },
+    ];
+    let path = run.write_history(&ops).unwrap();
+    let text = fs::read_to_string(path).unwrap();
+    let back: Vec<Op> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(back, ops);
+    let txt = fs::read_to_string(run.file("history.txt")).unwrap();
+    assert_eq!(
+        txt,
+        "0\tinvoke\techo\t\"Please echo 1\"\nnemesis\tinfo\tkill\t[\"n1\"]\t\"net-timeout\"\n"
+    );
+
+    let events: Vec<JournalEvent> = (0..10_000)
+        .map(|i| JournalEvent {
+            kind: if i % 2 == 0 {
+                JournalKind::Send
+            } else {
+                JournalKind::Recv
+            },
+            time: i,
+            id: i / 2,
+            src: "n1".into(),
+            dest: "n2".into(),
+            body_type: "gossip".into(),
+        })
+        .collect();
+    let path = run.write_journal(&events).unwrap();
+    let text = fs::read_to_string(path).unwrap();
+    assert_eq!(text.lines().count(), 10_000);
+    let last: JournalEvent = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last, events[9_999]);
+
+    run.write_json("opts.json", &json!({"seed": 1})).unwrap();
+    assert!(run.file("opts.json").is_file());
+    assert!(run.write_json("../escape.json", &json!(1)).is_err());
+    assert!(run.write_json("a/b.json", &json!(1)).is_err());
+
+    let data = run.create_data_dir().unwrap();
+    fs::write(data.join("n1.state"), "x").unwrap();
+    run.remove_data_dir().unwrap();
+    assert!(!data.exists());
+    run.remove_data_dir().unwrap();
+}
+
+fn sample() -> Value {
+    json!({
+        "valid?": false,
+        "perf": {"valid?": true},
+        "stats": {"valid?": true, "count": 1998, "ok-count": 1990, "fail-count": 3, "info-count": 5,
+                  "by-f": {"broadcast": {"valid?": true, "count": 1000, "ok-count": 998, "fail-count": 0, "info-count": 2},
+                           "read": {"valid?": true, "count": 998, "ok-count": 992, "fail-count": 3, "info-count": 3}}},
+        "availability": {"valid?": true, "ok-fraction": 0.995},
+        "net": {
+            "all": {"send-count": 129592, "recv-count": 129590, "msg-count": 129592, "msgs-per-op": 65.121605},
+            "clients": {"send-count": 4080, "recv-count": 4080, "msg-count": 4080},
+            "servers": {"send-count": 125512, "recv-count": 125510, "msg-count": 125512, "msgs-per-op": 63.071358},
+            "by-type": [{"type": "gossip", "send-count": 120000, "recv-count": 119998},
+                        {"type": "", "send-count": 12, "recv-count": 12}],
+            "by-node": (0..25).map(|i| json!({"node": format!("n{i}"), "sent": 5000 + i, "received": 4990 + i}))
+                              .collect::<Vec<_>>(),
+            "valid?": true
+        },
+        "workload": {"valid?": false, "attempt-count": 1000, "stable-count": 998, "lost-count": 2,
+                     "lost": [17, 42], "never-read-count": 0, "never-read": [], "stale-count": 12,
+                     "stable-latencies": {"0": 0, "0.5": 350, "0.95": 480, "0.99": 510, "1": 560},
+                     "duplicated-count": 0, "duplicated": {}},
+        "exceptions": {"valid?": true},
+        "runner": {"delivery-lag-us": {"count": 259000, "p50": 12, "p99": 340, "max": 9100},
+                   "overloaded": true, "dropped-writes": 3}
+    })
+}
+
+#[test]
+fn summary_of_a_broadcast_run() {
+    let s = summary(
+        &sample(),
+        &SummaryInfo {
+            seed: Some(42),
+            run_dir: Some(Path::new("results/broadcast/x")),
+        },
+    );
+    println!("{s}");
+    for needle in [
+        "1990 ok, 3 fail, 5 info (1998 completed)",
+        "broadcast  998 ok",
+        "99.50% of client ops ok",
+        "msgs-per-op 63.07",
+        "msgs-per-op 65.12",
+        "gossip",
+        "(none)",
+        "n0 5000/4990",
+        "n24 5024/5014",
+        "attempted 1000, stable 998, lost 2, never-read 0, stale 12, duplicated 0",
+        "stable latency (ms): min 0, p50 350, p95 480, p99 510, max 560",
+        "lost: 17, 42",
+        "delivery lag (µs) p50 12, p99 340, max 9100",
+        "OVERLOADED",
+        "dropped-writes 3",
+        "seed          42",
+        "results/broadcast/x",
+        "not valid: workload (false)",
+    ] {
+        assert!(s.contains(needle), "missing {needle:?} in\n{s}");
+    }
+    assert!(s.trim_end().ends_with(VERDICT_INVALID));
+    assert!(!s.contains("clients ("), "by-node had no clients");
+    assert!(s.lines().all(|l| l.chars().count() <= WIDTH), "{s}");
+}
+
+#[test]
+fn summary_verdicts_and_other_workloads() {
+    let s = summary(&json!({"valid?": true}), &SummaryInfo::default());
+    assert_eq!(s.trim(), VERDICT_VALID);
+    let s = summary(
+        &json!({"valid?": "unknown", "workload": {"valid?": "unknown", "error": "boom"}}),
+        &SummaryInfo::default(),
+    );
+    assert!(s.contains("checker error: boom") && s.contains("workload (unknown)"));
+    assert!(s.trim_end().ends_with(VERDICT_UNKNOWN));
+    let s = summary(
+        &json!({"valid?": false, "workload": {"valid?": false, "attempted-count": 10, "acknowledged-count": 10,
+                                             "duplicated-count": 1, "duplicated": [[7, 2]]}}),
+        &SummaryInfo::default(),
+    );
+    assert!(
+        s.contains("attempted 10, acknowledged 10, duplicated 1"),
+        "{s}"
+    );
+    assert!(s.contains("duplicated: [7,2]"), "{s}");
+    let s = summary(
+        &json!({"valid?": false, "workload": {"valid?": false, "errors": [{"expected": "a", "got": "b"}], "error-count": 1},
+                 "exceptions": {"valid?": true, "exceptions": [{"count": 3, "class": "malformed-rpc-response"}]}}),
+        &SummaryInfo::default(),
+    );
+    assert!(
+        s.contains("errors 1") && s.contains("\"expected\":\"a\""),
+        "{s}"
+    );
+    assert!(s.contains("3× malformed-rpc-response"), "{s}");
+}
+
+#[test]
+fn summary_never_panics_on_odd_input() {
+    for v in [
+        json!(null),
+        json!([]),
+        json!("x"),
+        json!({"stats": 1, "net": {"all": [], "by-type": {"a": 1}, "by-node": "x"}, "workload": {"stable-latencies": {"x": 1}}}),
+        json!({"net": {"by-type": {"gossip": {"sent": 3}}, "by-node": {"n1": {"sent": 1, "received": 2}, "c1": {"sent": 5, "received": 6}, "c2": {"sent": 1, "received": 1}}}}),
+        json!({"runner": {"delivery-lag-us": {"0.5": 1.5}}, "availability": {"ok-fraction": "x"}}),
+    ] {
+        let s = summary(&v, &SummaryInfo::default());
+        assert!(s.contains(VERDICT_UNKNOWN));
+    }
+    let s = summary(
+        &json!({"net": {"by-node": {"n1": {"sent": 1, "received": 2}, "c1": {"sent": 5, "received": 6}, "c2": {"sent": 1, "received": 1}}}}),
+        &SummaryInfo::default(),
+    );
+    assert!(s.contains("n1 1/2") && s.contains("clients(2) 6/7"), "{s}");
+}
+
+#[test]
+fn progress_is_hidden_off_a_terminal_and_counts() {
+    let counters = Arc::new(ProgressCounters::default());
+    counters.record(OpType::Ok);
+    counters.record(OpType::Ok);
+    counters.record(OpType::Info);
+    counters.record(OpType::Invoke);
+    counters.add_msgs(10);
+    assert_eq!(
+        counters.message(Duration::from_secs(3), Duration::from_secs(60), ""),
+        "3s/60s  ok 2  fail 0  info 1  msgs 10"
+    );
+    assert!(counters
+        .message(Duration::ZERO, Duration::ZERO, "final reads")
+        .ends_with("  final reads"));
+    let p = Progress::start(Duration::from_secs(1), false, Arc::clone(&counters));
+    assert!(p.is_hidden());
+    p.set_phase("x");
+    p.finish();
+    // Under `cargo test` stderr is captured or a pipe; either way this must not hang.
+    let p = Progress::start(Duration::from_millis(50), true, counters);
+    p.set_phase("final");
+    thread::sleep(Duration::from_millis(20));
+    drop(p);
+}

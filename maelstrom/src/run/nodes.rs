@@ -1,0 +1,310 @@
+//! Node processes: spawning, `init`, crash detection, teardown, and the nemesis's actions on
+//! them.
+
+use super::switchboard::{stdout_sink, Switchboard};
+use super::{lock, GaveUp, INIT_TIMEOUT, INTERRUPTED};
+use crate::cli::TestOpts;
+use crate::coordinator::{apply_nemesis, NemesisActions, Started};
+use crate::history::{Op, OpType, Process};
+use crate::nemesis::{NemesisOp, Partition};
+use crate::process::{NodeCommand, NodeProcess};
+use crate::procstats::ProcStats;
+use crate::results::RunDir;
+use crate::workload::{Completion, Reply};
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// The live node processes and which of them are down on purpose.
+pub(super) struct Nodes {
+    pub(super) procs: HashMap<String, NodeProcess>,
+    pub(super) killed: HashMap<String, bool>,
+}
+
+pub(super) struct RunCtx<'a> {
+    pub(super) opts: &'a TestOpts,
+    pub(super) shared: Arc<Switchboard>,
+    pub(super) dir: &'a RunDir,
+    pub(super) nodes: Mutex<Nodes>,
+    pub(super) history: Mutex<Vec<Op>>,
+    /// CPU and peak memory of every node incarnation, read from `/proc` just before it is killed.
+    pub(super) used: Mutex<ProcStats>,
+}
+
+impl RunCtx<'_> {
+    pub(super) fn record(
+        &self,
+        kind: OpType,
+        process: Process,
+        f: &str,
+        value: Value,
+        c: Option<&Completion>,
+        final_: bool,
+    ) {
+        let mut h = lock(&self.history);
+        let index = h.len();
+        h.push(Op {
+            index,
+            time: self.shared.now(),
+            kind,
+            process,
+            f: f.to_string(),
+            value,
+            error: c.and_then(|c| c.error.clone()),
+            exception: c.and_then(|c| c.exception.clone()),
+            final_,
+        });
+    }
+
+    pub(super) fn spawn_node(&self, id: &str) -> anyhow::Result<NodeProcess> {
+        let cmd = NodeCommand {
+            id: id.to_string(),
+            bin: self.opts.bin.clone(),
+            args: self.opts.args.clone(),
+            // All nodes share one working directory, as in Maelstrom (its tmpdir): `<run>/data`.
+            work_dir: self.dir.data_dir(),
+            // Where murmur's nodes persist their state; other nodes ignore it. Absolute, since
+            // the node runs in that very directory.
+            env: vec![(
+                "MURMUR_DATA_DIR".to_string(),
+                std::path::absolute(self.dir.data_dir())
+                    .unwrap_or_else(|_| self.dir.data_dir())
+                    .to_string_lossy()
+                    .into_owned(),
+            )],
+            log_path: self.dir.node_log_path(id),
+            log_stderr: self.opts.log_stderr,
+        };
+        let p = NodeProcess::spawn(&cmd, stdout_sink(Arc::clone(&self.shared)))
+            .with_context(|| format!("cannot start node {id} ({})", self.opts.bin.display()))?;
+        let input = p.input();
+        lock(&self.shared.routes)
+            .nodes
+            .insert(id.to_string(), input);
+        Ok(p)
+    }
+
+    /// Sends `init` from a fresh client and waits for `init_ok`. A node that
+    /// exits meanwhile fails the init at once, with its crash report.
+    pub(super) fn init_node(&self, id: &str) -> anyhow::Result<()> {
+        let mut client = self.shared.open_client();
+        let body = json!({"type": "init", "node_id": id, "node_ids": self.opts.nodes});
+        let reply = client.call(&self.shared, id, body, INIT_TIMEOUT, &|| {
+            self.node_exited(id) || self.shared.aborting.load(Ordering::Relaxed)
+        });
+        self.shared.close_client(client);
+        if let Some(crash) = self.crash_of(id) {
+            return Err(crash.into());
+        }
+        if reply == Reply::Timeout && self.shared.aborting.load(Ordering::Relaxed) {
+            return Err(GaveUp.into());
+        }
+        match reply {
+            Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("init_ok") => Ok(()),
+            Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("error") => {
+                bail!(
+                    "node {id} answered init with an error: {}",
+                    Value::Object(b)
+                )
+            }
+            Reply::Body(b) => bail!(
+                "init-failed: node {id} answered init with {}",
+                Value::Object(b)
+            ),
+            Reply::Timeout => bail!(
+                "init-failed: node {id} did not answer init within {} s",
+                INIT_TIMEOUT.as_secs()
+            ),
+        }
+    }
+
+    /// The first node (in node-list order) that exited without being killed by the nemesis:
+    /// Maelstrom's `:node-crashed`, as an error carrying the crash report.
+    /// The driver's periodic check (every loop wakes at least every 100 ms): a crashed node or an
+    /// interrupt (SIGINT/SIGTERM) aborts the run, which still tears down every node.
+    pub(super) fn checkpoint(&self) -> anyhow::Result<()> {
+        self.check_crashes()?;
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bail!("interrupted by a signal; every node was stopped");
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_crashes(&self) -> Result<(), NodeCrashed> {
+        match self.opts.nodes.iter().find_map(|id| self.crash_of(id)) {
+            Some(crash) => Err(crash),
+            None => Ok(()),
+        }
+    }
+
+    /// Node `id`'s crash if its current incarnation exited on its own.
+    pub(super) fn crash_of(&self, id: &str) -> Option<NodeCrashed> {
+        let nodes = lock(&self.nodes);
+        if nodes.killed.get(id).copied().unwrap_or(false) {
+            return None;
+        }
+        let p = nodes.procs.get(id)?;
+        p.try_exit_status()
+            .map(|status| NodeCrashed::of(id, p, status))
+    }
+
+    /// Cheap check (no report) that node `id` exited on its own.
+    pub(super) fn node_exited(&self, id: &str) -> bool {
+        let nodes = lock(&self.nodes);
+        !nodes.killed.get(id).copied().unwrap_or(false)
+            && nodes
+                .procs
+                .get(id)
+                .is_some_and(|p| p.try_exit_status().is_some())
+    }
+
+    /// Adds a live node's CPU and peak memory (from `/proc`) to the run's totals.
+    pub(super) fn account(&self, p: &NodeProcess) {
+        if let Some(s) = ProcStats::read(p.pid()) {
+            lock(&self.used).add(s);
+        }
+    }
+
+    /// Teardown: SIGKILL every node, in node-list order, and return the crashes of
+    /// those that had exited on their own (not killed by the nemesis).
+    pub(super) fn stop_nodes(&self) -> Vec<NodeCrashed> {
+        let mut procs: Vec<(String, NodeProcess)> = lock(&self.nodes).procs.drain().collect();
+        let order = |id: &str| self.opts.nodes.iter().position(|n| n == id);
+        procs.sort_by_key(|(id, _)| order(id));
+        let mut crashes = Vec::new();
+        for (id, p) in procs {
+            lock(&self.shared.routes).nodes.remove(&id);
+            self.account(&p);
+            match p.stop() {
+                Ok(stopped) if stopped.exited_on_its_own => {
+                    crashes.push(NodeCrashed::of(&id, &p, stopped.status))
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("stopping {id}: {e}"),
+            }
+        }
+        crashes
+    }
+
+    /// Performs one nemesis op ([`apply_nemesis`]) and records its completion. A `start` has
+    /// completed when it returns: each restarted node has answered `init` (or failed to).
+    pub(super) fn nemesis_step(&self, op: NemesisOp) {
+        let mut actions = RealNemesis(self);
+        if let Some(value) = apply_nemesis(&mut actions, &op) {
+            actions.record_nemesis(&op, value);
+        }
+    }
+}
+
+/// The nemesis's actions on real processes and the shared network.
+pub(super) struct RealNemesis<'c, 'a>(&'c RunCtx<'a>);
+
+impl NemesisActions for RealNemesis<'_, '_> {
+    fn record_nemesis(&mut self, op: &NemesisOp, value: Value) {
+        self.0
+            .record(OpType::Info, Process::Nemesis, op.f(), value, None, false);
+    }
+
+    fn announce(&mut self, op: &NemesisOp) {
+        tracing::info!("nemesis: {} {}", op.f(), op.invoke_value());
+    }
+
+    fn install_grudge(&mut self, partition: &Partition) {
+        let now = self.0.shared.now();
+        lock(&self.0.shared.net).set_grudge(now, partition.grudge.clone());
+    }
+
+    fn heal(&mut self) {
+        let now = self.0.shared.now();
+        lock(&self.0.shared.net).heal(now);
+    }
+
+    fn kill_node(&mut self, id: &str) {
+        let ctx = self.0;
+        // Down first: from now on its messages pile up in its queue instead of being journaled
+        // as received and then lost in a dead pipe.
+        let _ = lock(&ctx.shared.net).set_down(ctx.shared.now(), id, true);
+        let mut n = lock(&ctx.nodes);
+        if let Some(p) = n.procs.get_mut(id) {
+            ctx.account(p);
+            match p.kill() {
+                Ok(_) => {}
+                // It had exited on its own: a crash, which must not be hidden by marking it
+                // killed.
+                Err(crate::process::ProcessError::Exited { .. }) => return,
+                Err(e) => tracing::warn!("kill {id}: {e}"),
+            }
+        }
+        n.killed.insert(id.to_string(), true);
+    }
+
+    fn pause_node(&mut self, id: &str) {
+        if let Some(p) = lock(&self.0.nodes).procs.get_mut(id) {
+            if let Err(e) = p.pause() {
+                tracing::warn!("pause {id}: {e}");
+            }
+        }
+    }
+
+    fn resume_node(&mut self, id: &str) {
+        if let Some(p) = lock(&self.0.nodes).procs.get_mut(id) {
+            if let Err(e) = p.resume() {
+                tracing::warn!("resume {id}: {e}");
+            }
+        }
+    }
+
+    /// Restarts the killed nodes one at a time: spawn, fresh queue, `init`, wait for `init_ok`.
+    fn start_nodes(&mut self, nodes: &[String]) -> Started {
+        let ctx = self.0;
+        let mut started = Vec::new();
+        for id in nodes {
+            let was_killed = lock(&ctx.nodes).killed.get(id).copied().unwrap_or(false);
+            if !was_killed {
+                continue; // idempotent: starting a running node does nothing
+            }
+            // Spawn first (which points the route at the new stdin), then give the node its
+            // fresh queue: nothing meant for the new incarnation reaches the old one.
+            match ctx.spawn_node(id) {
+                Ok(p) => {
+                    let mut n = lock(&ctx.nodes);
+                    n.procs.insert(id.clone(), p);
+                    n.killed.insert(id.clone(), false);
+                }
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    continue;
+                }
+            }
+            let _ = lock(&ctx.shared.net).restart(ctx.shared.now(), id);
+            match ctx.init_node(id) {
+                Ok(()) => started.push(id.clone()),
+                Err(e) => tracing::error!("restart of {id}: {e:#}"),
+            }
+        }
+        Started::Now(started)
+    }
+}
+
+/// A node exited on its own (Maelstrom's `:node-crashed`); the message is the crash report.
+#[derive(Debug, thiserror::Error)]
+#[error("{report}")]
+pub(super) struct NodeCrashed {
+    pub(super) node: String,
+    /// `Node n1 crashed with exit code 0`.
+    pub(super) summary: String,
+    /// The summary, then the last stdout and stderr lines and the log's path.
+    pub(super) report: String,
+}
+
+impl NodeCrashed {
+    pub(super) fn of(node: &str, p: &NodeProcess, status: std::process::ExitStatus) -> NodeCrashed {
+        NodeCrashed {
+            node: node.to_string(),
+            summary: p.crash_summary(status),
+            report: p.crash_report(status),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The worker threads that issue client ops, and the generator's phases that drive them.
+
+use super::nodes::RunCtx;
+use super::switchboard::Switchboard;
+use super::{RECOVERY_WAIT, RPC_TIMEOUT};
+use crate::coordinator::{next_nemesis_op, process_after_info, OpSchedule};
+use crate::history::{OpType, Process};
+use crate::nemesis::{FaultSet, NemesisPlan};
+use crate::results::{Progress, ProgressCounters};
+use crate::workload::{ClientWorkload, Completion, OpSpec};
+use anyhow::{anyhow, bail};
+use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::{self};
+use std::time::{Duration, Instant};
+
+/// What a worker is asked to do.
+pub(super) struct Assignment {
+    pub(super) op: OpSpec,
+    pub(super) process: u64,
+    pub(super) final_: bool,
+}
+
+/// A worker's report.
+pub(super) struct Done {
+    pub(super) worker: usize,
+    pub(super) op: OpSpec,
+    pub(super) process: u64,
+    pub(super) completion: Completion,
+    pub(super) final_: bool,
+}
+
+pub(super) fn worker(
+    shared: Arc<Switchboard>,
+    w: ClientWorkload,
+    t: usize,
+    node: String,
+    rx: Receiver<Assignment>,
+    done: Sender<Done>,
+) {
+    let mut client = shared.open_client();
+    let aborting = || shared.aborting.load(Ordering::Relaxed);
+    while let Ok(a) = rx.recv() {
+        let reply = client.call(&shared, &node, w.request(&a.op), RPC_TIMEOUT, &aborting);
+        let completion = w.complete(&a.op, &reply);
+        if completion.kind == OpType::Info && !w.reusable_client() {
+            // The thread's process is replaced: close this client, open a fresh `c<k>`.
+            shared.close_client(client);
+            client = shared.open_client();
+        }
+        let _ = done.send(Done {
+            worker: t,
+            op: a.op,
+            process: a.process,
+            completion,
+            final_: a.final_,
+        });
+    }
+    shared.close_client(client);
+}
+
+/// The driver thread's view of the worker threads: who is busy, each thread's current process id,
+/// and the channels to and from them.
+pub(super) struct Workers {
+    pub(super) assign: Vec<Sender<Assignment>>,
+    pub(super) done_rx: Receiver<Done>,
+    pub(super) busy: Vec<bool>,
+    /// Thread t's process; a fresh one after an `info` op ([`process_after_info`]).
+    pub(super) process: Vec<u64>,
+    pub(super) counters: Arc<ProgressCounters>,
+}
+
+impl Workers {
+    pub(super) fn any_busy(&self) -> bool {
+        self.busy.iter().any(|b| *b)
+    }
+
+    /// Records the invocation and hands the op to thread `t`.
+    pub(super) fn invoke(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        t: usize,
+        op: OpSpec,
+        final_: bool,
+    ) -> anyhow::Result<()> {
+        ctx.record(
+            OpType::Invoke,
+            Process::Client(self.process[t]),
+            op.f,
+            op.value.clone(),
+            None,
+            final_,
+        );
+        self.busy[t] = true;
+        let process = self.process[t];
+        self.assign[t]
+            .send(Assignment {
+                op,
+                process,
+                final_,
+            })
+            .map_err(|_| anyhow!("worker {t} died"))
+    }
+
+    /// Records a completion and frees its thread.
+    pub(super) fn complete(&mut self, ctx: &RunCtx<'_>, d: Done) {
+        self.busy[d.worker] = false;
+        self.counters.record(d.completion.kind);
+        ctx.record(
+            d.completion.kind,
+            Process::Client(d.process),
+            d.op.f,
+            d.completion.value.clone(),
+            Some(&d.completion),
+            d.final_,
+        );
+        if d.completion.kind == OpType::Info {
+            self.process[d.worker] = process_after_info(d.process, self.busy.len());
+        }
+    }
+
+    /// Waits until every thread is idle (each call ends within its timeout), checking for
+    /// crashed nodes meanwhile so that a crash aborts the run at once.
+    pub(super) fn wait_idle(&mut self, ctx: &RunCtx<'_>, what: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + RPC_TIMEOUT + Duration::from_secs(1);
+        while self.any_busy() {
+            match self.done_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(d) => self.complete(ctx, d),
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => bail!("a worker did not finish its {what}"),
+            }
+            ctx.checkpoint()?;
+        }
+        Ok(())
+    }
+}
+
+/// The generator's phases, in the order of [`crate::coordinator`]: the main phase (client ops at
+/// `--rate`, the nemesis on its own thread, in-flight ops drained), then, for workloads that have
+/// one, the final phase (final nemesis ops, the recovery wait, one final op per worker).
+pub(super) fn phases(
+    ctx: &RunCtx<'_>,
+    workload: ClientWorkload,
+    op_rng: &mut ChaCha8Rng,
+    nemesis_seed: u64,
+    workers: &mut Workers,
+) -> anyhow::Result<()> {
+    let opts = ctx.opts;
+    let shared = &ctx.shared;
+
+    // Nemesis.
+    let nemesis_stop = AtomicBool::new(false);
+    let main_start = shared.now();
+    let time_limit_ns = opts.time_limit_secs * 1_000_000_000;
+    let cutoff = main_start + time_limit_ns;
+    let faults: FaultSet = opts.nemesis.iter().copied().collect();
+    let mut plan = NemesisPlan::new(
+        faults,
+        opts.nemesis_interval_secs,
+        opts.nodes.clone(),
+        nemesis_seed,
+    )?;
+    let final_nemesis_ops = plan.final_ops();
+    let progress = Progress::start(
+        opts.time_limit(),
+        opts.show_progress(),
+        Arc::clone(&workers.counters),
+    );
+
+    let main = thread::scope(|s| -> anyhow::Result<()> {
+        let nemesis_handle = (!plan.is_empty()).then(|| {
+            let stop = &nemesis_stop;
+            let plan = &mut plan;
+            s.spawn(move || {
+                while let Some((at, op)) = next_nemesis_op(plan, shared.now(), main_start, cutoff) {
+                    while shared.now() < at {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        thread::sleep(
+                            Duration::from_nanos(at - shared.now()).min(Duration::from_millis(20)),
+                        );
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    ctx.nemesis_step(op);
+                }
+            })
+        });
+        let main = main_phase(ctx, workload, op_rng, main_start, cutoff, workers);
+        // Whatever the main phase's outcome, the nemesis stops before the final phase (or the
+        // abort): from here on it must not kill, pause or partition anything.
+        nemesis_stop.store(true, Ordering::SeqCst);
+        if let Some(h) = nemesis_handle {
+            let _ = h.join();
+        }
+        main
+    });
+    progress.finish();
+    main?;
+
+    // Final phase (broadcast): heal/resume/restart, wait for recovery, one final read per thread.
+    if let Some(final_op) = workload.final_op() {
+        for op in final_nemesis_ops {
+            ctx.nemesis_step(op);
+        }
+        eprintln!("Waiting for recovery...");
+        let wake = Instant::now() + RECOVERY_WAIT;
+        loop {
+            // A crash during the wait aborts now, not 10 s later.
+            ctx.checkpoint()?;
+            let left = wake.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        for t in 0..workers.busy.len() {
+            workers.invoke(ctx, t, final_op.clone(), true)?;
+        }
+        workers.wait_idle(ctx, "final read")?;
+    }
+    Ok(())
+}
+
+/// Client ops staggered at `--rate` ([`OpSchedule`]) from `main_start` until `cutoff`, handed to free
+/// threads round-robin; then the in-flight ops run to completion or time out. Checks for crashed
+/// nodes every 100 ms.
+pub(super) fn main_phase(
+    ctx: &RunCtx<'_>,
+    workload: ClientWorkload,
+    op_rng: &mut ChaCha8Rng,
+    main_start: u64,
+    cutoff: u64,
+    workers: &mut Workers,
+) -> anyhow::Result<()> {
+    let opts = ctx.opts;
+    let shared = &ctx.shared;
+    let n = workers.busy.len();
+    let mut ops = OpSchedule::start(opts.rate, n, main_start, op_rng);
+    let mut last_crash_check = Instant::now();
+    loop {
+        let now = shared.now();
+        if now >= cutoff {
+            break;
+        }
+        if last_crash_check.elapsed() > Duration::from_millis(100) {
+            last_crash_check = Instant::now();
+            ctx.checkpoint()?;
+            workers
+                .counters
+                .msgs
+                .store(shared.routed.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let next_at = ops.next_at();
+        if now >= next_at {
+            let busy = &workers.busy;
+            if let Some((t, op)) = ops.issue(now, n, |t| !busy[t], workload, op_rng) {
+                workers.invoke(ctx, t, op, false)?;
+                continue;
+            }
+        }
+        let wait = if now >= next_at {
+            cutoff - now
+        } else {
+            (next_at - now).min(cutoff - now)
+        };
+        match workers
+            .done_rx
+            .recv_timeout(Duration::from_nanos(wait).min(Duration::from_millis(100)))
+        {
+            Ok(d) => workers.complete(ctx, d),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => bail!("all workers died"),
+        }
+    }
+    // In-flight ops run to completion or time out.
+    workers.wait_idle(ctx, "op")
+}
