@@ -397,6 +397,9 @@ where
         notice_resume(&resumed, &mut host, now);
         if let Some(request) = host.receive(now, inbound) {
             let recovered = if host.persistent() {
+                if shell.clean_stale_runs {
+                    store::remove_stale_runs(&store::default_parent(), &shell.data_root);
+                }
                 let dir = shell.data_root.join(store::dir_name(&request.node_id));
                 // On the runtime thread, blocking it: this happens once, while the node has
                 // nothing else to do (it answers nothing before `init_ok`; stdin waits in its

@@ -40,8 +40,16 @@
 //! See [`data_root`]: `$MURMUR_DATA_DIR/<node id>/records.log` when the variable is set (our runner
 //! sets it to a fresh folder per run), else `<tmp>/murmur/<parent>/<node id>/records.log`.
 //!
-//! One process at a time per directory: nothing locks the file (a killed incarnation is dead before
-//! Maelstrom restarts the node).
+//! One process at a time per directory: [`Store::open`] takes an exclusive advisory lock
+//! (`flock`) on the log, held while the [`Store`] lives and released by the kernel when the process
+//! dies, so a second process with the same node id and data directory fails to open it with a clear
+//! error instead of interleaving appends, while a restarted incarnation (the previous one killed)
+//! opens it at once.
+//!
+//! Without `MURMUR_DATA_DIR`, every run leaves a folder under `<tmp>/murmur/`;
+//! [`remove_stale_runs`] deletes the folders of runs whose parent process is gone, and the shell
+//! calls it when a node starts there, so data lives only as long as the run that wrote it (plus
+//! until the next run starts).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -207,6 +215,20 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&path)?;
+        lock_exclusive(&file).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is locked by another process (a second node with the same id and data \
+                         directory?)",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         if !existed && fsync {
             file.sync_all()?;
             sync_dir(dir)?;
@@ -344,6 +366,25 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes an exclusive advisory lock on `file` without waiting (`WouldBlock` if another open file
+/// holds it). The lock belongs to this open file: it goes when the file is closed or the process
+/// dies.
+#[cfg(unix)]
+fn lock_exclusive(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_exclusive(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
 /// Makes a directory's entries durable (a new file or subdirectory in it).
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -357,12 +398,17 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 ///   the parent process: its pid, plus its start time on Linux. Maelstrom's JVM spawns every
 ///   incarnation of every node of a run, so a node restarted by the `kill` fault finds its data
 ///   again, while a later run (another JVM) starts empty. The start time guards against the pid
-///   being reused by a later run. These folders are not cleaned up (the OS's tmp cleaning does it).
+///   being reused by a later run. [`remove_stale_runs`] deletes the folders of finished runs.
 pub fn data_root(murmur_data_dir: Option<&std::ffi::OsStr>) -> PathBuf {
     match murmur_data_dir.filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir().join("murmur").join(parent_tag()),
+        None => default_parent().join(parent_tag()),
     }
+}
+
+/// `<tmp>/murmur`: the default location's folder of runs.
+pub fn default_parent() -> PathBuf {
+    std::env::temp_dir().join("murmur")
 }
 
 /// `<ppid>` or `<ppid>-<start time in clock ticks since boot>` (Linux).
@@ -371,19 +417,77 @@ fn parent_tag() -> String {
     let ppid = std::os::unix::process::parent_id();
     #[cfg(not(unix))]
     let ppid = 0u32;
+    tag_of(ppid)
+}
+
+/// The tag of process `pid` as it is now ([`parent_tag`]'s format).
+fn tag_of(pid: u32) -> String {
+    match start_time(pid) {
+        Some(t) => format!("{pid}-{t}"),
+        None => pid.to_string(),
+    }
+}
+
+/// Process `pid`'s start time in clock ticks since boot, if it exists (Linux `/proc`).
+fn start_time(pid: u32) -> Option<String> {
     // /proc/<pid>/stat: "pid (comm) state ppid ... starttime" — starttime is field 22. `comm` may
     // contain spaces and parentheses, so fields are counted after the last ')'.
-    let start = fs::read_to_string(format!("/proc/{ppid}/stat"))
+    fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
             let after = &s[s.rfind(')')? + 1..];
             after.split_whitespace().nth(19).map(str::to_string)
         })
-        .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
-    match start {
-        Some(t) => format!("{ppid}-{t}"),
-        None => ppid.to_string(),
+        .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether the run a `<tmp>/murmur/` folder name ([`parent_tag`]) stands for has ended: its
+/// parent process is gone, or the pid now belongs to a process started at another time. `None`
+/// for a name that is not a tag (left alone) or where it cannot be told (no `/proc`).
+fn run_ended(tag: &str) -> Option<bool> {
+    let (pid, start) = match tag.split_once('-') {
+        Some((p, t)) => (p, Some(t)),
+        None => (tag, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !start.map_or(true, digits) || !Path::new("/proc/self/stat").exists() {
+        return None;
     }
+    let pid: u32 = pid.parse().ok()?;
+    Some(match (start, start_time(pid)) {
+        (_, None) => true,
+        (Some(want), Some(now)) => want != now,
+        (None, Some(_)) => false,
+    })
+}
+
+/// Deletes the data folders of ended runs (whose parent process is gone, or whose pid now belongs
+/// to a process started later) under `root`, the default location's [`default_parent`], never
+/// `keep` (this node's own run). Returns how many it deleted. Failures are logged and skipped:
+/// nodes of several runs may sweep at once, and a folder another sweep deleted first is gone.
+pub fn remove_stale_runs(root: &Path, keep: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ended = entry.file_name().to_str().and_then(run_ended);
+        if ended != Some(true) || path == keep || !path.is_dir() {
+            continue;
+        }
+        match fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed the data of an ended run");
+                removed += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot remove an ended run's data: {e}")
+            }
+        }
+    }
+    removed
 }
 
 /// A node id as a single, safe path component: ASCII letters, digits and `-` are kept, any other
@@ -571,6 +675,7 @@ mod tests {
         fs::write(other.join(FILE_NAME), b"").unwrap();
         let o = Store::open(&other, true).unwrap();
         assert!(o.records.is_empty() && o.repaired.is_none());
+        drop(o);
         // A few garbage bytes (shorter than a header).
         fs::write(other.join(FILE_NAME), b"xyz").unwrap();
         let o = Store::open(&other, true).unwrap();
@@ -644,5 +749,78 @@ mod tests {
         assert_eq!(dir_name("a_b"), "a_5fb");
         assert_eq!(dir_name(""), "_");
         assert_ne!(dir_name("a/b"), dir_name("a_b"));
+    }
+
+    #[test]
+    fn a_second_open_of_a_log_in_use_fails_and_a_closed_one_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Store::open(dir.path(), false).unwrap();
+        first.store.append(&owned(&[b"kept"])).unwrap();
+        let err = Store::open(dir.path(), false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            err.to_string().contains("locked by another process"),
+            "{err}"
+        );
+        drop(first);
+        let again = Store::open(dir.path(), false).unwrap();
+        assert_eq!(
+            again.records,
+            owned(&[b"kept"]),
+            "the refused open changed nothing"
+        );
+    }
+
+    #[test]
+    fn ended_runs_are_recognised_by_their_parent_process() {
+        if !Path::new("/proc/self/stat").exists() {
+            return; // liveness is only known through /proc
+        }
+        let me = std::process::id();
+        assert_eq!(run_ended(&tag_of(me)), Some(false), "this process is alive");
+        assert_eq!(
+            run_ended(&me.to_string()),
+            Some(false),
+            "a tag without start time"
+        );
+        assert_eq!(
+            run_ended(&format!("{me}-1")),
+            Some(true),
+            "pid reused by another process"
+        );
+        // Above the kernel's pid limit (4194304 at most): no such process.
+        assert_eq!(run_ended("999999999-5"), Some(true));
+        assert_eq!(run_ended("999999999"), Some(true));
+        for other in ["n1", "12-", "-3", "1-2-3", "abc", ""] {
+            assert_eq!(run_ended(other), None, "{other:?} is not a tag");
+        }
+    }
+
+    #[test]
+    fn only_the_folders_of_ended_runs_are_removed() {
+        if !Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let make = |name: &str| {
+            let d = root.path().join(name).join("n1");
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(FILE_NAME), b"x").unwrap();
+            root.path().join(name)
+        };
+        let dead = make("999999999-7");
+        let dead_no_start = make("999999998");
+        let alive = make(&tag_of(std::process::id()));
+        let foreign = make("not-a-run");
+        let kept_own = make("999999997-1");
+        fs::write(root.path().join("999999996-1"), b"a file, not a run").unwrap();
+        assert_eq!(remove_stale_runs(root.path(), &kept_own), 2);
+        assert!(!dead.exists() && !dead_no_start.exists());
+        assert!(alive.exists() && foreign.exists() && kept_own.exists());
+        assert!(root.path().join("999999996-1").exists());
+        assert_eq!(
+            remove_stale_runs(&root.path().join("missing"), &kept_own),
+            0
+        );
     }
 }

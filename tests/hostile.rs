@@ -354,6 +354,7 @@ fn damaged_store_files_are_repaired_or_ignored() {
         assert_eq!(replies(&out, "c1")[&4][0]["type"], "broadcast_ok");
         let opened = Store::open(&data.path().join("n0"), true).unwrap();
         assert!(opened.repaired.is_none());
+        drop(opened); // releases the log's lock for the next incarnation
         let out = run_node(
             &[init("n0", &["n0"]), req("c1", 5, json!({"type":"read"}))],
             data.path(),

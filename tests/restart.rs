@@ -19,6 +19,19 @@ struct NodeProc {
 
 impl NodeProc {
     fn start(data: &Path) -> NodeProc {
+        let mut n = NodeProc::spawn(data);
+        let ok = n.init();
+        assert_eq!(ok["body"]["type"], "init_ok");
+        n
+    }
+
+    /// Sends `init` and returns the node's answer.
+    fn init(&mut self) -> Value {
+        self.send(json!({"src":"c0","dest":"n0","body":{"type":"init","node_id":"n0","node_ids":["n0","n1","n2"],"msg_id":1}}));
+        self.wait_for(|v| v["dest"] == "c0", Duration::from_secs(10))
+    }
+
+    fn spawn(data: &Path) -> NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broadcast"))
             .env("MURMUR_DATA_DIR", data)
             .env("RUST_LOG", "warn")
@@ -39,11 +52,7 @@ impl NodeProc {
                 }
             }
         });
-        let mut n = NodeProc { child, stdin, out };
-        n.send(json!({"src":"c0","dest":"n0","body":{"type":"init","node_id":"n0","node_ids":["n0","n1","n2"],"msg_id":1}}));
-        let ok = n.wait_for(|v| v["dest"] == "c0", Duration::from_secs(10));
-        assert_eq!(ok["body"]["type"], "init_ok");
-        n
+        NodeProc { child, stdin, out }
     }
 
     fn send(&mut self, v: Value) {
@@ -164,4 +173,93 @@ fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
         acked.len() >= 50,
         "the test acknowledged too little to mean anything"
     );
+}
+
+#[test]
+fn a_second_process_on_the_same_data_directory_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = NodeProc::start(data.path());
+    first.broadcast(1, 7);
+    first.wait_for(|m| m["body"]["in_reply_to"] == 1, Duration::from_secs(10));
+    let mut second = NodeProc::spawn(data.path());
+    let refused = second.init();
+    assert_eq!(refused["body"]["type"], "error", "{refused}");
+    assert_eq!(refused["body"]["code"], 13, "crash: it cannot keep writes");
+    let text = refused["body"]["text"].as_str().unwrap();
+    assert!(text.contains("locked by another process"), "{text}");
+    let status = second.child.wait().unwrap();
+    assert!(!status.success(), "the refused node exits with an error");
+    // The first node is untouched and keeps serving.
+    assert_eq!(first.read(2), BTreeSet::from([7]));
+    first.kill();
+    // Once it is gone, a restart opens the log at once.
+    let mut again = NodeProc::start(data.path());
+    assert_eq!(again.read(3), BTreeSet::from([7]));
+    again.kill();
+}
+
+/// Without `MURMUR_DATA_DIR` a node keeps its log under `<tmp>/murmur/<parent>/`; a node that
+/// starts there removes the folders of runs whose parent process has ended, and keeps its own.
+#[test]
+fn the_default_location_is_cleaned_of_ended_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = r#"{"src":"c0","dest":"n0","body":{"type":"init","node_id":"n0","node_ids":["n0"],"msg_id":1}}"#;
+    let bcast = r#"{"src":"c1","dest":"n0","body":{"type":"broadcast","message":1,"msg_id":2}}"#;
+    // A run whose parent (this shell) ends right after its node.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s\\n%s\\n' '{init}' '{bcast}' | '{}'",
+            env!("CARGO_BIN_EXE_broadcast")
+        ))
+        .env("TMPDIR", tmp.path())
+        .env_remove("MURMUR_DATA_DIR")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let runs = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(tmp.path().join("murmur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let ended = runs();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    let log = tmp
+        .path()
+        .join("murmur")
+        .join(&ended[0])
+        .join("n0")
+        .join("records.log");
+    assert!(
+        log.is_file(),
+        "the first run persisted under the default location"
+    );
+    // A node of another run (this test process is its parent, and alive) starts there.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_broadcast"))
+        .env("TMPDIR", tmp.path())
+        .env_remove("MURMUR_DATA_DIR")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.as_mut().unwrap(), "{init}").unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("init_ok"), "{line}");
+    let now = runs();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(
+        now, ended,
+        "the ended run's folder is gone, the new run's is there"
+    );
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
 }

@@ -29,6 +29,7 @@ pub const SHELL_ENV: &[&str] = &[
 /// | `reply_deadline_ms` | `MURMUR_REPLY_DEADLINE_MS` | 4000 | client requests older than this are dropped unanswered (Maelstrom's client timeout is 5000 ms, minus room for network latency); 0 answers whatever the age |
 /// | `fsync` | `MURMUR_FSYNC` | `false` | end every group commit with an `fdatasync` (on the blocking pool), so records survive a crash of the machine; off, records are copied into the kernel's page cache (the mapped log) on the runtime thread and survive the death of the process (SIGKILL), which is every crash Maelstrom injects ([`crate::store::Store::fsync`]) |
 /// | `max_line_bytes` | — | 64 MiB | longer stdin lines are skipped (bounded memory) |
+/// | `clean_stale_runs` | — | `true` without `MURMUR_DATA_DIR` | at `init`, delete the default location's folders of runs that ended ([`store::remove_stale_runs`]); never done in a directory the user chose |
 ///
 /// Persistence itself is switched by the workload (for broadcast, `MURMUR_PERSIST`).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,7 @@ pub struct ShellConfig {
     pub reply_deadline_ms: Millis,
     pub fsync: bool,
     pub max_line_bytes: usize,
+    pub clean_stale_runs: bool,
 }
 
 impl Default for ShellConfig {
@@ -50,6 +52,7 @@ impl Default for ShellConfig {
             reply_deadline_ms: 4000,
             fsync: false,
             max_line_bytes: 64 << 20,
+            clean_stale_runs: true,
         }
     }
 }
@@ -62,8 +65,10 @@ impl ShellConfig {
 
     /// Defaults overridden by `get(variable)`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Self, String> {
+        let data_dir = get("MURMUR_DATA_DIR").filter(|d| !d.is_empty());
         let mut c = ShellConfig {
-            data_root: store::data_root(get("MURMUR_DATA_DIR").as_deref()),
+            data_root: store::data_root(data_dir.as_deref()),
+            clean_stale_runs: data_dir.is_none(),
             ..ShellConfig::default()
         };
         for (name, field) in [
@@ -123,6 +128,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.data_root, PathBuf::from("/d"));
+        assert!(!c.clean_stale_runs, "never in a directory the user chose");
+        assert!(ShellConfig::from_lookup(env(&[])).unwrap().clean_stale_runs);
         assert_eq!((c.flush_ms, c.stall_ms, c.reply_deadline_ms), (5, 0, 4000));
         assert!(ShellConfig::from_lookup(env(&[("MURMUR_REPLY_DEADLINE_MS", "soon")])).is_err());
     }
