@@ -36,6 +36,7 @@ pub mod process;
 pub mod procstats;
 pub mod results;
 pub mod run;
+pub mod services;
 pub mod sim;
 pub mod topology;
 pub mod workload;

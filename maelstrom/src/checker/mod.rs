@@ -23,7 +23,7 @@
 pub mod availability;
 pub mod echo;
 pub mod exceptions;
-mod json;
+pub(crate) mod json;
 pub mod net;
 mod pairing;
 pub mod set_full;

@@ -145,6 +145,7 @@ use crate::coordinator::{OpSchedule, Seeds, CLIENT_TIMEOUT_MS, RECOVERY_MS};
 use crate::history::Op;
 use crate::nemesis::{FaultSet, NemesisOp, NemesisPlan};
 use crate::net::{Delivery, Latency, Net};
+use crate::services::Services;
 use crate::topology::TopologyKind;
 use crate::workload::ClientWorkload;
 
@@ -345,6 +346,8 @@ struct Sim<'a, W: Workload> {
     violations: Vec<Violation>,
     trace: Vec<String>,
     scratch: Vec<Delivery>,
+    /// Maelstrom's services, answering at once when a message reaches them.
+    services: Services,
 }
 
 /// Runs one simulated test of node workload `W` with node config `node_cfg`.
@@ -394,6 +397,7 @@ pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
         violations: Vec::new(),
         trace: Vec::new(),
         scratch: Vec::new(),
+        services: Services::new(seeds.services),
     };
     sim.start();
     sim.run_loop();
