@@ -288,9 +288,12 @@ pub enum WorkloadName {
 
 impl WorkloadName {
     /// The workloads this runner can drive today.
-    pub const IMPLEMENTED: [WorkloadName; 3] = [
+    pub const IMPLEMENTED: [WorkloadName; 6] = [
         WorkloadName::Broadcast,
         WorkloadName::Echo,
+        WorkloadName::GCounter,
+        WorkloadName::GSet,
+        WorkloadName::PnCounter,
         WorkloadName::UniqueIds,
     ];
 
