@@ -5,9 +5,9 @@
 //! of:
 //! - `cas`: the intended way. The counter is one key. An `add` reads it and cas-es it from what it
 //!   read to that plus the delta (creating it if missing), and reads again after a failed cas, so
-//!   an add is counted exactly once. A `read` first writes a value unique to this node (a counter
-//!   of its own, under a key of its own), which moves the node to the service's newest state, and
-//!   only then reads the counter: `seq-kv` may otherwise serve a stale state for ever.
+//!   an add is counted exactly once. A `read` first writes a value unique to this node (its pid and
+//!   a counter of its own, under a key of its own), which moves the node to the service's newest
+//!   state, and only then reads the counter: `seq-kv` may otherwise serve a stale state for ever.
 //! - `blind`: the same, except that an `add` writes what it read plus the delta, without a cas:
 //!   concurrent adds overwrite each other (and `seq-kv`'s stale reads make it worse), so adds that
 //!   were acknowledged are lost. Its reads are as fresh as `cas`'s, so lost adds are the only bug.
@@ -123,9 +123,11 @@ impl Node {
                 self.read_counter(job(Step::AddRead { delta }));
             }
             "read" => {
+                // Unique across restarts too (the pid tells incarnations apart): rewriting the
+                // value already there changes nothing, so it would not move the node forward.
                 self.syncs += 1;
                 let key = format!("sync-{}", self.me);
-                let value = self.syncs;
+                let value = format!("{}-{}", std::process::id(), self.syncs);
                 self.call(
                     json!({"type": "write", "key": key, "value": value}),
                     job(Step::ReadSync),

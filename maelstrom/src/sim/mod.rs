@@ -341,6 +341,8 @@ struct Sim<'a, W: Workload> {
     main_start: u64,
     cutoff: u64,
     idle_start: u64,
+    /// How many journal events there were when the idle check began.
+    idle_journal: usize,
     final_reads: Vec<FinalRead>,
     stats: SimStats,
     violations: Vec<Violation>,
@@ -392,6 +394,7 @@ pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
         main_start: 0,
         cutoff: 0,
         idle_start: 0,
+        idle_journal: 0,
         final_reads: Vec::new(),
         stats: SimStats::default(),
         violations: Vec::new(),

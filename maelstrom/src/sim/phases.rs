@@ -264,6 +264,7 @@ impl<W: Workload> Sim<'_, W> {
     pub(super) fn begin_idle(&mut self) {
         self.phase = Phase::Idle;
         self.idle_start = self.now;
+        self.idle_journal = self.net.journal_len();
         self.note(TraceLevel::Events, || "idle check".into());
         self.at(self.now + self.cfg.idle_check_ms * MS, Event::IdleEnd);
     }
