@@ -12,6 +12,9 @@
 //!   stayed stale; the kill seeds caught that.)
 //! - `blind` (a mutant): an add writes what it read plus its delta. It must be caught.
 //!
+//! g-set gets the same treatment with a node keeping its set in `lin-kv` (read, then cas from what
+//! it read to that plus the element), judged by set-full and the simulator's final-read checks.
+//!
 //! Replay one seed: `SIM_SEED=<seed> cargo test -p murmur-maelstrom --test sim_counter -- --nocapture`.
 
 use std::collections::HashMap;
@@ -289,5 +292,156 @@ fn a_blind_counter_is_caught() {
     eprintln!("blind counter caught in {caught} of {runs} seeds");
     if runs > 1 {
         assert!(caught * 2 > runs, "caught in only {caught} of {runs} seeds");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// g-set over lin-kv
+
+const SET_KEY: &str = "set";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum SetMsg {
+    Add {
+        element: serde_json::Value,
+    },
+    AddOk,
+    /// A client's read has no key; ours, to the service, has one.
+    Read {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    ReadOk {
+        value: Vec<serde_json::Value>,
+    },
+    Cas {
+        key: String,
+        from: Vec<serde_json::Value>,
+        to: Vec<serde_json::Value>,
+        create_if_not_exists: bool,
+    },
+    CasOk,
+    Error(ErrorBody),
+}
+
+impl From<ErrorBody> for SetMsg {
+    fn from(e: ErrorBody) -> Self {
+        SetMsg::Error(e)
+    }
+}
+
+/// What a request to `lin-kv` is for: an add's read or cas (of this element), or a read.
+#[derive(Debug, Clone)]
+enum SetStep {
+    AddRead(serde_json::Value),
+    AddCas(serde_json::Value),
+    Read,
+}
+
+struct GSet {
+    /// The mutant: acknowledges every fifth element without storing it.
+    lossy: bool,
+    jobs: HashMap<u64, (String, Option<u64>, SetStep)>,
+}
+
+impl GSet {
+    fn read(&mut self, job: (String, Option<u64>, SetStep), ctx: &mut Ctx<SetMsg>) {
+        let key = Some(SET_KEY.to_string());
+        let id = ctx.send("lin-kv", SetMsg::Read { key });
+        self.jobs.insert(id, job);
+    }
+}
+
+impl Workload for GSet {
+    type Msg = SetMsg;
+    /// Lossy (the mutant) or not.
+    type Config = bool;
+
+    fn init(_: &InitInfo, lossy: &bool, _: Millis) -> Self {
+        GSet {
+            lossy: *lossy,
+            jobs: HashMap::new(),
+        }
+    }
+
+    fn handle(&mut self, msg: Message<SetMsg>, _: Millis, ctx: &mut Ctx<SetMsg>) {
+        let Some(irt) = msg.body.in_reply_to else {
+            let (src, msg_id) = (msg.src.clone(), msg.body.msg_id);
+            match msg.body.payload {
+                SetMsg::Add { element }
+                    if self.lossy && element.as_u64().is_some_and(|e| e % 5 == 0) =>
+                {
+                    ctx.reply(&src, msg_id, SetMsg::AddOk)
+                }
+                SetMsg::Add { element } => self.read((src, msg_id, SetStep::AddRead(element)), ctx),
+                SetMsg::Read { .. } => self.read((src, msg_id, SetStep::Read), ctx),
+                _ => {}
+            }
+            return;
+        };
+        let Some((client, msg_id, step)) = self.jobs.remove(&irt) else {
+            return;
+        };
+        let (ok, set) = match msg.body.payload {
+            SetMsg::ReadOk { value } => (true, value),
+            SetMsg::Error(_) => (false, Vec::new()), // a missing set is empty
+            _ => (true, Vec::new()),
+        };
+        match step {
+            SetStep::AddRead(e) if set.contains(&e) => ctx.reply(&client, msg_id, SetMsg::AddOk),
+            SetStep::AddRead(e) => {
+                let mut to = set.clone();
+                to.push(e.clone());
+                let cas = SetMsg::Cas {
+                    key: SET_KEY.into(),
+                    from: set,
+                    to,
+                    create_if_not_exists: true,
+                };
+                let id = ctx.send("lin-kv", cas);
+                self.jobs.insert(id, (client, msg_id, SetStep::AddCas(e)));
+            }
+            SetStep::AddCas(_) if ok => ctx.reply(&client, msg_id, SetMsg::AddOk),
+            SetStep::AddCas(e) => self.read((client, msg_id, SetStep::AddRead(e)), ctx),
+            SetStep::Read => ctx.reply(&client, msg_id, SetMsg::ReadOk { value: set }),
+        }
+    }
+}
+
+#[test]
+fn a_g_set_over_lin_kv_passes_every_seed() {
+    let (mut acked, mut checked) = (0, 0);
+    for seed in seeds(200) {
+        let out = sim::run::<GSet>(&config(seed, ClientWorkload::GSet), &false);
+        if let Some(report) = out.failure_report() {
+            panic!("{report}");
+        }
+        let sf = out.set_full.as_ref().expect("set-full ran");
+        assert_eq!(sf.lost_count, 0);
+        acked += out.stats.acked;
+        checked += out.stats.values_checked;
+    }
+    eprintln!("g-set: {acked} acknowledged elements, {checked} checked in final reads");
+    assert!(acked > 500 && checked > acked);
+}
+
+#[test]
+fn a_g_set_that_loses_elements_is_caught() {
+    let (mut caught, mut runs) = (0, 0);
+    for seed in seeds(60) {
+        let out = sim::run::<GSet>(&config(seed, ClientWorkload::GSet), &true);
+        runs += 1;
+        let lost = out.set_full.as_ref().is_some_and(|sf| sf.lost_count > 0);
+        if lost && out.lost_values() {
+            caught += 1;
+        }
+    }
+    eprintln!("lossy g-set caught in {caught} of {runs} seeds");
+    if runs > 1 {
+        assert!(
+            caught * 4 > runs * 3,
+            "caught in only {caught} of {runs} seeds"
+        );
     }
 }
