@@ -4,7 +4,8 @@
 //! (graphs) are not produced; see the runner's README.
 
 use crate::checker::{
-    self, availability, echo, exceptions, net, set_full, stats, unique_ids, AvailabilityTarget,
+    self, availability, counter, echo, exceptions, net, set_full, stats, unique_ids,
+    AvailabilityTarget,
 };
 use crate::history::{JournalEvent, Op};
 use crate::workload::ClientWorkload;
@@ -21,7 +22,12 @@ pub fn analyse(
     let workload_part = match workload {
         ClientWorkload::Echo => checker::part("workload", &echo::check(history)),
         ClientWorkload::UniqueIds => checker::part("workload", &unique_ids::check(history)),
-        ClientWorkload::Broadcast => checker::part("workload", &set_full::check(history)),
+        ClientWorkload::Broadcast | ClientWorkload::GSet => {
+            checker::part("workload", &set_full::check(history))
+        }
+        ClientWorkload::GCounter | ClientWorkload::PnCounter => {
+            checker::part("workload", &counter::check(history))
+        }
     };
     checker::compose(vec![
         checker::part("exceptions", &exceptions::check(history)),
@@ -221,5 +227,59 @@ mod tests {
         let r = recoveries(&h, &nodes, 1);
         assert_eq!(r[0].recovered_after_ms, None);
         assert!(recoveries(&h, &[], 1).is_empty());
+    }
+
+    /// An invoke and its completion by client `p`.
+    fn pair(h: &mut Vec<Op>, p: u64, kind: OpType, f: &str, v: Value, final_: bool) {
+        let invoked = if f == "add" { v.clone() } else { Value::Null };
+        for (k, value) in [(OpType::Invoke, invoked), (kind, v)] {
+            let mut o = op(h.len(), h.len() as u64, k, Process::Client(p), f, value);
+            o.final_ = final_;
+            h.push(o);
+        }
+    }
+
+    #[test]
+    fn a_g_set_that_loses_an_element_is_invalid() {
+        let history = |last_read: Value| {
+            let mut h = Vec::new();
+            pair(&mut h, 0, OpType::Ok, "add", json!(0), false);
+            pair(&mut h, 1, OpType::Ok, "add", json!(1), false);
+            pair(&mut h, 0, OpType::Ok, "read", json!([0, 1]), false);
+            // Final reads are not marked `final?` in g-set; set-full needs no mark.
+            pair(&mut h, 1, OpType::Ok, "read", last_read, false);
+            h
+        };
+        let good = analyse(ClientWorkload::GSet, &history(json!([1, 0])), &[], None);
+        assert_eq!(good["workload"]["valid?"], json!(true), "{good}");
+        assert_eq!(good["workload"]["stable-count"], json!(2));
+        let bad = analyse(ClientWorkload::GSet, &history(json!([1])), &[], None);
+        assert_eq!(bad["valid?"], json!(false));
+        assert_eq!(bad["workload"]["lost"], json!([0]));
+    }
+
+    #[test]
+    fn counters_are_judged_by_the_acceptable_set() {
+        for w in [ClientWorkload::GCounter, ClientWorkload::PnCounter] {
+            let history = |final_value: i64| {
+                let mut h = Vec::new();
+                pair(&mut h, 0, OpType::Ok, "add", json!(2), false);
+                pair(&mut h, 1, OpType::Info, "add", json!(3), false);
+                pair(&mut h, 0, OpType::Ok, "read", json!(final_value), true);
+                h
+            };
+            let good = analyse(w, &history(5), &[], None);
+            assert_eq!(good["valid?"], json!(true), "{good}");
+            assert_eq!(good["workload"]["acceptable"], json!([[2, 2], [5, 5]]));
+            assert_eq!(good["workload"]["final-reads"], json!([5]));
+            for lost_or_doubled in [0, 8] {
+                let bad = analyse(w, &history(lost_or_doubled), &[], None);
+                assert_eq!(bad["workload"]["valid?"], json!(false), "{bad}");
+                assert_eq!(
+                    bad["workload"]["errors"][0]["value"],
+                    json!(lost_or_doubled)
+                );
+            }
+        }
     }
 }

@@ -95,7 +95,7 @@ pub fn clap_exit_code(err: &clap::Error) -> i32 {
 #[derive(Debug, Clone, Args)]
 pub struct TestArgs {
     /// What workload to run. All of Maelstrom's names are accepted; this runner implements
-    /// echo, unique-ids and broadcast.
+    /// echo, unique-ids, broadcast, g-set, g-counter and pn-counter.
     #[arg(
         short = 'w',
         long,
@@ -288,9 +288,12 @@ pub enum WorkloadName {
 
 impl WorkloadName {
     /// The workloads this runner can drive today.
-    pub const IMPLEMENTED: [WorkloadName; 3] = [
+    pub const IMPLEMENTED: [WorkloadName; 6] = [
         WorkloadName::Broadcast,
         WorkloadName::Echo,
+        WorkloadName::GCounter,
+        WorkloadName::GSet,
+        WorkloadName::PnCounter,
         WorkloadName::UniqueIds,
     ];
 
@@ -487,7 +490,7 @@ pub enum CliError {
     UnknownFault(String),
     #[error(
         "workload {0} is a Maelstrom workload but this runner does not implement it yet \
-         (implemented: broadcast, echo, unique-ids)"
+         (implemented: broadcast, echo, g-counter, g-set, pn-counter, unique-ids)"
     )]
     NotImplemented(WorkloadName),
 }

@@ -44,7 +44,7 @@ pub const RECOVERY_MS: u64 = 10_000;
 
 /// The random streams of one run, all derived from its seed in one fixed order: network
 /// latencies, client ops, the nemesis plan, then (used by the simulator alone) the disk,
-/// scheduling and the nodes' boot clock. Each stream is a [`ChaCha8Rng`] seeded by the next
+/// scheduling and the nodes' boot clock, then the services' randomness. Each stream is a [`ChaCha8Rng`] seeded by the next
 /// `u64` of a root stream seeded with the run's seed, so adding a consumer at the end leaves the
 /// earlier streams, and therefore replays of old seeds, unchanged.
 pub struct Seeds {
@@ -60,6 +60,8 @@ pub struct Seeds {
     pub sched: ChaCha8Rng,
     /// The simulated nodes' boot clock: some moment in 2023–2025, in µs since the Unix epoch.
     pub boot_epoch_us: u64,
+    /// `seq-kv`'s stale reads and `lww-kv`'s replica choice ([`crate::services::Services`]).
+    pub services: ChaCha8Rng,
 }
 
 impl Seeds {
@@ -71,6 +73,7 @@ impl Seeds {
         let disk = ChaCha8Rng::seed_from_u64(root.random());
         let sched = ChaCha8Rng::seed_from_u64(root.random());
         let boot_epoch_us = 1_680_000_000_000_000 + root.random_range(0..60_000_000_000_000u64);
+        let services = ChaCha8Rng::seed_from_u64(root.random());
         Seeds {
             net,
             ops,
@@ -78,6 +81,7 @@ impl Seeds {
             disk,
             sched,
             boot_epoch_us,
+            services,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - [`topology`]: Maelstrom's `--topology` shapes.
 //! - [`net`]: the simulated network as a clock-free state machine: latency, per-receiver
 //!   deadline queues with Maelstrom's head-of-line semantics, receive-time partition drops.
+//! - [`services`]: Maelstrom's `lin-kv`, `seq-kv`, `lww-kv` and `lin-tso`, clock-free, answered
+//!   by both drivers.
 //! - [`nemesis`]: partition shapes (grudges) and the fault schedule.
 //! - [`workload`]: the client side of each workload: ops, requests, closed reply schemas,
 //!   Maelstrom's `with-errors` outcome rules.
@@ -36,6 +38,7 @@ pub mod process;
 pub mod procstats;
 pub mod results;
 pub mod run;
+pub mod services;
 pub mod sim;
 pub mod topology;
 pub mod workload;

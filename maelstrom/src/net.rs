@@ -651,6 +651,11 @@ impl Net {
         Ok(discarded)
     }
 
+    /// How many journal events are held (recorded since the last [`Net::take_journal`]).
+    pub fn journal_len(&self) -> usize {
+        self.journal.len()
+    }
+
     /// Returns and clears the journal events recorded so far, in the order they happened.
     pub fn take_journal(&mut self) -> Vec<JournalEvent> {
         std::mem::take(&mut self.journal)

@@ -3,7 +3,9 @@
 //!
 //! Threads (all plain `std` threads; the network is the clock-free [`Net`] behind one mutex):
 //! - **router**: sleeps on a condvar until the network's next deadline (or a send wakes it), then
-//!   hands due deliveries to node stdin writers and client inboxes.
+//!   hands due deliveries to node stdin writers and client inboxes, and those addressed to a
+//!   service ([`crate::services`], which it owns) to the service, sending its reply back through
+//!   the network.
 //! - per node, from [`crate::process`]: a stdin writer, a stdout reader that validates each line
 //!   and sends it into the network, and a stderr logger.
 //! - **workers**: one per `--concurrency` slot, each owning a Maelstrom client (`c<k>`) that talks
@@ -44,6 +46,7 @@ use crate::nemesis::Fault;
 use crate::net::{Latency, Net};
 use crate::procstats::ProcStats;
 use crate::results::{ProgressCounters, RunDir};
+use crate::services::{ServiceId, Services};
 use crate::topology;
 use crate::workload::{ClientWorkload, Reply};
 use anyhow::{anyhow, bail};
@@ -135,12 +138,19 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         net: net_rng,
         ops: mut op_rng,
         nemesis: nemesis_seed,
+        services: services_rng,
         ..
     } = Seeds::derive(opts.seed);
+    let mut net = Net::new(latency, net_rng);
+    // The services are up before any node, reachable by every node, never partitioned.
+    for service in ServiceId::ALL {
+        net.register_service(service.name())?;
+    }
+    let services = Services::new(services_rng);
 
     let shared = Arc::new(Switchboard {
         start: Instant::now(),
-        net: Mutex::new(Net::new(latency, net_rng)),
+        net: Mutex::new(net),
         wake: Condvar::new(),
         routes: Mutex::new(Routes::default()),
         stop: AtomicBool::new(false),
@@ -156,7 +166,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
             handle: Some(
                 thread::Builder::new()
                     .name("router".into())
-                    .spawn(move || router(s))?,
+                    .spawn(move || router(s, services))?,
             ),
         }
     };

@@ -19,6 +19,12 @@ pub enum ClientWorkload {
     Echo,
     UniqueIds,
     Broadcast,
+    /// A grow-only set: `add {element}`, `read` → `read_ok {value: [...]}`; set-full.
+    GSet,
+    /// A grow-only counter: `add {delta}` (never negative), `read` → `read_ok {value}`.
+    GCounter,
+    /// A counter that also goes down: `add {delta}` with any sign.
+    PnCounter,
 }
 
 impl FromStr for ClientWorkload {
@@ -28,8 +34,12 @@ impl FromStr for ClientWorkload {
             "echo" => Ok(ClientWorkload::Echo),
             "unique-ids" => Ok(ClientWorkload::UniqueIds),
             "broadcast" => Ok(ClientWorkload::Broadcast),
+            "g-set" => Ok(ClientWorkload::GSet),
+            "g-counter" => Ok(ClientWorkload::GCounter),
+            "pn-counter" => Ok(ClientWorkload::PnCounter),
             _ => Err(format!(
-                "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast)"
+                "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast, \
+                 g-set, g-counter, pn-counter)"
             )),
         }
     }
@@ -60,6 +70,7 @@ pub enum Reply {
 #[derive(Debug, Default)]
 pub struct Generator {
     next_broadcast: u64,
+    next_element: u64,
 }
 
 impl ClientWorkload {
@@ -68,12 +79,31 @@ impl ClientWorkload {
             ClientWorkload::Echo => "echo",
             ClientWorkload::UniqueIds => "unique-ids",
             ClientWorkload::Broadcast => "broadcast",
+            ClientWorkload::GSet => "g-set",
+            ClientWorkload::GCounter => "g-counter",
+            ClientWorkload::PnCounter => "pn-counter",
         }
     }
 
-    /// Broadcast alone runs a final phase (heal, 10 s recovery, one final read per thread).
+    /// Whether the workload runs a final phase (heal, 10 s recovery, one final read per
+    /// thread): broadcast, g-set and the counters.
     pub fn has_final_phase(self) -> bool {
-        self == ClientWorkload::Broadcast
+        !matches!(self, ClientWorkload::Echo | ClientWorkload::UniqueIds)
+    }
+
+    /// Whether final ops are recorded with `final?` set: g-set's final generator does not mark
+    /// them (Maelstrom's `g_set.clj`); the others do.
+    pub fn marks_final(self) -> bool {
+        self != ClientWorkload::GSet
+    }
+
+    /// Whether errors and timeouts follow Maelstrom's `with-errors` rules. g-set and the
+    /// counters do without: any error reply or timeout makes the op `info`, with an exception.
+    pub fn with_errors(self) -> bool {
+        matches!(
+            self,
+            ClientWorkload::Echo | ClientWorkload::UniqueIds | ClientWorkload::Broadcast
+        )
     }
 
     /// Whether the topology is sent during setup.
@@ -112,21 +142,43 @@ impl ClientWorkload {
                         value: json!(v),
                     }
                 } else {
-                    OpSpec {
-                        f: "read",
-                        value: Value::Null,
-                    }
+                    read_op()
                 }
             }
+            // The same 50/50 mix as broadcast, elements 0, 1, 2, … in emission order.
+            ClientWorkload::GSet => {
+                if rng.random_bool(0.5) {
+                    let v = gen.next_element;
+                    gen.next_element += 1;
+                    OpSpec {
+                        f: "add",
+                        value: json!(v),
+                    }
+                } else {
+                    read_op()
+                }
+            }
+            // 50/50 reads and adds of a delta uniform in −5..=4; g-counter filters out the
+            // negative adds and draws again, which leaves ⅔ reads and ⅓ adds of 0..=4.
+            ClientWorkload::GCounter | ClientWorkload::PnCounter => loop {
+                if rng.random_bool(0.5) {
+                    break read_op();
+                }
+                let delta: i64 = rng.random_range(-5..5);
+                if self == ClientWorkload::GCounter && delta < 0 {
+                    continue;
+                }
+                break OpSpec {
+                    f: "add",
+                    value: json!(delta),
+                };
+            },
         }
     }
 
     /// The final op each client thread performs, if the workload has a final phase.
     pub fn final_op(self) -> Option<OpSpec> {
-        self.has_final_phase().then_some(OpSpec {
-            f: "read",
-            value: Value::Null,
-        })
+        self.has_final_phase().then(read_op)
     }
 
     /// The request body (without `msg_id`) for an op.
@@ -137,7 +189,11 @@ impl ClientWorkload {
             (ClientWorkload::Broadcast, "broadcast") => {
                 json!({"type": "broadcast", "message": op.value})
             }
-            (ClientWorkload::Broadcast, _) => json!({"type": "read"}),
+            (ClientWorkload::GSet, "add") => json!({"type": "add", "element": op.value}),
+            (ClientWorkload::GCounter | ClientWorkload::PnCounter, "add") => {
+                json!({"type": "add", "delta": op.value})
+            }
+            _ => json!({"type": "read"}),
         }
     }
 
@@ -149,12 +205,22 @@ impl ClientWorkload {
             (ClientWorkload::Broadcast, "broadcast") => ("broadcast_ok", &[]),
             (ClientWorkload::Broadcast, "topology") => ("topology_ok", &[]),
             (ClientWorkload::Broadcast, _) => ("read_ok", &[("messages", FieldKind::Array)]),
+            (_, "add") => ("add_ok", &[]),
+            (ClientWorkload::GSet, _) => ("read_ok", &[("value", FieldKind::Array)]),
+            (ClientWorkload::GCounter | ClientWorkload::PnCounter, _) => {
+                ("read_ok", &[("value", FieldKind::Int)])
+            }
         }
     }
 
     /// Turns an RPC outcome into the completion's (type, value, error, exception), with
     /// Maelstrom's `with-errors` rules (its `client.clj`).
     pub fn complete(self, op: &OpSpec, reply: &Reply) -> Completion {
+        if !self.with_errors() {
+            if let Some(c) = self.indeterminate(op, reply) {
+                return c;
+            }
+        }
         let body = match reply {
             Reply::Timeout => {
                 let kind = if self.idempotent(op.f) {
@@ -201,6 +267,13 @@ impl ClientWorkload {
             (ClientWorkload::Broadcast, "read") => {
                 body.get("messages").cloned().unwrap_or(Value::Null)
             }
+            (ClientWorkload::GSet, "read") => body.get("value").cloned().unwrap_or(Value::Null),
+            // Coerced to a whole number, as Maelstrom's `long` does (the schema let only
+            // integral values through).
+            (ClientWorkload::GCounter | ClientWorkload::PnCounter, "read") => body
+                .get("value")
+                .and_then(as_int)
+                .map_or(Value::Null, |v| json!(v)),
             _ => op.value.clone(),
         };
         Completion {
@@ -209,6 +282,28 @@ impl ClientWorkload {
             error: None,
             exception: None,
         }
+    }
+
+    /// Without `with-errors`, a timeout or an error reply is an exception in the client: the op
+    /// is `info`, with Jepsen's `indeterminate: …` error and the exception. `None` for a reply
+    /// body that is not an error.
+    fn indeterminate(self, op: &OpSpec, reply: &Reply) -> Option<Completion> {
+        let what = match reply {
+            Reply::Timeout => "client timed out waiting for a reply (net-timeout)".to_string(),
+            Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("error") => {
+                let code = b.get("code").and_then(Value::as_u64).unwrap_or(u64::MAX);
+                let (name, _) = describe_code(code);
+                let text = b.get("text").map_or(String::new(), |t| format!(": {t}"));
+                format!("rpc-error {name} (code {code}){text}")
+            }
+            Reply::Body(_) => return None,
+        };
+        Some(Completion {
+            kind: OpType::Info,
+            value: op.value.clone(),
+            error: Some(json!(format!("indeterminate: {what}"))),
+            exception: Some(what),
+        })
     }
 
     /// Checks a reply against Maelstrom's closed response schema for `f`: the listed fields, an
@@ -224,6 +319,23 @@ impl ClientWorkload {
 enum FieldKind {
     Any,
     Array,
+    /// A whole number: an integer, or a float with no fractional part (`5.0`).
+    Int,
+}
+
+/// A JSON number with an integral value, as an `i64`.
+fn as_int(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
+    })
+}
+
+fn read_op() -> OpSpec {
+    OpSpec {
+        f: "read",
+        value: Value::Null,
+    }
 }
 
 fn check_closed(
@@ -254,6 +366,9 @@ fn check_closed(
             (None, _) => return Err(SchemaError(format!("missing required key {name:?}"))),
             (Some(v), FieldKind::Array) if !v.is_array() => {
                 return Err(SchemaError(format!("{name:?} must be an array, got {v}")))
+            }
+            (Some(v), FieldKind::Int) if as_int(v).is_none() => {
+                return Err(SchemaError(format!("{name:?} must be an integer, got {v}")))
             }
             _ => {}
         }
@@ -430,5 +545,154 @@ mod tests {
             .parse::<ClientWorkload>()
             .unwrap_err()
             .contains("not implemented"));
+    }
+
+    #[test]
+    fn g_set_and_counter_generators() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let mut g = Generator::default();
+        let ops: Vec<OpSpec> = (0..3000)
+            .map(|_| ClientWorkload::GCounter.next_op(&mut g, &mut rng))
+            .collect();
+        let adds: Vec<i64> = ops
+            .iter()
+            .filter(|o| o.f == "add")
+            .map(|o| o.value.as_i64().unwrap())
+            .collect();
+        assert!(
+            adds.iter().all(|d| (0..=4).contains(d)),
+            "no negative deltas"
+        );
+        assert!(
+            (850..1150).contains(&adds.len()),
+            "a third are adds: {}",
+            adds.len()
+        );
+        let ops: Vec<OpSpec> = (0..2000)
+            .map(|_| ClientWorkload::PnCounter.next_op(&mut g, &mut rng))
+            .collect();
+        let deltas: std::collections::BTreeSet<i64> = ops
+            .iter()
+            .filter(|o| o.f == "add")
+            .map(|o| o.value.as_i64().unwrap())
+            .collect();
+        assert_eq!(deltas, (-5..=4).collect(), "deltas uniform in -5..=4");
+        let elements: Vec<u64> = (0..1000)
+            .map(|_| ClientWorkload::GSet.next_op(&mut g, &mut rng))
+            .filter(|o| o.f == "add")
+            .map(|o| o.value.as_u64().unwrap())
+            .collect();
+        assert_eq!(elements, (0..elements.len() as u64).collect::<Vec<_>>());
+        for w in [
+            ClientWorkload::GSet,
+            ClientWorkload::GCounter,
+            ClientWorkload::PnCounter,
+        ] {
+            assert_eq!(w.name().parse::<ClientWorkload>(), Ok(w));
+            assert!(w.has_final_phase() && !w.sends_topology() && !w.with_errors());
+            assert_eq!(w.final_op(), Some(op("read", Value::Null)));
+        }
+        assert!(!ClientWorkload::GSet.marks_final() && ClientWorkload::GCounter.marks_final());
+    }
+
+    #[test]
+    fn g_set_and_counter_requests_and_schemas() {
+        let (g, c) = (ClientWorkload::GSet, ClientWorkload::PnCounter);
+        assert_eq!(
+            g.request(&op("add", json!(3))),
+            json!({"type":"add","element":3})
+        );
+        assert_eq!(
+            c.request(&op("add", json!(-2))),
+            json!({"type":"add","delta":-2})
+        );
+        assert_eq!(c.request(&op("read", Value::Null)), json!({"type":"read"}));
+        let ok = |w: ClientWorkload, f, b: Value| w.check_schema(f, &obj(b)).is_ok();
+        assert!(ok(g, "add", json!({"type":"add_ok","in_reply_to":1})));
+        assert!(!ok(
+            g,
+            "add",
+            json!({"type":"add_ok","in_reply_to":1,"element":3})
+        ));
+        assert!(ok(
+            g,
+            "read",
+            json!({"type":"read_ok","value":[1,"x"],"in_reply_to":1})
+        ));
+        assert!(!ok(
+            g,
+            "read",
+            json!({"type":"read_ok","elements":[1],"in_reply_to":1})
+        ));
+        assert!(!ok(
+            g,
+            "read",
+            json!({"type":"read_ok","value":7,"in_reply_to":1})
+        ));
+        assert!(ok(
+            c,
+            "read",
+            json!({"type":"read_ok","value":7,"in_reply_to":1})
+        ));
+        assert!(ok(
+            c,
+            "read",
+            json!({"type":"read_ok","value":-7.0,"in_reply_to":1})
+        ));
+        for bad in [json!(7.5), json!("7"), json!([7]), Value::Null] {
+            assert!(!ok(
+                c,
+                "read",
+                json!({"type":"read_ok","value":bad,"in_reply_to":1})
+            ));
+        }
+        assert!(!ok(
+            c,
+            "read",
+            json!({"type":"read_ok","value":1,"in_reply_to":1,"x":0})
+        ));
+        // Completions: the read's value, coerced to a whole number.
+        let r = c.complete(
+            &op("read", Value::Null),
+            &Reply::Body(obj(json!({"type":"read_ok","value":5.0,"in_reply_to":1}))),
+        );
+        assert_eq!((r.kind, r.value), (OpType::Ok, json!(5)));
+        let r = g.complete(
+            &op("read", Value::Null),
+            &Reply::Body(obj(json!({"type":"read_ok","value":[2,1],"in_reply_to":1}))),
+        );
+        assert_eq!((r.kind, r.value), (OpType::Ok, json!([2, 1])));
+        let r = c.complete(
+            &op("add", json!(3)),
+            &Reply::Body(obj(json!({"type":"add_ok","in_reply_to":1}))),
+        );
+        assert_eq!((r.kind, r.value), (OpType::Ok, json!(3)));
+    }
+
+    #[test]
+    fn without_with_errors_every_error_and_timeout_is_info() {
+        for w in [ClientWorkload::GSet, ClientWorkload::GCounter] {
+            for f in ["add", "read"] {
+                let o = op(f, json!(1));
+                let t = w.complete(&o, &Reply::Timeout);
+                assert_eq!(t.kind, OpType::Info, "{f}: even reads");
+                assert!(t.exception.is_some());
+                assert!(t
+                    .error
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .starts_with("indeterminate: "));
+                // A definite error too.
+                let e = w.complete(
+                    &o,
+                    &Reply::Body(obj(
+                        json!({"type":"error","code":20,"text":"nope","in_reply_to":1}),
+                    )),
+                );
+                assert_eq!((e.kind, e.value), (OpType::Info, json!(1)));
+                assert!(e.exception.unwrap().contains("key-does-not-exist"));
+            }
+        }
     }
 }

@@ -915,3 +915,104 @@ fn the_binary_exits_0_valid_1_invalid_255_aborted() {
         .count();
     assert_eq!(echo_runs, 3, "two echo runs and the `latest` link");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Services and the counter workloads
+
+/// The g-counter fixture over a KV service (`src/bin/counter-node.rs`).
+fn counter_node() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_counter-node"))
+}
+
+/// Gossip Glomers challenge 4's shape, shorter: 3 nodes, partitions (which never touch the
+/// services), and some latency so that service requests from different nodes interleave.
+const COUNTER_FLAGS: [&str; 12] = [
+    "--node-count",
+    "3",
+    "--time-limit",
+    "3",
+    "--rate",
+    "60",
+    "--latency",
+    "5",
+    "--nemesis",
+    "partition",
+    "--nemesis-interval",
+    "1",
+];
+
+/// The sum of the deltas of the `ok` adds in a run's history, and how many there were.
+fn ok_adds(r: &Run) -> (i64, usize) {
+    let history = jsonl(&r.run_dir().join("history.jsonl"));
+    let adds: Vec<i64> = history
+        .iter()
+        .filter(|op| op["type"] == "ok" && op["f"] == "add")
+        .map(|op| op["value"].as_i64().expect("integer delta"))
+        .collect();
+    (adds.iter().sum(), adds.len())
+}
+
+/// A g-counter built the intended way over `seq-kv` (read, then cas from what was read; a unique
+/// write before each read so that it is not stale) is valid, with every node's final read equal
+/// to the sum of the acknowledged adds. The service traffic crosses the network as server
+/// traffic.
+#[test]
+fn a_g_counter_over_seq_kv_with_cas_is_valid() {
+    let r = run_test("g-counter", &counter_node(), &COUNTER_FLAGS, &["cas"]);
+    let o = r.expect_valid();
+    let w = &o.results["workload"];
+    let (sum, count) = ok_adds(&r);
+    assert!(
+        count >= 10 && sum > 0,
+        "too few adds to mean anything: {count}"
+    );
+    let reads = w["final-reads"].as_array().expect("final-reads");
+    assert_eq!(reads.len(), 3, "one final read per node: {w}");
+    assert!(
+        reads.iter().all(|v| v.as_i64() == Some(sum)),
+        "{w} vs {sum}"
+    );
+    assert_eq!(w["errors"], Value::Null);
+    // Every node talks only to the service, never to another node: all server traffic is service
+    // traffic, and there is a lot of it (reads, cas, writes and their replies).
+    assert!(int(&o.results, "/net/servers/send-count") >= 4 * count as u64);
+    let journal = jsonl(&r.run_dir().join("messages.jsonl"));
+    assert!(journal
+        .iter()
+        .any(|e| e["src"] == "seq-kv" && e["body_type"] == "cas_ok"));
+    let history = jsonl(&r.run_dir().join("history.jsonl"));
+    assert!(history
+        .iter()
+        .any(|op| op["process"] == "nemesis" && op["f"] == "start-partition"));
+}
+
+/// The same node with a plain read-then-write instead of a cas loses concurrent adds (the
+/// sum of the acknowledged adds exceeds what the final reads see), and the checker says so.
+#[test]
+fn a_g_counter_that_writes_blindly_over_seq_kv_is_invalid() {
+    let r = run_test("g-counter", &counter_node(), &COUNTER_FLAGS, &["blind"]);
+    let o = r.expect_invalid();
+    let w = &o.results["workload"];
+    let (sum, count) = ok_adds(&r);
+    assert!(count >= 10, "too few adds to mean anything: {count}");
+    let reads = w["final-reads"].as_array().expect("final-reads");
+    assert_eq!(reads.len(), 3, "the final reads succeeded: {w}");
+    assert!(
+        reads.iter().all(|v| v.as_i64().unwrap() < sum),
+        "adds were lost: {w} vs {sum}"
+    );
+    assert_eq!(w["errors"].as_array().map(Vec::len), Some(3), "{w}");
+}
+
+/// Over `lin-kv` the correct node is valid too (and pn-counter's negative deltas change nothing).
+#[test]
+fn a_pn_counter_over_lin_kv_with_cas_is_valid() {
+    let flags = ["--node-count", "2", "--time-limit", "2", "--rate", "40"];
+    let r = run_test("pn-counter", &counter_node(), &flags, &["cas", "lin-kv"]);
+    let o = r.expect_valid();
+    let (sum, count) = ok_adds(&r);
+    assert!(count > 5, "{count}");
+    let reads = o.results["workload"]["final-reads"].as_array().unwrap();
+    assert_eq!(reads.len(), 2);
+    assert!(reads.iter().all(|v| v.as_i64() == Some(sum)));
+}

@@ -9,7 +9,8 @@
 //! - [`Validity`]: Jepsen's three-valued `:valid?` and its "worst wins" combination.
 //! - [`set_full`]: the broadcast and g-set workload checker.
 //! - [`stats`], [`availability`], [`exceptions`]: the workload-independent checkers.
-//! - [`echo`], [`unique_ids`]: the other workloads' checkers.
+//! - [`echo`], [`unique_ids`], [`counter`] (g-counter and pn-counter): the other workloads'
+//!   checkers.
 //! - [`net`]: message counts from the network journal, plus our per-type and per-node
 //!   breakdown.
 //! - [`compose`] and [`part`]: assemble the top-level results object.
@@ -21,9 +22,10 @@
 //! which, like Clojure's, keeps `1` and `1.0` apart.
 
 pub mod availability;
+pub mod counter;
 pub mod echo;
 pub mod exceptions;
-mod json;
+pub(crate) mod json;
 pub mod net;
 mod pairing;
 pub mod set_full;

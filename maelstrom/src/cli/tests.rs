@@ -257,7 +257,15 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
     ] {
         let t = parse(&["-w", name, "--bin", "x"]).unwrap();
         assert_eq!(t.workload.as_str(), name);
-        let implemented = ["echo", "unique-ids", "broadcast"].contains(&name);
+        let implemented = [
+            "echo",
+            "unique-ids",
+            "broadcast",
+            "g-set",
+            "g-counter",
+            "pn-counter",
+        ]
+        .contains(&name);
         assert_eq!(
             t.workload.check_implemented().is_ok(),
             implemented,

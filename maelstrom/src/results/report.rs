@@ -237,8 +237,18 @@ impl Summary {
                 parts.push(format!("errors {}", errors.len()));
             }
         }
+        // The counters' checker: the final reads and the values they could have been.
+        if let Some(reads) = w.get("final-reads").and_then(Value::as_array) {
+            parts.push(format!(
+                "final reads {}",
+                examples(reads.iter().map(Value::to_string), reads.len())
+            ));
+        }
         if !parts.is_empty() {
             self.line("workload", parts.join(", "));
+        }
+        if let Some(acceptable) = w.get("acceptable").filter(|a| a.is_array()) {
+            self.more(format!("acceptable: {acceptable}"));
         }
         for (key, label) in [
             ("stable-latencies", "stable latency"),

@@ -4,6 +4,7 @@
 use super::{lock, GIVE_UP_POLL};
 use crate::net::{Delivery, Net, NetError, Packet};
 use crate::process::LineResult;
+use crate::services::Services;
 use crate::workload::Reply;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -121,8 +122,9 @@ impl RpcClient {
     }
 }
 
-pub(super) fn router(shared: Arc<Switchboard>) {
+pub(super) fn router(shared: Arc<Switchboard>, mut services: Services) {
     let mut due = Vec::with_capacity(1024);
+    let mut replies = Vec::new();
     let mut line = String::with_capacity(4096);
     loop {
         {
@@ -155,6 +157,15 @@ pub(super) fn router(shared: Arc<Switchboard>) {
                 input.send(line.clone());
             } else if let Some(tx) = routes.clients.get(&d.packet.dest) {
                 let _ = tx.send(d);
+            } else if let Some(reply) = services.reply_to(&d.packet) {
+                replies.push(reply);
+            }
+        }
+        drop(routes);
+        // A service answers at once; its reply crosses the network like any message.
+        for reply in replies.drain(..) {
+            if let Err(e) = shared.send(reply) {
+                tracing::warn!("a service cannot reply: {e}");
             }
         }
     }

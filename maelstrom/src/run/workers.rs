@@ -219,7 +219,8 @@ pub(super) fn phases(
             thread::sleep(left.min(Duration::from_millis(100)));
         }
         for t in 0..workers.busy.len() {
-            workers.invoke(ctx, t, final_op.clone(), true)?;
+            // g-set's final reads are not marked `final?` (see `ClientWorkload::marks_final`).
+            workers.invoke(ctx, t, final_op.clone(), workload.marks_final())?;
         }
         workers.wait_idle(ctx, "final read")?;
     }

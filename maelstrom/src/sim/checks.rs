@@ -1,5 +1,7 @@
-//! The verdict once a simulated run is over: nodes silent during the idle check, every final read
-//! holding every acknowledged value, and `set-full` reporting nothing lost. Violations found
+//! The verdict once a simulated run is over: nodes silent during the idle check, and then per
+//! workload: for broadcast and g-set, every final read holding every acknowledged value and
+//! `set-full` reporting nothing lost; for the counters, every final read succeeding and the
+//! counter checker accepting them. Violations found
 //! during the run (wedged nodes, failed `init`s, aborts) are already in [`Sim::violations`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,14 +12,15 @@ use serde_json::Value;
 
 use super::node::Proc;
 use super::{Sim, SimOutcome, Violation};
-use crate::checker::set_full;
+use crate::checker::{counter, set_full, Validity};
 use crate::history::{JournalKind, OpType};
 use crate::workload::ClientWorkload;
 
 /// What a final read found.
 pub(super) struct FinalRead {
     pub(super) node: usize,
-    pub(super) outcome: Result<Vec<Value>, String>,
+    /// The read's value, or why it did not succeed.
+    pub(super) outcome: Result<Value, String>,
 }
 
 impl<W: Workload> Sim<'_, W> {
@@ -40,11 +43,10 @@ impl<W: Workload> Sim<'_, W> {
         // Idle: no node-to-node sends once the final reads are done.
         if !aborted {
             let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-            for e in journal.iter().filter(|e| {
-                e.kind == JournalKind::Send
-                    && e.time >= self.idle_start
-                    && !is_client(&e.src)
-                    && !is_client(&e.dest)
+            // Sends journaled after the idle check began: not those made at the same instant
+            // just before it (a chain of zero-latency requests that completed the final reads).
+            for e in journal.iter().skip(self.idle_journal).filter(|e| {
+                e.kind == JournalKind::Send && !is_client(&e.src) && !is_client(&e.dest)
             }) {
                 *by_type.entry(e.body_type.clone()).or_default() += 1;
             }
@@ -59,12 +61,18 @@ impl<W: Workload> Sim<'_, W> {
         }
 
         let mut set_full_result = None;
-        if self.cfg.client == ClientWorkload::Broadcast {
+        let client = self.cfg.client;
+        if matches!(client, ClientWorkload::Broadcast | ClientWorkload::GSet) {
+            let add = if client == ClientWorkload::GSet {
+                "add"
+            } else {
+                "broadcast"
+            };
             // Acknowledged values, keyed by their JSON text (Clojure equality: 1 ≠ 1.0).
             let acked: BTreeMap<String, Value> = self
                 .history
                 .iter()
-                .filter(|o| o.is_client() && o.kind == OpType::Ok && o.f == "broadcast")
+                .filter(|o| o.is_client() && o.kind == OpType::Ok && o.f == add)
                 .map(|o| (o.value.to_string(), o.value.clone()))
                 .collect();
             self.stats.acked = acked.len() as u64;
@@ -73,7 +81,8 @@ impl<W: Workload> Sim<'_, W> {
                     let node = self.node_ids[r.node].clone();
                     self.stats.final_reads += 1;
                     match &r.outcome {
-                        Ok(vs) => {
+                        Ok(v) => {
+                            let vs = v.as_array().map_or(&[][..], Vec::as_slice);
                             self.stats.values_checked += acked.len() as u64;
                             let have: BTreeSet<String> = vs.iter().map(Value::to_string).collect();
                             let missing: Vec<Value> = acked
@@ -105,6 +114,9 @@ impl<W: Workload> Sim<'_, W> {
             }
             set_full_result = Some(result);
         }
+        if matches!(client, ClientWorkload::GCounter | ClientWorkload::PnCounter) {
+            self.check_counter(aborted);
+        }
 
         SimOutcome {
             config: self.cfg.clone(),
@@ -114,6 +126,37 @@ impl<W: Workload> Sim<'_, W> {
             stats: self.stats,
             violations: self.violations,
             trace: self.trace,
+        }
+    }
+}
+
+impl<W: Workload> Sim<'_, W> {
+    /// Counters: every final read must succeed, and the counter checker must accept them all
+    /// (Maelstrom's own verdict is valid when no final read succeeded; ours is stricter).
+    fn check_counter(&mut self, aborted: bool) {
+        if aborted {
+            return;
+        }
+        for r in &self.final_reads {
+            self.stats.final_reads += 1;
+            if let Err(outcome) = &r.outcome {
+                self.violations.push(Violation::FinalReadFailed {
+                    node: self.node_ids[r.node].clone(),
+                    outcome: outcome.clone(),
+                });
+            }
+        }
+        let result = counter::check(&self.history);
+        if result.valid != Validity::True {
+            self.violations.push(Violation::Unacceptable {
+                reads: result
+                    .errors
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| o.value)
+                    .collect(),
+                acceptable: result.acceptable,
+            });
         }
     }
 }

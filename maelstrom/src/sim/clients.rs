@@ -165,13 +165,14 @@ impl<W: Workload> Sim<'_, W> {
     /// Records the invocation of `op` and sends it from worker `w`.
     pub(super) fn invoke(&mut self, w: usize, op: OpSpec, final_: bool) {
         let process = self.workers[w].process;
+        let marked = final_ && self.cfg.client.marks_final();
         self.record(
             OpType::Invoke,
             Process::Client(process),
             op.f,
             op.value.clone(),
             None,
-            final_,
+            marked,
         );
         self.stats.client_ops += 1;
         let body = self.cfg.client.request(&op);
@@ -194,11 +195,11 @@ impl<W: Workload> Sim<'_, W> {
             value: completion.value.clone(),
             error: completion.error.clone(),
             exception: completion.exception.clone(),
-            final_,
+            final_: final_ && self.cfg.client.marks_final(),
         });
         if final_ {
             let outcome = match (&completion.kind, &completion.value) {
-                (OpType::Ok, Value::Array(vs)) => Ok(vs.clone()),
+                (OpType::Ok, v) => Ok(v.clone()),
                 (kind, _) => Err(format!(
                     "{kind:?} {}",
                     completion

@@ -18,8 +18,8 @@
 //!
 //! - **Randomness.** [`Seeds::derive`](crate::coordinator::Seeds::derive) turns [`SimConfig::seed`] into child streams, in a fixed
 //!   order shared with the real-time runner: network latencies, client ops, nemesis plan, disk
-//!   (flush delays, torn flushes), scheduling (process start-up delays, resume order) and the
-//!   nodes' boot clocks. No hash map is
+//!   (flush delays, torn flushes), scheduling (process start-up delays, resume order), the
+//!   nodes' boot clocks and the services. No hash map is
 //!   iterated where order matters. The node config
 //!   is the caller's: give it a seed derived from the sim seed if the workload uses one.
 //! - **Run order**, as the real-time runner's ([`crate::coordinator`]) and Maelstrom's: register every
@@ -41,6 +41,8 @@
 //!   after every call into it (re-armed only if sooner), and when it fires the host ticks the
 //!   workload if it still says it is due. Outputs are serialised to JSON and sent through the
 //!   [`Net`] at once.
+//! - **Services** ([`crate::services`]) are registered before the nodes and answer every
+//!   delivery addressed to them at once, through the network, as in the real-time runner.
 //! - **Wedged output.** A node that sends to an unregistered id (typically a late reply to a client
 //!   closed after a timeout) makes [`Net::send`] fail; as in Maelstrom, nothing that
 //!   node incarnation prints afterwards is delivered. That is reported as a
@@ -86,6 +88,9 @@
 //!   does not resend `topology` to a restarted node, and neither does the simulation.
 //!
 //! # Checks ([`SimOutcome::violations`])
+//!
+//! For g-set the same checks as broadcast's below apply to its adds; for g-counter and
+//! pn-counter, every final read must succeed and the counter checker must accept them.
 //!
 //! After the final phase (faults healed, no more client ops, `recovery` elapsed):
 //! every worker's final read must succeed and contain every acknowledged value (a broadcast whose
@@ -145,6 +150,7 @@ use crate::coordinator::{OpSchedule, Seeds, CLIENT_TIMEOUT_MS, RECOVERY_MS};
 use crate::history::Op;
 use crate::nemesis::{FaultSet, NemesisOp, NemesisPlan};
 use crate::net::{Delivery, Latency, Net};
+use crate::services::Services;
 use crate::topology::TopologyKind;
 use crate::workload::ClientWorkload;
 
@@ -340,11 +346,15 @@ struct Sim<'a, W: Workload> {
     main_start: u64,
     cutoff: u64,
     idle_start: u64,
+    /// How many journal events there were when the idle check began.
+    idle_journal: usize,
     final_reads: Vec<FinalRead>,
     stats: SimStats,
     violations: Vec<Violation>,
     trace: Vec<String>,
     scratch: Vec<Delivery>,
+    /// Maelstrom's services, answering at once when a message reaches them.
+    services: Services,
 }
 
 /// Runs one simulated test of node workload `W` with node config `node_cfg`.
@@ -389,11 +399,13 @@ pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
         main_start: 0,
         cutoff: 0,
         idle_start: 0,
+        idle_journal: 0,
         final_reads: Vec::new(),
         stats: SimStats::default(),
         violations: Vec::new(),
         trace: Vec::new(),
         scratch: Vec::new(),
+        services: Services::new(seeds.services),
     };
     sim.start();
     sim.run_loop();

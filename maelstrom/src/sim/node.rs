@@ -160,6 +160,10 @@ impl<W: Workload> Sim<'_, W> {
             return;
         }
         let Some(&i) = self.index.get(d.packet.dest.as_str()) else {
+            // A service answers at once; an unknown request gets no reply.
+            if let Some(reply) = self.services.reply_to(&d.packet) {
+                let _ = self.net.send(self.now, reply);
+            }
             return;
         };
         let node = &mut self.nodes[i];

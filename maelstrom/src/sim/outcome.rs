@@ -156,11 +156,16 @@ pub enum Violation {
     InitFailed { node: String, at_ms: u64 },
     /// The run could not complete (setup failed, event budget exhausted).
     Aborted(String),
+    /// Counter final reads outside the acceptable set.
+    Unacceptable {
+        reads: Vec<Value>,
+        acceptable: Vec<[i64; 2]>,
+    },
 }
 
 impl Violation {
     /// A short name for grouping failures: `missing`, `final-read-failed`, `lost`, `chatty`,
-    /// `wedged`, `init-failed` or `aborted`.
+    /// `wedged`, `init-failed`, `aborted` or `unacceptable`.
     pub fn kind(&self) -> &'static str {
         match self {
             Violation::Missing { .. } => "missing",
@@ -170,6 +175,7 @@ impl Violation {
             Violation::Wedged { .. } => "wedged",
             Violation::InitFailed { .. } => "init-failed",
             Violation::Aborted(_) => "aborted",
+            Violation::Unacceptable { .. } => "unacceptable",
         }
     }
 }
@@ -220,6 +226,11 @@ impl fmt::Display for Violation {
                 "{node} did not answer init (sent at {at_ms} ms) within {INIT_TIMEOUT_MS} ms"
             ),
             Violation::Aborted(why) => write!(f, "run aborted: {why}"),
+            Violation::Unacceptable { reads, acceptable } => write!(
+                f,
+                "counter: final reads {} outside the acceptable set {acceptable:?}",
+                list(reads, 12)
+            ),
         }
     }
 }
@@ -230,7 +241,7 @@ pub struct SimOutcome {
     pub config: SimConfig,
     pub history: Vec<Op>,
     pub journal: Vec<JournalEvent>,
-    /// `None` for client workloads other than broadcast.
+    /// `None` for client workloads other than broadcast and g-set.
     pub set_full: Option<SetFullResult>,
     pub stats: SimStats,
     pub violations: Vec<Violation>,

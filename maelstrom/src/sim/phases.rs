@@ -17,6 +17,7 @@ use crate::coordinator::{
 };
 use crate::history::{OpType, Process};
 use crate::nemesis::{NemesisOp, Partition};
+use crate::services::ServiceId;
 use crate::topology;
 use crate::workload::Reply;
 
@@ -58,9 +59,14 @@ pub(super) struct Starting {
 }
 
 impl<W: Workload> Sim<'_, W> {
-    /// The init phase begins: every node is registered and its process starts after a seeded
+    /// The init phase begins: the services are registered, every node is registered and its process starts after a seeded
     /// delay ([`Event::Boot`]).
     pub(super) fn start(&mut self) {
+        for service in ServiceId::ALL {
+            self.net
+                .register_service(service.name())
+                .expect("fresh service id");
+        }
         for i in 0..self.cfg.nodes {
             let id = self.node_ids[i].clone();
             self.net.register_node(&id).expect("fresh node id");
@@ -258,6 +264,7 @@ impl<W: Workload> Sim<'_, W> {
     pub(super) fn begin_idle(&mut self) {
         self.phase = Phase::Idle;
         self.idle_start = self.now;
+        self.idle_journal = self.net.journal_len();
         self.note(TraceLevel::Events, || "idle check".into());
         self.at(self.now + self.cfg.idle_check_ms * MS, Event::IdleEnd);
     }
