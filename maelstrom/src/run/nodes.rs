@@ -120,8 +120,6 @@ impl RunCtx<'_> {
         }
     }
 
-    /// The first node (in node-list order) that exited without being killed by the nemesis:
-    /// Maelstrom's `:node-crashed`, as an error carrying the crash report.
     /// The driver's periodic check (every loop wakes at least every 100 ms): a crashed node or an
     /// interrupt (SIGINT/SIGTERM) aborts the run, which still tears down every node.
     pub(super) fn checkpoint(&self) -> anyhow::Result<()> {
@@ -132,6 +130,8 @@ impl RunCtx<'_> {
         Ok(())
     }
 
+    /// The first node (in node-list order) that exited without being killed by the nemesis:
+    /// Maelstrom's `:node-crashed`, as an error carrying the crash report.
     pub(super) fn check_crashes(&self) -> Result<(), NodeCrashed> {
         match self.opts.nodes.iter().find_map(|id| self.crash_of(id)) {
             Some(crash) => Err(crash),
