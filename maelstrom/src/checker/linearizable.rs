@@ -480,42 +480,5 @@ fn shown_op(history: &[Op], op: &KeyOp) -> Op {
     }
 }
 
-/// One line per key for the terminal summary of an invalid or unknown result.
-pub fn summary(result: &LinearizableResult) -> Vec<String> {
-    let mut lines = Vec::new();
-    for key in &result.failures {
-        let r = &result.results[key];
-        lines.push(format!(
-            "key {key}: not linearizable: cannot place {} after {} (register {}); pending: {}",
-            r.op.as_ref().map_or("?".into(), brief),
-            r.previous_ok.as_ref().map_or("the start".into(), brief),
-            r.last_state.as_ref().map_or("?".into(), Value::to_string),
-            r.window.iter().map(brief).collect::<Vec<_>>().join("; ")
-        ));
-    }
-    if !result.unknown.is_empty() {
-        lines.push(format!(
-            "keys {:?}: undecided (search budget spent)",
-            result.unknown
-        ));
-    }
-    lines
-}
-
-/// `p3 ok read [0, 2]`.
-fn brief(o: &Op) -> String {
-    let process = match o.process {
-        crate::history::Process::Client(p) => format!("p{p}"),
-        crate::history::Process::Nemesis => "nemesis".into(),
-    };
-    let kind = match o.kind {
-        OpType::Invoke => "invoke",
-        OpType::Ok => "ok",
-        OpType::Fail => "fail",
-        OpType::Info => "info",
-    };
-    format!("{process} {kind} {} {}", o.f, o.value)
-}
-
 #[cfg(test)]
 mod tests;

@@ -106,8 +106,6 @@ fn stale_read_after_a_completed_write_is_caught() {
         "{:?}",
         k.window
     );
-    let lines = summary(&r);
-    assert!(lines[0].starts_with("key 7: not linearizable"), "{lines:?}");
 }
 
 #[test]
