@@ -3,7 +3,8 @@
 //!
 //! Every checker takes plain data ([`Op`]s or [`JournalEvent`]s) and returns a serialisable
 //! result whose JSON keys are Maelstrom's own (`valid?`, `stable-count`, `msgs-per-op`, …), so the
-//! numbers compare directly with a real Maelstrom run. None of them does I/O or reads a clock.
+//! numbers compare directly with a real Maelstrom run. None of them does I/O or reads a clock,
+//! except that [`linearizable`] checks its search budget's deadline, if it is given one.
 //!
 //! Reading order:
 //! - [`Validity`]: Jepsen's three-valued `:valid?` and its "worst wins" combination.
