@@ -20,7 +20,7 @@ test:
     cargo test --workspace
 
 # Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
-# (g-set, g-counter, pn-counter have no murmur node yet: pass `--bin <your node>` in the flags).
+# (g-set, g-counter, pn-counter, lin-kv have no murmur node yet: pass `--bin <your node>` in the flags).
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -31,7 +31,8 @@ maelstrom-run workload="broadcast" *flags="": build
       g-set)      cfg="--node-count 3 --time-limit 20 --rate 10 --nemesis partition" ;;
       g-counter)  cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       pn-counter) cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
-      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter)" >&2; exit 254 ;;
+      lin-kv)     cfg="--node-count 3 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
+      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv)" >&2; exit 254 ;;
     esac
     # The node: target/release/<workload>, unless the flags name one with --bin.
     bin=()
@@ -40,7 +41,7 @@ maelstrom-run workload="broadcast" *flags="": build
       *)
         if [ ! -x "target/release/{{workload}}" ]; then
           case "{{workload}}" in
-            g-set|g-counter|pn-counter) why="murmur has no {{workload}} node yet" ;;
+            g-set|g-counter|pn-counter|lin-kv) why="murmur has no {{workload}} node yet" ;;
             *) why="was it built? \`just build\` builds it" ;;
           esac
           echo "error: no node binary for {{workload}}: target/release/{{workload}} does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2

@@ -3,10 +3,16 @@
 //! `availability`, `net` and `workload`, with the worst validity on top. `perf` and `timeline`
 //! (graphs) are not produced; see the runner's README.
 
+use crate::checker::linearizable::{self, Budget};
 use crate::checker::{
     self, availability, counter, echo, exceptions, net, set_full, stats, unique_ids,
     AvailabilityTarget,
 };
+use std::time::{Duration, Instant};
+
+/// How long the lin-kv linearizability search may run over the whole history before the
+/// undecided keys are reported `unknown` (Knossos has no such limit and may run for hours).
+pub const LIN_KV_CHECK_BUDGET: Duration = Duration::from_secs(120);
 use crate::history::{JournalEvent, Op};
 use crate::workload::ClientWorkload;
 use serde_json::Value;
@@ -27,6 +33,10 @@ pub fn analyse(
         }
         ClientWorkload::GCounter | ClientWorkload::PnCounter => {
             checker::part("workload", &counter::check(history))
+        }
+        ClientWorkload::LinKv => {
+            let budget = Budget::until(Instant::now() + LIN_KV_CHECK_BUDGET);
+            checker::part("workload", &linearizable::check(history, budget))
         }
     };
     checker::compose(vec![

@@ -95,7 +95,7 @@ pub fn clap_exit_code(err: &clap::Error) -> i32 {
 #[derive(Debug, Clone, Args)]
 pub struct TestArgs {
     /// What workload to run. All of Maelstrom's names are accepted; this runner implements
-    /// echo, unique-ids, broadcast, g-set, g-counter and pn-counter.
+    /// echo, unique-ids, broadcast, g-set, g-counter, pn-counter and lin-kv.
     #[arg(
         short = 'w',
         long,
@@ -288,11 +288,12 @@ pub enum WorkloadName {
 
 impl WorkloadName {
     /// The workloads this runner can drive today.
-    pub const IMPLEMENTED: [WorkloadName; 6] = [
+    pub const IMPLEMENTED: [WorkloadName; 7] = [
         WorkloadName::Broadcast,
         WorkloadName::Echo,
         WorkloadName::GCounter,
         WorkloadName::GSet,
+        WorkloadName::LinKv,
         WorkloadName::PnCounter,
         WorkloadName::UniqueIds,
     ];
@@ -490,15 +491,38 @@ pub enum CliError {
     UnknownFault(String),
     #[error(
         "workload {0} is a Maelstrom workload but this runner does not implement it yet \
-         (implemented: broadcast, echo, g-counter, g-set, pn-counter, unique-ids)"
+         (implemented: broadcast, echo, g-counter, g-set, lin-kv, pn-counter, unique-ids)"
     )]
     NotImplemented(WorkloadName),
+    #[error(
+        "lin-kv needs --concurrency to be a multiple of 2 x the node count ({groups}): it gives \
+         each key a group of 2n workers (use e.g. --concurrency 2n); got {concurrency} \
+         (Maelstrom's generator would assert and abort)"
+    )]
+    LinKvConcurrency { concurrency: usize, groups: usize },
 }
 
 impl CliError {
     /// Always [`EXIT_BAD_ARGS`]; a method so callers need not know that.
     pub fn exit_code(&self) -> i32 {
         EXIT_BAD_ARGS
+    }
+}
+
+impl TestOpts {
+    /// Whether this runner can drive the workload with these options: it is implemented
+    /// ([`WorkloadName::check_implemented`]), and lin-kv's concurrency is a multiple of 2 × the
+    /// node count (its generator gives each key a group of 2n workers).
+    pub fn check_workload(&self) -> Result<(), CliError> {
+        self.workload.check_implemented()?;
+        let groups = 2 * self.nodes.len();
+        if self.workload == WorkloadName::LinKv && self.concurrency % groups != 0 {
+            return Err(CliError::LinKvConcurrency {
+                concurrency: self.concurrency,
+                groups,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use crate::nemesis::{NemesisOp, NemesisPlan, Partition};
-use crate::workload::{ClientWorkload, Generator, OpSpec};
+use crate::workload::{ClientWorkload, Generator, OpSpec, Slot};
 
 /// `init` must be answered within this (Maelstrom's `db.clj`), in ms.
 pub const INIT_TIMEOUT_MS: u64 = 10_000;
@@ -118,19 +118,29 @@ impl OpSchedule {
         }
     }
 
+    /// Tells the generator the node count (lin-kv groups its workers by it).
+    #[must_use]
+    pub fn for_nodes(mut self, nodes: usize) -> OpSchedule {
+        self.generator = Generator::for_nodes(nodes);
+        self
+    }
+
     /// When the next op is due (ns); `u64::MAX` if never.
     pub fn next_at(&self) -> u64 {
         self.next_at
     }
 
     /// At `now` (an op is due): picks the first worker at or after the round-robin position for
-    /// which `free` holds, generates its op and moves the next op's time on by a gap. `None`
-    /// (nothing drawn, nothing moved) if every worker is busy: the op waits for one.
+    /// which `free` holds, generates its op (for that worker and its current `process`) and
+    /// moves the next op's time on by a gap. `None` (nothing drawn, nothing moved) if every
+    /// worker is busy: the op waits for one.
+    #[allow(clippy::too_many_arguments)]
     pub fn issue(
         &mut self,
         now: u64,
         workers: usize,
         free: impl Fn(usize) -> bool,
+        process: impl Fn(usize) -> u64,
         workload: ClientWorkload,
         rng: &mut ChaCha8Rng,
     ) -> Option<(usize, OpSpec)> {
@@ -138,7 +148,12 @@ impl OpSchedule {
             .map(|k| (self.rr + k) % workers)
             .find(|&t| free(t))?;
         self.rr = (t + 1) % workers;
-        let op = workload.next_op(&mut self.generator, rng);
+        let slot = Slot {
+            thread: t,
+            threads: workers,
+            process: process(t),
+        };
+        let op = workload.next_op(&mut self.generator, rng, slot);
         self.next_at = self.next_at.max(now).saturating_add(op_gap(rng, self.rate));
         Some((t, op))
     }
@@ -245,12 +260,29 @@ mod tests {
         let w = ClientWorkload::Broadcast;
         let first = s.next_at();
         assert!(first < 200_000_000);
-        assert_eq!(s.issue(first, 3, |_| true, w, &mut rng).unwrap().0, 0);
+        assert_eq!(
+            s.issue(first, 3, |_| true, |t| t as u64, w, &mut rng)
+                .unwrap()
+                .0,
+            0
+        );
         assert!(s.next_at() >= first);
-        assert_eq!(s.issue(first, 3, |t| t != 1, w, &mut rng).unwrap().0, 2);
-        assert_eq!(s.issue(first, 3, |_| true, w, &mut rng).unwrap().0, 0);
+        assert_eq!(
+            s.issue(first, 3, |t| t != 1, |t| t as u64, w, &mut rng)
+                .unwrap()
+                .0,
+            2
+        );
+        assert_eq!(
+            s.issue(first, 3, |_| true, |t| t as u64, w, &mut rng)
+                .unwrap()
+                .0,
+            0
+        );
         let at = s.next_at();
-        assert!(s.issue(at, 3, |_| false, w, &mut rng).is_none());
+        assert!(s
+            .issue(at, 3, |_| false, |t| t as u64, w, &mut rng)
+            .is_none());
         assert_eq!(s.next_at(), at);
         let none = OpSchedule::start(10.0, 0, 0, &mut rng);
         assert_eq!(none.next_at(), u64::MAX);

@@ -14,10 +14,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let Command::Test(args) = Cli::parse_or_exit().command;
-    let opts = match args
-        .resolve()
-        .and_then(|o| o.workload.check_implemented().map(|()| o))
-    {
+    let opts = match args.resolve().and_then(|o| o.check_workload().map(|()| o)) {
         Ok(opts) => opts,
         Err(e) => {
             eprintln!("maelstrom: {e}");

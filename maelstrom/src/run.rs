@@ -121,7 +121,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// (`<run>/data`, their working directory) is removed unless `--keep-data`.
 pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     // Before anything touches the disk: an unimplemented workload is a bad argument.
-    opts.workload.check_implemented()?;
+    opts.check_workload()?;
     let workload: ClientWorkload = opts
         .workload
         .as_str()
@@ -415,6 +415,7 @@ fn drive(
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let mut assign: Vec<Sender<Assignment>> = Vec::new();
     let mut worker_handles: Vec<JoinHandle<()>> = Vec::new();
+    let timeout = Duration::from_millis(workload.client_timeout_ms(opts.latency_ms));
     for t in 0..opts.concurrency {
         let (tx, rx) = mpsc::channel();
         assign.push(tx);
@@ -424,7 +425,7 @@ fn drive(
         worker_handles.push(
             thread::Builder::new()
                 .name(format!("worker-{t}"))
-                .spawn(move || worker(s, workload, t, node, rx, done))?,
+                .spawn(move || worker(s, workload, t, node, timeout, rx, done))?,
         );
     }
     drop(done_tx);
@@ -434,6 +435,7 @@ fn drive(
         busy: vec![false; opts.concurrency],
         process: (0..opts.concurrency as u64).collect(),
         counters: Arc::new(ProgressCounters::default()),
+        timeout,
     };
     let result = phases(ctx, workload, op_rng, nemesis_seed, &mut workers);
     if result.is_err() {

@@ -25,6 +25,9 @@ pub enum ClientWorkload {
     GCounter,
     /// A counter that also goes down: `add {delta}` with any sign.
     PnCounter,
+    /// Maelstrom's default workload: a compare-and-set register per integer key, `read {key}`,
+    /// `write {key, value}`, `cas {key, from, to}`; judged linearizable per key.
+    LinKv,
 }
 
 impl FromStr for ClientWorkload {
@@ -37,9 +40,10 @@ impl FromStr for ClientWorkload {
             "g-set" => Ok(ClientWorkload::GSet),
             "g-counter" => Ok(ClientWorkload::GCounter),
             "pn-counter" => Ok(ClientWorkload::PnCounter),
+            "lin-kv" => Ok(ClientWorkload::LinKv),
             _ => Err(format!(
                 "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast, \
-                 g-set, g-counter, pn-counter)"
+                 g-set, g-counter, pn-counter, lin-kv)"
             )),
         }
     }
@@ -71,6 +75,34 @@ pub enum Reply {
 pub struct Generator {
     next_broadcast: u64,
     next_element: u64,
+    /// lin-kv: the node count (`None`: one group of all the workers, half of them readers).
+    nodes: Option<usize>,
+    /// lin-kv: the next key no group has used yet.
+    next_key: u64,
+    /// lin-kv: per group of 2n workers, its key and the processes that have used it.
+    groups: std::collections::BTreeMap<usize, (u64, std::collections::BTreeSet<u64>)>,
+}
+
+/// lin-kv retires a key once this many distinct processes have used it (Jepsen's
+/// `process-limit 20` in Maelstrom's `workload/lin_kv.clj`).
+pub const LIN_KV_PROCESS_LIMIT: usize = 20;
+
+impl Generator {
+    /// A generator for a test with `nodes` server nodes (lin-kv groups workers by it).
+    pub fn for_nodes(nodes: usize) -> Generator {
+        Generator {
+            nodes: Some(nodes),
+            ..Generator::default()
+        }
+    }
+}
+
+/// Who the next op is for: worker `thread` of `threads`, currently running `process`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub thread: usize,
+    pub threads: usize,
+    pub process: u64,
 }
 
 impl ClientWorkload {
@@ -82,13 +114,17 @@ impl ClientWorkload {
             ClientWorkload::GSet => "g-set",
             ClientWorkload::GCounter => "g-counter",
             ClientWorkload::PnCounter => "pn-counter",
+            ClientWorkload::LinKv => "lin-kv",
         }
     }
 
     /// Whether the workload runs a final phase (heal, 10 s recovery, one final read per
     /// thread): broadcast, g-set and the counters.
     pub fn has_final_phase(self) -> bool {
-        !matches!(self, ClientWorkload::Echo | ClientWorkload::UniqueIds)
+        !matches!(
+            self,
+            ClientWorkload::Echo | ClientWorkload::UniqueIds | ClientWorkload::LinKv
+        )
     }
 
     /// Whether final ops are recorded with `final?` set: g-set's final generator does not mark
@@ -102,7 +138,10 @@ impl ClientWorkload {
     pub fn with_errors(self) -> bool {
         matches!(
             self,
-            ClientWorkload::Echo | ClientWorkload::UniqueIds | ClientWorkload::Broadcast
+            ClientWorkload::Echo
+                | ClientWorkload::UniqueIds
+                | ClientWorkload::Broadcast
+                | ClientWorkload::LinKv
         )
     }
 
@@ -112,8 +151,31 @@ impl ClientWorkload {
     }
 
     /// Idempotent ops fail (rather than become indeterminate) on timeouts and indefinite errors.
+    /// Broadcast's and lin-kv's reads are.
     pub fn idempotent(self, f: &str) -> bool {
-        self == ClientWorkload::Broadcast && f == "read"
+        matches!(self, ClientWorkload::Broadcast | ClientWorkload::LinKv) && f == "read"
+    }
+
+    /// The client RPC timeout in ms: Maelstrom's 5 s, except lin-kv's
+    /// max(10 × mean latency, 1000 ms).
+    pub fn client_timeout_ms(self, latency_ms: u64) -> u64 {
+        match self {
+            ClientWorkload::LinKv => latency_ms.saturating_mul(10).max(1000),
+            _ => crate::coordinator::CLIENT_TIMEOUT_MS,
+        }
+    }
+
+    /// lin-kv's workers come in groups of 2 × node count, one key per group; other workloads
+    /// take any concurrency. The error says why.
+    pub fn check_concurrency(self, concurrency: usize, nodes: usize) -> Result<(), String> {
+        if self == ClientWorkload::LinKv && (nodes == 0 || concurrency % (2 * nodes) != 0) {
+            return Err(format!(
+                "lin-kv needs --concurrency to be a multiple of 2 x node count ({}), e.g. \
+                 --concurrency 2n; got {concurrency} (Maelstrom's generator asserts and aborts)",
+                2 * nodes
+            ));
+        }
+        Ok(())
     }
 
     /// A reusable client keeps its id after an `info` op; others are closed and reopened with a
@@ -122,8 +184,8 @@ impl ClientWorkload {
         self == ClientWorkload::UniqueIds
     }
 
-    /// The next main-phase op.
-    pub fn next_op(self, gen: &mut Generator, rng: &mut impl Rng) -> OpSpec {
+    /// The next main-phase op, for worker `slot`.
+    pub fn next_op(self, gen: &mut Generator, rng: &mut impl Rng, slot: Slot) -> OpSpec {
         match self {
             ClientWorkload::Echo => OpSpec {
                 f: "echo",
@@ -173,6 +235,7 @@ impl ClientWorkload {
                     value: json!(delta),
                 };
             },
+            ClientWorkload::LinKv => lin_kv_op(gen, rng, slot),
         }
     }
 
@@ -193,6 +256,20 @@ impl ClientWorkload {
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, "add") => {
                 json!({"type": "add", "delta": op.value})
             }
+            (ClientWorkload::LinKv, f) => {
+                let key = op.value.get(0).cloned().unwrap_or(Value::Null);
+                let arg = op.value.get(1).cloned().unwrap_or(Value::Null);
+                match f {
+                    "write" => json!({"type": "write", "key": key, "value": arg}),
+                    "cas" => json!({
+                        "type": "cas",
+                        "key": key,
+                        "from": arg.get(0).cloned().unwrap_or(Value::Null),
+                        "to": arg.get(1).cloned().unwrap_or(Value::Null),
+                    }),
+                    _ => json!({"type": "read", "key": key}),
+                }
+            }
             _ => json!({"type": "read"}),
         }
     }
@@ -205,6 +282,9 @@ impl ClientWorkload {
             (ClientWorkload::Broadcast, "broadcast") => ("broadcast_ok", &[]),
             (ClientWorkload::Broadcast, "topology") => ("topology_ok", &[]),
             (ClientWorkload::Broadcast, _) => ("read_ok", &[("messages", FieldKind::Array)]),
+            (ClientWorkload::LinKv, "write") => ("write_ok", &[]),
+            (ClientWorkload::LinKv, "cas") => ("cas_ok", &[]),
+            (ClientWorkload::LinKv, _) => ("read_ok", &[("value", FieldKind::Any)]),
             (_, "add") => ("add_ok", &[]),
             (ClientWorkload::GSet, _) => ("read_ok", &[("value", FieldKind::Array)]),
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, _) => {
@@ -274,6 +354,11 @@ impl ClientWorkload {
                 .get("value")
                 .and_then(as_int)
                 .map_or(Value::Null, |v| json!(v)),
+            // `[key, value read]`, as Jepsen's independent ops carry it.
+            (ClientWorkload::LinKv, "read") => json!([
+                op.value.get(0).cloned().unwrap_or(Value::Null),
+                body.get("value").cloned().unwrap_or(Value::Null)
+            ]),
             _ => op.value.clone(),
         };
         Completion {
@@ -329,6 +414,50 @@ fn as_int(v: &Value) -> Option<i64> {
         let f = v.as_f64()?;
         (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
     })
+}
+
+/// lin-kv's generator (Maelstrom's `workload/lin_kv.clj` on Jepsen's independent concurrent
+/// generator): workers form groups of 2n (n = node count), each group on its own key, keys
+/// 0, 1, 2, … handed out as groups start or move on. Workers whose index is below n only read
+/// (Jepsen's `reserve` does not re-base indices per group, so later groups never read); the others
+/// write or cas, 1:2, values 0..=4. A group moves to a fresh key once
+/// [`LIN_KV_PROCESS_LIMIT`] distinct processes have used its key and another one would.
+/// History values are `[key, null]`, `[key, v]` and `[key, [from, to]]`.
+fn lin_kv_op(gen: &mut Generator, rng: &mut impl Rng, slot: Slot) -> OpSpec {
+    let n = gen.nodes.unwrap_or(slot.threads.div_ceil(2)).max(1);
+    let group = slot.thread / (2 * n);
+    let next_key = &mut gen.next_key;
+    let (key, procs) = gen.groups.entry(group).or_insert_with(|| {
+        let k = *next_key;
+        *next_key += 1;
+        (k, Default::default())
+    });
+    if !procs.contains(&slot.process) && procs.len() >= LIN_KV_PROCESS_LIMIT {
+        *key = *next_key;
+        *next_key += 1;
+        procs.clear();
+    }
+    procs.insert(slot.process);
+    let key = *key;
+    if slot.thread < n {
+        return OpSpec {
+            f: "read",
+            value: json!([key, null]),
+        };
+    }
+    if rng.random_range(0..3) == 0 {
+        OpSpec {
+            f: "write",
+            value: json!([key, rng.random_range(0..5)]),
+        }
+    } else {
+        let from: u64 = rng.random_range(0..5);
+        let to: u64 = rng.random_range(0..5);
+        OpSpec {
+            f: "cas",
+            value: json!([key, [from, to]]),
+        }
+    }
 }
 
 fn read_op() -> OpSpec {
@@ -414,6 +543,12 @@ mod tests {
     fn op(f: &'static str, value: Value) -> OpSpec {
         OpSpec { f, value }
     }
+
+    const SLOT: Slot = Slot {
+        thread: 0,
+        threads: 1,
+        process: 0,
+    };
 
     #[test]
     fn closed_schemas_reject_extra_missing_and_mistyped_keys() {
@@ -519,7 +654,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut g = Generator::default();
         let ops: Vec<OpSpec> = (0..1000)
-            .map(|_| ClientWorkload::Broadcast.next_op(&mut g, &mut rng))
+            .map(|_| ClientWorkload::Broadcast.next_op(&mut g, &mut rng, SLOT))
             .collect();
         let broadcasts: Vec<u64> = ops
             .iter()
@@ -535,7 +670,7 @@ mod tests {
             (0..broadcasts.len() as u64).collect::<Vec<_>>(),
             "values 0, 1, 2, ... in order"
         );
-        let e = ClientWorkload::Echo.next_op(&mut g, &mut rng);
+        let e = ClientWorkload::Echo.next_op(&mut g, &mut rng, SLOT);
         assert!(e.value.as_str().unwrap().starts_with("Please echo "));
         assert_eq!(
             "unique-ids".parse::<ClientWorkload>(),
@@ -552,7 +687,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
         let mut g = Generator::default();
         let ops: Vec<OpSpec> = (0..3000)
-            .map(|_| ClientWorkload::GCounter.next_op(&mut g, &mut rng))
+            .map(|_| ClientWorkload::GCounter.next_op(&mut g, &mut rng, SLOT))
             .collect();
         let adds: Vec<i64> = ops
             .iter()
@@ -569,7 +704,7 @@ mod tests {
             adds.len()
         );
         let ops: Vec<OpSpec> = (0..2000)
-            .map(|_| ClientWorkload::PnCounter.next_op(&mut g, &mut rng))
+            .map(|_| ClientWorkload::PnCounter.next_op(&mut g, &mut rng, SLOT))
             .collect();
         let deltas: std::collections::BTreeSet<i64> = ops
             .iter()
@@ -578,7 +713,7 @@ mod tests {
             .collect();
         assert_eq!(deltas, (-5..=4).collect(), "deltas uniform in -5..=4");
         let elements: Vec<u64> = (0..1000)
-            .map(|_| ClientWorkload::GSet.next_op(&mut g, &mut rng))
+            .map(|_| ClientWorkload::GSet.next_op(&mut g, &mut rng, SLOT))
             .filter(|o| o.f == "add")
             .map(|o| o.value.as_u64().unwrap())
             .collect();
@@ -694,5 +829,116 @@ mod tests {
                 assert!(e.exception.unwrap().contains("key-does-not-exist"));
             }
         }
+    }
+
+    #[test]
+    fn lin_kv_generator_groups_keys_and_retires_them() {
+        let w = ClientWorkload::LinKv;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // 2 nodes, concurrency 8: two groups of 4; threads 0 and 1 read, the rest write/cas.
+        let mut g = Generator::for_nodes(2);
+        let slot = |thread, process| Slot {
+            thread,
+            threads: 8,
+            process,
+        };
+        let mut fs = std::collections::BTreeMap::new();
+        for i in 0..4000u64 {
+            let t = (i % 8) as usize;
+            let o = w.next_op(&mut g, &mut rng, slot(t, t as u64));
+            let key = o.value[0].as_u64().unwrap();
+            assert_eq!(key, (t / 4) as u64, "group {} keeps its key", t / 4);
+            match o.f {
+                "read" => {
+                    assert!(t < 2, "only the first n threads read");
+                    assert_eq!(o.value[1], Value::Null);
+                }
+                "write" => assert!((0..5).contains(&o.value[1].as_u64().unwrap())),
+                "cas" => {
+                    let [from, to] = [0, 1].map(|k| o.value[1][k].as_u64().unwrap());
+                    assert!(from < 5 && to < 5);
+                }
+                f => panic!("unexpected {f}"),
+            }
+            *fs.entry(o.f).or_insert(0) += 1;
+        }
+        assert_eq!(fs["read"], 1000);
+        assert!(
+            (1800..2200).contains(&fs["cas"]),
+            "cas:write about 2:1: {fs:?}"
+        );
+        // A group moves to a fresh key once 20 processes have used its key.
+        let mut g = Generator::for_nodes(2);
+        let o = w.next_op(&mut g, &mut rng, slot(0, 0));
+        assert_eq!(o.value[0], json!(0), "the first group to start takes key 0");
+        for p in 0..LIN_KV_PROCESS_LIMIT as u64 {
+            let o = w.next_op(&mut g, &mut rng, slot(4, 4 + 8 * p));
+            assert_eq!(o.value[0], json!(1));
+        }
+        let o = w.next_op(&mut g, &mut rng, slot(5, 1000));
+        assert_eq!(o.value[0], json!(2), "the 21st process starts key 2");
+        let o = w.next_op(&mut g, &mut rng, slot(0, 0));
+        assert_eq!(o.value[0], json!(0), "the other group keeps key 0");
+        assert_eq!(w.check_concurrency(8, 2), Ok(()));
+        assert!(w.check_concurrency(2, 2).unwrap_err().contains("2n"));
+        assert_eq!(ClientWorkload::Echo.check_concurrency(1, 2), Ok(()));
+        assert_eq!(w.client_timeout_ms(0), 1000);
+        assert_eq!(w.client_timeout_ms(300), 3000);
+        assert_eq!(ClientWorkload::Echo.client_timeout_ms(300), 5000);
+        assert!(!w.has_final_phase() && w.final_op().is_none() && !w.reusable_client());
+        assert_eq!(w.name().parse::<ClientWorkload>(), Ok(w));
+    }
+
+    #[test]
+    fn lin_kv_requests_schemas_and_completions() {
+        let w = ClientWorkload::LinKv;
+        let (r, wr, c) = (
+            op("read", json!([3, null])),
+            op("write", json!([3, 4])),
+            op("cas", json!([3, [4, 1]])),
+        );
+        assert_eq!(w.request(&r), json!({"type":"read","key":3}));
+        assert_eq!(w.request(&wr), json!({"type":"write","key":3,"value":4}));
+        assert_eq!(w.request(&c), json!({"type":"cas","key":3,"from":4,"to":1}));
+        let reply = |b: Value| Reply::Body(obj(b));
+        let done = w.complete(
+            &r,
+            &reply(json!({"type":"read_ok","value":4,"in_reply_to":1})),
+        );
+        assert_eq!((done.kind, done.value), (OpType::Ok, json!([3, 4])));
+        let done = w.complete(&wr, &reply(json!({"type":"write_ok","in_reply_to":1})));
+        assert_eq!((done.kind, done.value), (OpType::Ok, json!([3, 4])));
+        let done = w.complete(
+            &c,
+            &reply(json!({"type":"cas_ok","in_reply_to":1,"msg_id":2})),
+        );
+        assert_eq!(done.kind, OpType::Ok);
+        // Closed schemas.
+        for (o, bad) in [
+            (&r, json!({"type":"read_ok","in_reply_to":1})),
+            (
+                &r,
+                json!({"type":"read_ok","value":1,"key":3,"in_reply_to":1}),
+            ),
+            (&wr, json!({"type":"write_ok","value":4,"in_reply_to":1})),
+            (&c, json!({"type":"write_ok","in_reply_to":1})),
+        ] {
+            assert_eq!(w.complete(o, &reply(bad)).kind, OpType::Info);
+        }
+        // with-errors: reads are idempotent; 20 and 22 are definite.
+        assert_eq!(w.complete(&r, &Reply::Timeout).kind, OpType::Fail);
+        assert_eq!(w.complete(&wr, &Reply::Timeout).kind, OpType::Info);
+        assert_eq!(w.complete(&c, &Reply::Timeout).kind, OpType::Info);
+        let err = |code| reply(json!({"type":"error","code":code,"in_reply_to":1}));
+        let done = w.complete(&c, &err(22));
+        assert_eq!(
+            (done.kind, done.error),
+            (OpType::Fail, Some(json!(["precondition-failed", null])))
+        );
+        assert_eq!(w.complete(&r, &err(20)).kind, OpType::Fail);
+        assert_eq!(w.complete(&c, &err(20)).kind, OpType::Fail);
+        assert_eq!(w.complete(&c, &err(13)).kind, OpType::Info);
+        assert_eq!(w.complete(&r, &err(13)).kind, OpType::Fail);
+        assert_eq!(w.complete(&wr, &err(1000)).kind, OpType::Info);
     }
 }

@@ -1016,3 +1016,106 @@ fn a_pn_counter_over_lin_kv_with_cas_is_valid() {
     assert_eq!(reads.len(), 2);
     assert!(reads.iter().all(|v| v.as_i64() == Some(sum)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// lin-kv
+
+/// The lin-kv fixture (`src/bin/kv-proxy.rs`): forwards every request to a KV service.
+fn kv_proxy() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kv-proxy"))
+}
+
+/// Two nodes, one group of 2n = 4 workers (2 readers, 2 writing or cas-ing) on key 0, some
+/// latency so that requests from the two nodes interleave at the service.
+const LIN_KV_FLAGS: [&str; 10] = [
+    "--node-count",
+    "2",
+    "--concurrency",
+    "2n",
+    "--time-limit",
+    "3",
+    "--rate",
+    "100",
+    "--latency",
+    "2",
+];
+
+/// How many `ok` completions each of read, write and cas had in a run's history; a test that
+/// judges a run must see all three, or its verdict would be vacuous.
+fn ok_counts(r: &Run) -> [usize; 3] {
+    let history = jsonl(&r.run_dir().join("history.jsonl"));
+    ["read", "write", "cas"].map(|f| {
+        history
+            .iter()
+            .filter(|op| op["type"] == "ok" && op["f"] == f)
+            .count()
+    })
+}
+
+/// Proxying to the linearizable `lin-kv` service is linearizable: the checker searched every
+/// key and found an order for each, over a history with successful reads, writes and cas.
+#[test]
+fn a_lin_kv_proxy_over_the_lin_kv_service_is_valid() {
+    let r = run_test("lin-kv", &kv_proxy(), &LIN_KV_FLAGS, &["lin-kv"]);
+    let o = r.expect_valid();
+    let [reads, writes, cas] = ok_counts(&r);
+    assert!(
+        reads >= 10 && writes >= 5 && cas >= 2,
+        "too few ok ops to mean anything: {reads} reads, {writes} writes, {cas} cas"
+    );
+    let w = &o.results["workload"];
+    assert_eq!(w["failures"], serde_json::json!([]), "{w}");
+    assert_eq!(w["unknown"], serde_json::json!([]), "{w}");
+    let keys = w["results"].as_object().expect("per-key results");
+    assert!(!keys.is_empty(), "{w}");
+    assert!(keys
+        .values()
+        .all(|k| k["valid?"] == true && k["op-count"].as_u64() > Some(0)));
+    // Failed cas (error 22) and reads of a missing key (error 20) are definite failures.
+    let history = jsonl(&r.run_dir().join("history.jsonl"));
+    assert!(history.iter().all(|op| op["type"] != "info"), "no timeouts");
+    assert!(history
+        .iter()
+        .any(|op| op["type"] == "fail" && op["f"] == "cas"));
+}
+
+/// The same proxy over `lww-kv` (two replicas that never converge, so reads often miss the
+/// latest write) is caught, with a key and the ops around the failure.
+#[test]
+fn a_lin_kv_proxy_over_lww_kv_is_not_linearizable() {
+    let r = run_test("lin-kv", &kv_proxy(), &LIN_KV_FLAGS, &["lww-kv"]);
+    let o = r.expect_invalid();
+    let [reads, writes, cas] = ok_counts(&r);
+    assert!(
+        reads >= 10 && writes >= 5 && cas >= 1,
+        "too few ok ops to mean anything: {reads} reads, {writes} writes, {cas} cas"
+    );
+    let w = &o.results["workload"];
+    assert_eq!(w["valid?"], false, "{w}");
+    let key = w["failures"][0].as_str().expect("a failing key");
+    let k = &w["results"][key];
+    assert_eq!(k["valid?"], false);
+    assert!(k["op"]["f"].is_string(), "{k}");
+    assert!(!k["window"].as_array().unwrap().is_empty(), "{k}");
+}
+
+/// Maelstrom's default concurrency (1n) cannot fill lin-kv's groups of 2n workers: refused as a
+/// bad argument before anything runs.
+#[test]
+fn lin_kv_with_too_little_concurrency_is_a_bad_argument() {
+    let results = tempfile::tempdir().unwrap();
+    let proxy = kv_proxy();
+    let out = maelstrom_bin(
+        &[
+            "-w",
+            "lin-kv",
+            "--bin",
+            proxy.to_str().unwrap(),
+            "--node-count",
+            "2",
+        ],
+        results.path(),
+    );
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--concurrency 2n"));
+}

@@ -3,14 +3,15 @@
 //!
 //! Every checker takes plain data ([`Op`]s or [`JournalEvent`]s) and returns a serialisable
 //! result whose JSON keys are Maelstrom's own (`valid?`, `stable-count`, `msgs-per-op`, …), so the
-//! numbers compare directly with a real Maelstrom run. None of them does I/O or reads a clock.
+//! numbers compare directly with a real Maelstrom run. None of them does I/O or reads a clock,
+//! except that [`linearizable`] checks its search budget's deadline, if it is given one.
 //!
 //! Reading order:
 //! - [`Validity`]: Jepsen's three-valued `:valid?` and its "worst wins" combination.
 //! - [`set_full`]: the broadcast and g-set workload checker.
 //! - [`stats`], [`availability`], [`exceptions`]: the workload-independent checkers.
-//! - [`echo`], [`unique_ids`], [`counter`] (g-counter and pn-counter): the other workloads'
-//!   checkers.
+//! - [`echo`], [`unique_ids`], [`counter`] (g-counter and pn-counter), [`linearizable`] (lin-kv):
+//!   the other workloads' checkers.
 //! - [`net`]: message counts from the network journal, plus our per-type and per-node
 //!   breakdown.
 //! - [`compose`] and [`part`]: assemble the top-level results object.
@@ -26,6 +27,7 @@ pub mod counter;
 pub mod echo;
 pub mod exceptions;
 pub(crate) mod json;
+pub mod linearizable;
 pub mod net;
 mod pairing;
 pub mod set_full;

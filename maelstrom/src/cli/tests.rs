@@ -264,6 +264,7 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
             "g-set",
             "g-counter",
             "pn-counter",
+            "lin-kv",
         ]
         .contains(&name);
         assert_eq!(
@@ -272,7 +273,7 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
             "{name}"
         );
     }
-    let err = WorkloadName::LinKv.check_implemented().unwrap_err();
+    let err = WorkloadName::Kafka.check_implemented().unwrap_err();
     assert!(err.to_string().contains("does not implement"));
     assert!(parse(&["-w", "nope", "--bin", "x"]).is_err());
 }
@@ -362,4 +363,29 @@ fn opts_serialise_for_the_run_folder() {
     assert_eq!(v["nemesis"], serde_json::json!(["kill"]));
     assert_eq!(v["availability"], 0.5);
     assert!(o.seed_line().contains(&o.seed.to_string()));
+}
+
+#[test]
+fn lin_kv_needs_concurrency_in_multiples_of_2n() {
+    // Maelstrom's defaults (lin-kv, 1n) are refused up front, as a bad argument.
+    let o = resolve(&[]).unwrap();
+    let err = o.check_workload().unwrap_err();
+    assert!(matches!(
+        err,
+        CliError::LinKvConcurrency {
+            concurrency: 5,
+            groups: 10
+        }
+    ));
+    assert!(err.to_string().contains("--concurrency 2n"));
+    assert_eq!(err.exit_code(), EXIT_BAD_ARGS);
+    for ok in ["2n", "4n", "6"] {
+        let o = resolve(&["--node-count", "3", "--concurrency", ok]).unwrap();
+        assert!(o.check_workload().is_ok(), "{ok}");
+    }
+    let o = resolve(&["--node-count", "3", "--concurrency", "3n"]).unwrap();
+    assert!(o.check_workload().is_err());
+    // Other workloads take any concurrency.
+    let o = resolve(&["-w", "echo"]).unwrap();
+    assert!(o.check_workload().is_ok());
 }

@@ -212,6 +212,39 @@ impl Summary {
         self.line(label, current);
     }
 
+    /// For each key found not linearizable (up to 3): the op the search could not place, the
+    /// last op it placed, the register's value then, and the ops pending at that point.
+    fn linearizability_failures(&mut self, w: &Value) {
+        let brief = |o: &Value| {
+            format!(
+                "p{} {} {} {}",
+                value_text(o.get("process").unwrap_or(&Value::Null)),
+                value_text(o.get("type").unwrap_or(&Value::Null)),
+                value_text(o.get("f").unwrap_or(&Value::Null)),
+                compact(o.get("value").unwrap_or(&Value::Null))
+            )
+        };
+        let failures = w.get("failures").and_then(Value::as_array);
+        for key in failures.into_iter().flatten().take(3) {
+            let key = value_text(key);
+            let Some(r) = w.get("results").and_then(|r| r.get(&key)) else {
+                continue;
+            };
+            let after = r.get("previous-ok").map_or("the start".into(), brief);
+            let line = format!(
+                "key {key}: cannot place {} after {after} (register {})",
+                r.get("op").map_or("?".into(), brief),
+                r.get("last-state").map_or("?".into(), compact)
+            );
+            self.more(shorten(&line, WIDTH - LABEL - 4));
+            if let Some(window) = r.get("window").and_then(Value::as_array) {
+                let items = window.iter().map(brief);
+                let line = format!("  pending: {}", examples(items, window.len()));
+                self.more(shorten(&line, WIDTH - LABEL - 4));
+            }
+        }
+    }
+
     fn workload(&mut self, w: Option<&Value>) {
         let Some(w) = w.filter(|w| w.is_object()) else {
             return;
@@ -244,9 +277,20 @@ impl Summary {
                 examples(reads.iter().map(Value::to_string), reads.len())
             ));
         }
+        // lin-kv (Jepsen's independent checker): keys checked, failed, undecided.
+        if let Some(results) = w.get("results").and_then(Value::as_object) {
+            let count = |k: &str| w.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+            parts.push(format!(
+                "keys {}, not linearizable {}, undecided {}",
+                results.len(),
+                count("failures"),
+                count("unknown")
+            ));
+        }
         if !parts.is_empty() {
             self.line("workload", parts.join(", "));
         }
+        self.linearizability_failures(w);
         if let Some(acceptable) = w.get("acceptable").filter(|a| a.is_array()) {
             self.more(format!("acceptable: {acceptable}"));
         }

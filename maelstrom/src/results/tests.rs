@@ -300,6 +300,41 @@ fn summary_verdicts_and_other_workloads() {
 }
 
 #[test]
+fn summary_of_a_lin_kv_failure() {
+    use crate::checker::linearizable::{check, Budget};
+    use crate::history::{Op, OpType, Process};
+    let op = |index: usize, kind, process, f: &str, value| Op {
+        index,
+        time: index as u64,
+        kind,
+        process: Process::Client(process),
+        f: f.into(),
+        value,
+        error: None,
+        exception: None,
+        final_: false,
+    };
+    let history = [
+        op(0, OpType::Invoke, 0, "write", json!([4, 1])),
+        op(1, OpType::Ok, 0, "write", json!([4, 1])),
+        op(2, OpType::Invoke, 1, "read", json!([4, null])),
+        op(3, OpType::Ok, 1, "read", json!([4, 3])),
+    ];
+    let w = serde_json::to_value(check(&history, Budget::UNLIMITED)).unwrap();
+    let s = summary(
+        &json!({"valid?": false, "workload": w}),
+        &SummaryInfo::default(),
+    );
+    assert!(s.contains("keys 1, not linearizable 1, undecided 0"), "{s}");
+    assert!(
+        s.contains("key 4: cannot place p1 ok read [4,3] after p0 ok write [4,1] (register 1)"),
+        "{s}"
+    );
+    assert!(s.contains("pending: p1 ok read [4,3]"), "{s}");
+    assert!(s.lines().all(|l| l.chars().count() <= WIDTH), "{s}");
+}
+
+#[test]
 fn summary_never_panics_on_odd_input() {
     for v in [
         json!(null),

@@ -37,13 +37,14 @@ pub(super) fn worker(
     w: ClientWorkload,
     t: usize,
     node: String,
+    timeout: Duration,
     rx: Receiver<Assignment>,
     done: Sender<Done>,
 ) {
     let mut client = shared.open_client();
     let aborting = || shared.aborting.load(Ordering::Relaxed);
     while let Ok(a) = rx.recv() {
-        let reply = client.call(&shared, &node, w.request(&a.op), RPC_TIMEOUT, &aborting);
+        let reply = client.call(&shared, &node, w.request(&a.op), timeout, &aborting);
         let completion = w.complete(&a.op, &reply);
         if completion.kind == OpType::Info && !w.reusable_client() {
             // The thread's process is replaced: close this client, open a fresh `c<k>`.
@@ -70,6 +71,8 @@ pub(super) struct Workers {
     /// Thread t's process; a fresh one after an `info` op ([`process_after_info`]).
     pub(super) process: Vec<u64>,
     pub(super) counters: Arc<ProgressCounters>,
+    /// The client RPC timeout ([`ClientWorkload::client_timeout_ms`]).
+    pub(super) timeout: Duration,
 }
 
 impl Workers {
@@ -124,7 +127,7 @@ impl Workers {
     /// Waits until every thread is idle (each call ends within its timeout), checking for
     /// crashed nodes meanwhile so that a crash aborts the run at once.
     pub(super) fn wait_idle(&mut self, ctx: &RunCtx<'_>, what: &str) -> anyhow::Result<()> {
-        let deadline = Instant::now() + RPC_TIMEOUT + Duration::from_secs(1);
+        let deadline = Instant::now() + self.timeout.max(RPC_TIMEOUT) + Duration::from_secs(1);
         while self.any_busy() {
             match self.done_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(d) => self.complete(ctx, d),
@@ -241,7 +244,7 @@ pub(super) fn main_phase(
     let opts = ctx.opts;
     let shared = &ctx.shared;
     let n = workers.busy.len();
-    let mut ops = OpSchedule::start(opts.rate, n, main_start, op_rng);
+    let mut ops = OpSchedule::start(opts.rate, n, main_start, op_rng).for_nodes(opts.nodes.len());
     let mut last_crash_check = Instant::now();
     loop {
         let now = shared.now();
@@ -258,8 +261,9 @@ pub(super) fn main_phase(
         }
         let next_at = ops.next_at();
         if now >= next_at {
-            let busy = &workers.busy;
-            if let Some((t, op)) = ops.issue(now, n, |t| !busy[t], workload, op_rng) {
+            let (busy, process) = (&workers.busy, &workers.process);
+            if let Some((t, op)) = ops.issue(now, n, |t| !busy[t], |t| process[t], workload, op_rng)
+            {
                 workers.invoke(ctx, t, op, false)?;
                 continue;
             }

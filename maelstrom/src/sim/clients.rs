@@ -149,6 +149,7 @@ impl<W: Workload> Sim<'_, W> {
             self.now,
             workers.len(),
             |t| workers[t].busy.is_none(),
+            |t| workers[t].process,
             self.cfg.client,
             &mut self.op_rng,
         ) else {

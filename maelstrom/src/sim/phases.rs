@@ -176,7 +176,8 @@ impl<W: Workload> Sim<'_, W> {
             self.workers.len(),
             self.main_start,
             &mut self.op_rng,
-        );
+        )
+        .for_nodes(self.cfg.nodes);
         if ops.next_at() < self.cutoff {
             self.at(ops.next_at(), Event::NextOp);
         }
