@@ -38,7 +38,7 @@
 //! [`NemesisPlan`]: crate::nemesis::NemesisPlan
 //! [`apply_nemesis`]: crate::coordinator::apply_nemesis
 
-use crate::analysis::{analyse, recoveries};
+use crate::analysis::{analyse, no_live_node_ms, recoveries};
 use crate::checker::AvailabilityTarget;
 use crate::cli::{TestOpts, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
 use crate::coordinator::{Seeds, CLIENT_TIMEOUT_MS, INIT_TIMEOUT_MS, RECOVERY_MS};
@@ -233,8 +233,15 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "nodes": *lock(&ctx.used),
     });
     if workload == ClientWorkload::Broadcast && opts.has_fault(Fault::Kill) {
-        results["runner"]["recoveries"] =
-            json!(recoveries(&history, &opts.nodes, opts.concurrency));
+        let main_end_ms = opts.time_limit_secs * 1_000;
+        results["runner"]["recoveries"] = json!(recoveries(
+            &history,
+            &opts.nodes,
+            opts.concurrency,
+            main_end_ms
+        ));
+        results["runner"]["no-live-node-ms"] =
+            json!(no_live_node_ms(&history, &opts.nodes, main_end_ms));
     }
     dir.write_results(&results)?;
     dir.update_latest_links()?;
