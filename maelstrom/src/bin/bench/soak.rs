@@ -160,8 +160,11 @@ fn render(
     // Warm-up: the first two minutes; compare the second minute with the last.
     let at = |minute: u64| samples.iter().find(|x| x.at_s >= minute * 60);
     let second = at(1);
-    let last = samples.last();
-    let growth = |f: &dyn Fn(&Sample) -> Option<f64>| match (second.and_then(f), last.and_then(f)) {
+    // The last sample that saw the figure (the final samples may come after the nodes stopped).
+    let growth = |f: &dyn Fn(&Sample) -> Option<f64>| match (
+        second.and_then(f),
+        samples.iter().rev().find_map(f),
+    ) {
         (Some(a), Some(b)) if a > 0.0 => Some(format!(
             "{:.1} → {:.1} MiB ({:+.0} %)",
             a,
