@@ -154,7 +154,9 @@ pub(super) fn router(shared: Arc<Switchboard>, mut services: Services) {
             if let Some(input) = routes.nodes.get(&d.packet.dest) {
                 line.clear();
                 d.packet.write_line(d.id, &mut line);
-                input.send(line.clone());
+                if !input.send(line.clone()) && input.overflowed() == 1 {
+                    stdin_overflow(&shared, &d.packet.dest);
+                }
             } else if let Some(tx) = routes.clients.get(&d.packet.dest) {
                 let _ = tx.send(d);
             } else if let Some(reply) = services.reply_to(&d.packet) {
@@ -169,6 +171,21 @@ pub(super) fn router(shared: Arc<Switchboard>, mut services: Services) {
             }
         }
     }
+}
+
+/// The first line dropped because node `node` has not read [`STDIN_QUEUE_BYTES`] of its input:
+/// reported loudly, once, and listed with the wedged nodes.
+///
+/// [`STDIN_QUEUE_BYTES`]: crate::process::STDIN_QUEUE_BYTES
+fn stdin_overflow(shared: &Switchboard, node: &str) {
+    let err = format!(
+        "stopped reading its STDIN: {} MiB of messages are waiting for it",
+        crate::process::STDIN_QUEUE_BYTES >> 20
+    );
+    tracing::error!(
+        "node {node}: {err}. The runner drops further messages to it until it reads again."
+    );
+    lock(&shared.wedged).push((node.to_string(), err));
 }
 
 /// Builds the sink a node's stdout reader feeds: valid lines go into the network; the first
@@ -193,7 +210,8 @@ pub(super) fn stdout_sink(
             },
             Err(m) => format!(
                 "printed a line to STDOUT which Maelstrom rejects ({}): {}",
-                m.reason, m.line
+                m.reason,
+                m.excerpt()
             ),
         };
         dead = true;
