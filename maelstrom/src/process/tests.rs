@@ -356,3 +356,27 @@ fn a_line_that_never_ends_is_reported_while_the_node_runs() {
     // unterminated last line is not reported at all.
     assert!(rx.try_recv().is_err());
 }
+
+#[test]
+fn the_last_line_a_sigkill_cut_short_is_not_reported() {
+    let fx = Fixture::new();
+    let (node, rx) = fx.spawn("n12", "printf '{\"src\":\"n12\"'; exec sleep 1000");
+    // Give the partial line time to reach the reader, which holds it waiting for its end.
+    eventually("the partial line read", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", node.pid()))
+            .is_ok_and(|s| s.contains("(sleep)"))
+    });
+    thread::sleep(Duration::from_millis(50));
+    node.stop().unwrap();
+    assert!(node.wait_for_readers(WAIT));
+    assert!(
+        rx.try_recv().is_err(),
+        "a line cut by the runner's SIGKILL was reported"
+    );
+    // The same unterminated line from a node that exits on its own is a malformed message.
+    let (node, rx) = fx.spawn("n13", "printf '{\"src\":\"n13\"'; exit 0");
+    let (_, line) = rx.recv_timeout(WAIT).unwrap();
+    assert!(matches!(line.unwrap_err().reason, LineError::NotJson(_)));
+    eventually("exit", || node.try_exit_status().is_some());
+    assert!(node.stop().unwrap().exited_on_its_own);
+}
