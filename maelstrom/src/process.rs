@@ -5,11 +5,14 @@
 //!
 //! One [`NodeProcess`] is one incarnation of a node. It owns the child and three threads, named
 //! like Maelstrom's (`"<id> stdin"`, `"<id> stdout"`, `"<id> stderr"`), in `pipes`:
-//! - **stdin writer**: fed by an unbounded channel through cheap-clone [`NodeInput`] handles, so
-//!   the network never blocks on a slow or paused node. It writes each line plus `\n` and flushes
-//!   only when the channel is momentarily empty, batching writes under load. Lines that cannot be
-//!   written (the process is gone) are counted and dropped, never a panic or an endless block.
-//! - **stdout reader**: reads lines, checks each against Maelstrom's closed envelope schema with
+//! - **stdin writer**: fed by a channel through cheap-clone [`NodeInput`] handles, so the network
+//!   never blocks on a slow or paused node. It writes each line plus `\n` and flushes only when the
+//!   channel is momentarily empty, batching writes under load. Lines that cannot be written (the
+//!   process is gone) are counted and dropped, never a panic or an endless block. The queue holds
+//!   at most [`STDIN_QUEUE_BYTES`]; past that, a node that does not read its stdin loses further
+//!   lines ([`NodeInput::overflowed`]) rather than growing the runner without bound.
+//! - **stdout reader**: reads lines of at most [`MAX_LINE_BYTES`] (a longer one is reported as
+//!   soon as it passes the limit, and its rest discarded unread into memory), checks each against Maelstrom's closed envelope schema with
 //!   [`parse_stdout_line`] (in `line`), and hands `(node id, Ok(ParsedLine) |
 //!   Err(BadLine))` to the caller's [`LineSink`], in output order. What to do with a
 //!   malformed line (Maelstrom stops reading that node for the rest of the test) is the driver's
@@ -17,11 +20,16 @@
 //! - **stderr reader**: appends every line to `node-logs/<id>.log` (flushed per line) and, with
 //!   `--log-stderr`, echoes it as `[<id> stderr] line` on the runner's stderr.
 //!
-//! The last [`TAIL_LINES`] lines of stdout and stderr are kept for crash reports; a report waits
-//! (briefly) for both readers to reach the end of the streams, so it shows the node's last words.
+//! The last [`TAIL_LINES`] lines of stdout and stderr are kept (their first 2000 characters) for
+//! crash reports; a report waits (briefly) for both readers to reach the end of the streams, so it
+//! shows the node's last words.
 //!
 //! The child runs in its own process group and every signal goes to the group, so a node started
 //! through a wrapper (`#!/bin/sh` script, `cargo run`) is killed, paused and resumed as a whole.
+//! When the node exits on its own, what is left of its group is SIGKILLed before the node is
+//! reaped, so helpers it forked cannot keep its pipes open. Helpers that left the group are the
+//! business of [`kill_orphans`] (`orphans`), at teardown. The runner never sends SIGTERM: like
+//! Maelstrom, it stops nodes with SIGKILL, which no node can ignore.
 //! A restart after `kill` is simply a new `NodeProcess` from the same [`NodeCommand`]; the log file
 //! is opened for appending, so one file covers every incarnation, separated by a marker line.
 
