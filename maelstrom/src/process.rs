@@ -10,7 +10,8 @@
 //!   channel is momentarily empty, batching writes under load. Lines that cannot be written (the
 //!   process is gone) are counted and dropped, never a panic or an endless block. The queue holds
 //!   at most [`STDIN_QUEUE_BYTES`]; past that, a node that does not read its stdin loses further
-//!   lines ([`NodeInput::overflowed`]) rather than growing the runner without bound.
+//!   lines ([`NodeInput::overflowed`]) rather than growing the runner without bound. Before that,
+//!   at [`STDIN_BACKLOG_BYTES`], the driver holds back the nodes that send to it.
 //! - **stdout reader**: reads lines of at most [`MAX_LINE_BYTES`] (a longer one is reported as
 //!   soon as it passes the limit, and its rest discarded unread into memory), checks each against Maelstrom's closed envelope schema with
 //!   [`parse_stdout_line`] (in `line`), and hands `(node id, Ok(ParsedLine) |
@@ -78,6 +79,13 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// node are dropped and counted ([`NodeInput::overflowed`]), so a node that never reads cannot
 /// make the runner's memory grow without bound. Maelstrom's queues are unbounded.
 pub const STDIN_QUEUE_BYTES: u64 = 64 << 20;
+
+/// A stdin queue holding this much (32 MiB, half of [`STDIN_QUEUE_BYTES`]) is *backlogged*
+/// ([`NodeInput::backlogged`]): the driver then stops reading the output of the nodes that send
+/// to it, as a full pipe would stop them, so a flood towards a node that does not read stops at
+/// its source instead of costing the runner's journal a record per message; the other half is
+/// headroom for messages already in flight.
+pub const STDIN_BACKLOG_BYTES: u64 = STDIN_QUEUE_BYTES / 2;
 
 /// The marker written to a node's log when a new incarnation starts appending to it.
 pub const RESTART_MARKER: &str = "--- restarted ---";
@@ -200,6 +208,8 @@ struct InputShared {
     queued_bytes: AtomicU64,
     /// Lines dropped because the queue held [`STDIN_QUEUE_BYTES`] (also counted in `dropped`).
     overflowed: AtomicU64,
+    /// Set by the first [`NodeInput::first_backlog`]: one report per incarnation.
+    backlog_reported: AtomicBool,
 }
 
 impl NodeInput {
@@ -235,6 +245,24 @@ impl NodeInput {
     /// ([`STDIN_QUEUE_BYTES`]); they are counted in [`NodeInput::dropped`] too.
     pub fn overflowed(&self) -> u64 {
         self.shared.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// The queue of this live incarnation holds at least [`STDIN_BACKLOG_BYTES`]: the node is
+    /// not keeping up with its input.
+    pub fn backlogged(&self) -> bool {
+        self.shared.queued_bytes.load(Ordering::Relaxed) >= STDIN_BACKLOG_BYTES
+            && self
+                .shared
+                .tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+    }
+
+    /// True once per incarnation, for whoever first finds it backlogged or overflowing and
+    /// reports it.
+    pub fn first_backlog(&self) -> bool {
+        !self.shared.backlog_reported.swap(true, Ordering::Relaxed)
     }
 
     /// Lines that never reached the process (it had exited, or this incarnation was stopped).
@@ -374,6 +402,7 @@ impl NodeProcess {
                     dropped: AtomicU64::new(0),
                     queued_bytes: AtomicU64::new(0),
                     overflowed: AtomicU64::new(0),
+                    backlog_reported: AtomicBool::new(false),
                 }),
             },
             stdout_tail: Arc::default(),
