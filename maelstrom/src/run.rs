@@ -29,7 +29,8 @@
 //! once instead of waiting out their 5 s timeout.
 //!
 //! **Teardown**, whether the run ends in results or in an abort: every node is SIGKILLed and
-//! reaped, the router stops, the history and the journal are written, and the `latest` links
+//! reaped, then every process the nodes forked out of their process groups
+//! ([`crate::process::kill_orphans`], when the binary made itself their reaper), the router stops, the history and the journal are written, and the `latest` links
 //! point at the run (on a panic, the nodes are still killed and the router stopped). A node
 //! found exited at teardown aborts the run too, and its report comes before whatever
 //! error the run had already hit: a dead node is why nothing else answered.
