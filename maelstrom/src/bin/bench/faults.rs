@@ -31,7 +31,10 @@ struct Totals {
 }
 
 /// The durability matrix; see the module docs.
-pub fn run(runner: &str, node: &str, out: &Path, scratch: &Path, seeds: u64) {
+///
+/// With `reuse`, a run whose `results.json` is already in `scratch` is not run again, so the table
+/// can be re-rendered (after a change to this file) from the runs it was made of.
+pub fn run(runner: &str, node: &str, out: &Path, scratch: &Path, seeds: u64, reuse: bool) {
     let configs: [(&str, String); 2] = [
         (
             "5 nodes (3c)",
@@ -58,18 +61,20 @@ pub fn run(runner: &str, node: &str, out: &Path, scratch: &Path, seeds: u64) {
          acknowledged before its kill (the durability promise: must be 0).\n\
          - *first read*: p50 over main-phase restarts of the time from the restart to the first read the \
          node served: the read sampling that bounds the catch-up figures below from beneath.\n\
-         - *catch-up*: over main-phase restarts, the time from the restart (or from the heal of the \
-         partition in force at the restart) to the first read served by the node that held every value \
-         acknowledged anywhere before its kill; p50 / max. An upper bound: a read only shows the state \
-         when one arrives (about one per node per second at 5 nodes, two at 25).\n\
-         - *not caught up*: main-phase restarts after which no read served by the node held them all \
-         (killed again first, or no read reached it). Final-phase restarts are read only by the final \
-         reads, after the 10 s quiet period, so they are counted in *restarts* only.\n",
+         - *catch-up*: over main-phase restarts that the node served a read for during the main phase \
+         (their count in brackets), the time from the restart (or from the heal of the partition in \
+         force at the restart) to the first read served by the node that held every value acknowledged \
+         anywhere before its kill; p50 / max. An upper bound: a read only shows the state when one \
+         arrives, and a client whose request went to the killed node waits out its 5 s timeout first. \
+         Restarts first read by the final reads (after the 10 s quiet period), including those of the \
+         final phase's `start`, are counted in *restarts* only.\n\
+         - *not caught up*: of those, restarts after which no read served by the node held them all \
+         (killed again first).\n",
         DEAD_SCHEDULE_FRACTION * 100.0
     );
     for (title, flags) in &configs {
         let _ = writeln!(s, "\n## {title}\n");
-        let _ = writeln!(s, "| seed | valid | lost | stable / attempted | never-read | msgs-per-op | max latency ms | no live node s | restarts | reads missing own | first read p50 ms | catch-up p50 / max ms | not caught up | lag p99 µs | command |");
+        let _ = writeln!(s, "| seed | valid | lost | stable / attempted | never-read | msgs-per-op | max latency ms | no live node s | restarts | reads missing own | first read p50 ms | catch-up p50 / max ms (restarts) | not caught up | lag p99 µs | command |");
         let _ = writeln!(
             s,
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -81,16 +86,22 @@ pub fn run(runner: &str, node: &str, out: &Path, scratch: &Path, seeds: u64) {
                 "faults-{}-{seed}",
                 title.split_whitespace().next().unwrap_or("x")
             ));
-            eprintln!("faults: {title} seed {seed}");
-            let exit = Command::new(runner)
-                .args(command.split_whitespace().skip(1))
-                .args(["--results-dir", &dir.to_string_lossy(), "--no-progress"])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .map(|s| s.code().unwrap_or(-1))
-                .unwrap_or(-1);
+            let results = dir.join("broadcast").join("latest").join("results.json");
+            let exit = if reuse && results.exists() {
+                0
+            } else {
+                eprintln!("faults: {title} seed {seed}");
+                let _ = std::fs::remove_dir_all(&dir);
+                Command::new(runner)
+                    .args(command.split_whitespace().skip(1))
+                    .args(["--results-dir", &dir.to_string_lossy(), "--no-progress"])
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .map(|s| s.code().unwrap_or(-1))
+                    .unwrap_or(-1)
+            };
             t.runs += 1;
-            match read_results(&dir.join("broadcast").join("latest").join("results.json")) {
+            match read_results(&results) {
                 Some(v) => row(&mut s, &mut t, seed, &v, &command),
                 None => {
                     let _ = writeln!(
@@ -125,9 +136,20 @@ fn row(s: &mut String, t: &mut Totals, seed: u64, v: &Value, command: &str) {
         .cloned()
         .unwrap_or_default();
     let field = |r: &Value, k: &str| r.get(k).and_then(Value::as_u64);
+    let main_end_ms = TIME_LIMIT_SECS * 1_000;
     let main: Vec<&Value> = recoveries
         .iter()
         .filter(|r| r.get("final-phase?") != Some(&Value::Bool(true)))
+        .collect();
+    // Restarts read during the main phase: the others were first read by the final reads, after
+    // the quiet period, so their catch-up cannot be seen.
+    let read_in_main: Vec<&Value> = main
+        .iter()
+        .copied()
+        .filter(|r| {
+            let at = field(r, "restarted-at-ms").unwrap_or(0);
+            field(r, "first-read-after-ms").is_some_and(|f| at + f < main_end_ms)
+        })
         .collect();
     let missing_own: u64 = recoveries
         .iter()
@@ -137,21 +159,21 @@ fn row(s: &mut String, t: &mut Totals, seed: u64, v: &Value, command: &str) {
         .iter()
         .filter_map(|r| field(r, "first-read-after-ms"))
         .collect();
-    let mut catch_ups: Vec<u64> = main
+    let mut catch_ups: Vec<u64> = read_in_main
         .iter()
         .filter_map(|r| {
             let rec = field(r, "recovered-after-ms")?;
             Some(rec.saturating_sub(field(r, "partitioned-for-ms").unwrap_or(0)))
         })
         .collect();
-    let not_caught_up = main.len() - catch_ups.len();
+    let not_caught_up = read_in_main.len() - catch_ups.len();
     t.restarts += recoveries.len();
     t.missing_own += missing_own;
     t.not_caught_up += not_caught_up;
     t.catch_ups.extend(&catch_ups);
     let _ = writeln!(
         s,
-        "| {seed} | {}{} | {} | {} / {} | {} | {} | {} | {:.1} | {} + {} | {missing_own} | {} | {} / {} | {not_caught_up} | {} | `{command}` |",
+        "| {seed} | {}{} | {} | {} / {} | {} | {} | {} | {:.1} | {} + {} | {missing_own} | {} | {} / {} ({}) | {not_caught_up} | {} | `{command}` |",
         if valid { "yes" } else { "**no**" },
         if dead { " †" } else { "" },
         fmt(lost, 0),
@@ -166,6 +188,7 @@ fn row(s: &mut String, t: &mut Totals, seed: u64, v: &Value, command: &str) {
         fmt(p50(&mut first_reads), 0),
         fmt(p50(&mut catch_ups), 0),
         fmt(catch_ups.iter().max().map(|&x| x as f64), 0),
+        read_in_main.len(),
         fmt(num(v, &["runner", "delivery-lag-us", "p99"]), 0),
     );
 }
@@ -212,8 +235,11 @@ mod tests {
                 "no-live-node-ms": 19_500,
                 "recoveries": [
                     {"final-phase?": false, "reads-missing-own": 0, "first-read-after-ms": 40,
-                     "recovered-after-ms": 900, "partitioned-for-ms": 500},
-                    {"final-phase?": false, "reads-missing-own": 1, "first-read-after-ms": 60},
+                     "recovered-after-ms": 900, "partitioned-for-ms": 500, "restarted-at-ms": 1000},
+                    {"final-phase?": false, "reads-missing-own": 1, "first-read-after-ms": 60,
+                     "restarted-at-ms": 2000},
+                    {"final-phase?": false, "reads-missing-own": 0, "first-read-after-ms": 10_000,
+                     "recovered-after-ms": 10_000, "restarted-at-ms": 15_000},
                     {"final-phase?": true, "reads-missing-own": 0, "recovered-after-ms": 10_000},
                 ]
             }
@@ -223,7 +249,7 @@ mod tests {
         row(&mut s, &mut t, 11, &v, "cmd");
         assert!(s.starts_with("| 11 | **no** † | 0 | 0 / 10 |"), "{s}");
         assert!(
-            s.contains("| 19.5 | 2 + 1 | 1 | 40 | 400 / 400 | 1 |"),
+            s.contains("| 19.5 | 3 + 1 | 1 | 60 | 400 / 400 (2) | 1 |"),
             "{s}"
         );
         assert_eq!(

@@ -6,7 +6,7 @@
 //!   node setting and fault variant; writes `BENCHMARKS.md` (one row per run, each naming the
 //!   command that reproduces it) and `frontier.svg` (msgs-per-op against stable latency, with the
 //!   published and reference points of the efficiency issue marked).
-//! - **`bench --faults [--seeds N]`** ([`faults`], `just faults`): the durability matrix, N seeds of
+//! - **`bench --faults [--seeds N] [--reuse]`** ([`faults`], `just faults`): the durability matrix, N seeds of
 //!   `--nemesis kill,pause,partition` at 5 and at 25 nodes; writes `FAULTS.md`.
 //! - **`bench --soak [--soak-secs S]`** ([`soak`], `just soak`): one long kill, pause and partition
 //!   run at 25 nodes with the memory of the runner and the nodes sampled; writes `SOAK.md` and the
@@ -64,6 +64,10 @@ struct Cli {
     /// Durability matrix: seeds 1 to N for each configuration.
     #[arg(long, value_name = "N", default_value_t = 20, requires = "faults")]
     seeds: u64,
+    /// Durability matrix: re-render from the run folders already under `<out>/bench-runs`, running
+    /// only the missing ones.
+    #[arg(long, requires = "faults")]
+    reuse: bool,
     /// Runner capacity: the load-generating fixture binary.
     #[arg(
         long,
@@ -101,7 +105,14 @@ fn main() {
             cli.seed,
         );
     } else if cli.faults {
-        faults::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seeds);
+        faults::run(
+            &cli.runner,
+            &cli.node,
+            &cli.out,
+            &scratch,
+            cli.seeds,
+            cli.reuse,
+        );
     } else {
         settings::run(
             &cli.runner,
@@ -198,7 +209,8 @@ mod tests {
         let c = parse(&["--cited", "/x/broadcast", "--seed", "3"]).unwrap();
         assert_eq!((c.cited.as_deref(), c.seed), (Some("/x/broadcast"), 3));
         let c = parse(&["--faults", "--seeds", "5"]).unwrap();
-        assert!(c.faults && c.seeds == 5);
+        assert!(c.faults && c.seeds == 5 && !c.reuse);
+        assert!(parse(&["--faults", "--reuse"]).unwrap().reuse);
         assert!(parse(&["--capacity"]).unwrap().capacity);
         let c = parse(&["--soak", "--soak-secs", "60", "--seed", "2"]).unwrap();
         assert!(c.soak && c.soak_secs == 60 && c.seed == 2);
@@ -221,6 +233,7 @@ mod tests {
             &["--capacity", "--cited", "p"],
             &["--seeds", "3"],
             &["--soak-secs", "3"],
+            &["--reuse"],
             &["--soak", "--faults"],
             &["--fixture", "f"],
         ] {
