@@ -62,7 +62,9 @@ pub struct FaultInterval {
 /// `start-partition` completion (value `["isolated", {node: [sources]}]`) to the next
 /// `stop-partition` completion; a node is killed (paused) from the `kill` (`pause`) completion
 /// naming it to the first `start` (`resume`) completion naming it. Faults still on at the end of
-/// the history end at `end_us`. Values of other shapes are skipped.
+/// the history end at `end_us`. As in Jepsen, a nemesis invocation is an `info` op too; it is told
+/// from the completion by its value (a spec name such as `"majority"`, or `null`), which names no
+/// node, so it is skipped like any value of another shape.
 pub fn fault_intervals(history: &[Op], end_us: u64) -> Vec<FaultInterval> {
     let mut out = Vec::new();
     let mut partition: Option<FaultInterval> = None;
@@ -73,7 +75,7 @@ pub fn fault_intervals(history: &[Op], end_us: u64) -> Vec<FaultInterval> {
     for op in completions {
         let t = op.time / 1_000;
         match op.f.as_str() {
-            "start-partition" => {
+            "start-partition" if op.value.is_array() => {
                 if let Some(mut p) = partition.take() {
                     p.end = t;
                     out.push(p);
@@ -103,7 +105,7 @@ pub fn fault_intervals(history: &[Op], end_us: u64) -> Vec<FaultInterval> {
                     from: Some(from),
                 });
             }
-            "stop-partition" => {
+            "stop-partition" if !op.value.is_null() => {
                 if let Some(mut p) = partition.take() {
                     p.end = t;
                     out.push(p);

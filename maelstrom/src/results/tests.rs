@@ -459,23 +459,20 @@ fn nem(index: usize, ms: u64, f: &str, value: Value) -> Op {
 fn fault_intervals_from_nemesis_ops() {
     use crate::results::html::fault_intervals;
     let history = vec![
-        // Invocations are ignored: intervals run between completions.
-        op(
-            0,
-            100,
-            OpType::Invoke,
-            Process::Nemesis,
-            "start-partition",
-            json!("majority"),
-        ),
+        // Invocations (`info` ops too, as Jepsen's nemesis records them) are told by their
+        // values and ignored: intervals run between completions.
+        nem(0, 100, "start-partition", json!("majority")),
         nem(
             1,
             110,
             "start-partition",
             json!(["isolated", {"n1": ["n2"], "n2": ["n1"], "n3": []}]),
         ),
+        nem(2, 290, "kill", json!("one")),
         nem(2, 300, "kill", json!({"n3": "killed"})),
+        nem(3, 390, "stop-partition", Value::Null),
         nem(3, 400, "stop-partition", json!("network-healed")),
+        nem(3, 450, "start", json!("all")),
         nem(4, 500, "pause", json!({"n1": "paused", "n2": "paused"})),
         nem(5, 600, "start", json!(["started", ["n3"]])),
         nem(6, 700, "resume", json!({"n1": "resumed"})),
