@@ -1,8 +1,8 @@
 //! `report.html` in a real browser: a real broadcast run with partitions (the `maelstrom` binary
 //! on murmur's `broadcast` node), its report loaded in headless Chromium, and the rendered page
 //! checked against the run's own files: the diagram drew every journaled message on one lane per
-//! participant, the latency plot every completed client op, the node table one row per node, the
-//! checker tables are there, a message picked through the page's `#msg=<id>` link shows that
+//! participant, the latency plot every completed client op, the timeline every invocation on one
+//! row per client process, the node table one row per node, the checker tables are there, a message picked through the page's `#msg=<id>` link shows that
 //! message's body from `messages.jsonl`, and the page's script raised no error.
 //!
 //! Chromium is Debian's `chromium` (or `$CHROMIUM`). Where it is not installed the test says so
@@ -189,6 +189,19 @@ fn report_renders_in_headless_chromium() {
     );
     assert_eq!(num("id=\"diagram\"", "data-lanes"), lanes.len());
     assert_eq!(num("id=\"latency\"", "data-points"), completed);
+    // Throughput: one line per f/outcome shown (the run has ok broadcasts and ok reads at least).
+    assert!(num("id=\"rate\"", "data-series") >= 2);
+    // Timeline: one bar per client invocation, one row per client process.
+    let invoked: Vec<u64> = history
+        .iter()
+        .filter(|o| o["type"] == "invoke")
+        .filter_map(|o| o["process"].as_u64())
+        .collect();
+    let mut processes = invoked.clone();
+    processes.sort_unstable();
+    processes.dedup();
+    assert_eq!(num("id=\"timeline\"", "data-ops"), invoked.len());
+    assert_eq!(num("id=\"timeline\"", "data-rows"), processes.len());
     let node_rows = inner(&dom, "id=\"t-nodes\"", "</table>")
         .matches("data-node=")
         .count();
