@@ -2,7 +2,8 @@
 //! on murmur's `broadcast` node), its report loaded in headless Chromium, and the rendered page
 //! checked against the run's own files: the diagram drew every journaled message on one lane per
 //! participant, the latency plot every completed client op, the timeline every invocation on one
-//! row per client process, the node table one row per node, the checker tables are there, a message picked through the page's `#msg=<id>` link shows that
+//! row per client process, the node table one row per node with its last read, the checker
+//! tables are there, a message picked through the page's `#msg=<id>` link shows that
 //! message's body from `messages.jsonl`, and the page's script raised no error.
 //!
 //! Chromium is Debian's `chromium` (or `$CHROMIUM`). Where it is not installed the test says so
@@ -206,6 +207,10 @@ fn report_renders_in_headless_chromium() {
         .matches("data-node=")
         .count();
     assert_eq!(node_rows, 5);
+    // Broadcast: every node served reads, so every row names its last one.
+    let nodes_table = inner(&dom, "id=\"t-nodes\"", "</table>");
+    assert!(nodes_table.contains("last read: returned"));
+    assert_eq!(nodes_table.matches(" values at ").count(), 5);
     for table in [
         "t-checkers",
         "t-stats",

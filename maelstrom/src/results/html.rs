@@ -10,8 +10,9 @@
 //! end of a run carries every value, and a thousand of them would otherwise dominate the file.
 //!
 //! Rendering is split from writing so tests can check the data without a file system, and the
-//! fault intervals ([`fault_intervals`]) are computed here, from the history's nemesis ops, where
-//! they can be unit-tested, rather than in the page's script.
+//! fault intervals ([`fault_intervals`], from the history's nemesis ops) and broadcast nodes' last
+//! reads ([`broadcast_last_reads`], from the journal's bodies) are computed here, where they can be
+//! unit-tested, rather than in the page's script.
 
 use super::run_dir::ResultsError;
 use crate::history::{JournalEvent, JournalKind, Op, OpType, Process};
@@ -161,6 +162,98 @@ fn named_nodes(value: &Value) -> Vec<String> {
     }
 }
 
+/// For broadcast: a node's last `read_ok`, and the values acknowledged to a client (`broadcast_ok`
+/// sent, by any node) before the node received that read, which the read did not return.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastRead {
+    pub node: String,
+    /// When the node received the read request (µs).
+    pub asked: u64,
+    /// How many values the read returned.
+    pub returned: usize,
+    /// Acknowledged before `asked` and not returned, in acknowledgement order (at most
+    /// [`MISSING_SHOWN`]); `missing_count` has them all.
+    pub missing: Vec<Value>,
+    pub missing_count: usize,
+}
+
+/// At most this many missing values per node are listed in the page.
+pub const MISSING_SHOWN: usize = 50;
+
+/// The last read of each node of a broadcast run, from the journal's bodies: requests are matched
+/// to replies by (client, node, `msg_id` = `in_reply_to`). Nodes that served no read, and every node
+/// when the journal has no bodies (`--no-journal-bodies`), are left out: the journal cannot tell.
+pub fn broadcast_last_reads(journal: &[JournalEvent]) -> Vec<LastRead> {
+    let body = |e: &JournalEvent| -> Option<Value> {
+        e.body.as_deref().and_then(|b| serde_json::from_str(b).ok())
+    };
+    let msg_id = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64);
+    // (client, node, msg_id) → broadcast value / read delivery time.
+    let mut broadcasts: HashMap<(&str, &str, u64), Value> = HashMap::new();
+    let mut read_ids: HashMap<u64, (&str, &str, u64)> = HashMap::new();
+    let mut read_asked: HashMap<(&str, &str, u64), u64> = HashMap::new();
+    let mut acked: Vec<(u64, Value)> = Vec::new();
+    let mut last: BTreeMap<&str, (u64, Vec<Value>)> = BTreeMap::new();
+    for e in journal {
+        match (e.kind, e.body_type.as_str()) {
+            (JournalKind::Send, "broadcast") => {
+                if let Some(b) = body(e) {
+                    if let (Some(id), Some(v)) = (msg_id(&b, "msg_id"), b.get("message")) {
+                        broadcasts.insert((&e.src, &e.dest, id), v.clone());
+                    }
+                }
+            }
+            (JournalKind::Send, "read") => {
+                if let Some(id) = body(e).and_then(|b| msg_id(&b, "msg_id")) {
+                    read_ids.insert(e.id, (&e.src, &e.dest, id));
+                }
+            }
+            (JournalKind::Recv, "read") => {
+                if let Some(&key) = read_ids.get(&e.id) {
+                    read_asked.insert(key, e.time / 1_000);
+                }
+            }
+            (JournalKind::Send, "broadcast_ok") => {
+                let v = body(e)
+                    .and_then(|b| msg_id(&b, "in_reply_to"))
+                    .and_then(|id| broadcasts.get(&(e.dest.as_str(), e.src.as_str(), id)));
+                if let Some(v) = v {
+                    acked.push((e.time / 1_000, v.clone()));
+                }
+            }
+            (JournalKind::Send, "read_ok") => {
+                let Some(b) = body(e) else { continue };
+                let asked = msg_id(&b, "in_reply_to")
+                    .and_then(|id| read_asked.get(&(e.dest.as_str(), e.src.as_str(), id)));
+                let values = b.get("messages").and_then(Value::as_array);
+                if let (Some(&asked), Some(values)) = (asked, values) {
+                    last.insert(&e.src, (asked, values.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    last.into_iter()
+        .map(|(node, (asked, values))| {
+            let have: std::collections::HashSet<String> =
+                values.iter().map(Value::to_string).collect();
+            let missing: Vec<Value> = acked
+                .iter()
+                .take_while(|(t, _)| *t < asked)
+                .filter(|(_, v)| !have.contains(&v.to_string()))
+                .map(|(_, v)| v.clone())
+                .collect();
+            LastRead {
+                node: node.to_string(),
+                asked,
+                returned: values.len(),
+                missing_count: missing.len(),
+                missing: missing.into_iter().take(MISSING_SHOWN).collect(),
+            }
+        })
+        .collect()
+}
+
 /// Messages as columns, in order of send time (then id).
 #[derive(Debug, Default, Serialize)]
 struct Messages {
@@ -212,6 +305,8 @@ struct Data<'a> {
     bodies: Vec<Option<String>>,
     ops: Ops,
     faults: Vec<FaultInterval>,
+    /// Broadcast runs only: each node's last read (see [`broadcast_last_reads`]).
+    last_reads: Option<Vec<LastRead>>,
     end_us: u64,
     body_limit: usize,
 }
@@ -387,6 +482,7 @@ pub fn render(
         bodies,
         ops,
         faults: fault_intervals(history, end_us),
+        last_reads: (meta.workload == "broadcast").then(|| broadcast_last_reads(journal)),
         end_us,
         body_limit: BODY_LIMIT,
     };

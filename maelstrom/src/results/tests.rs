@@ -681,3 +681,112 @@ fn analyze_rewrites_the_page_from_a_run_folder() {
     );
     assert_eq!(d["bodies"][0], r#"{"type":"echo","echo":"x"}"#);
 }
+
+#[test]
+fn broadcast_last_reads_name_missing_acknowledged_values() {
+    use crate::results::html::broadcast_last_reads;
+    let mut id = 0;
+    let mut j = Vec::new();
+    let mut msg = |ms: u64, src: &str, dest: &str, body: Value, delivered: bool| {
+        let ev = |kind| JournalEvent {
+            kind,
+            time: ms * 1_000_000,
+            id,
+            src: src.into(),
+            dest: dest.into(),
+            body_type: body["type"].as_str().unwrap().into(),
+            body: (kind == JournalKind::Send).then(|| Arc::from(body.to_string().as_str())),
+        };
+        j.push(ev(JournalKind::Send));
+        if delivered {
+            j.push(ev(JournalKind::Recv));
+        }
+        id += 1;
+    };
+    msg(
+        1,
+        "c0",
+        "n0",
+        json!({"type": "broadcast", "msg_id": 1, "message": 5}),
+        true,
+    );
+    msg(
+        2,
+        "n0",
+        "c0",
+        json!({"type": "broadcast_ok", "in_reply_to": 1}),
+        true,
+    );
+    msg(
+        3,
+        "c1",
+        "n1",
+        json!({"type": "broadcast", "msg_id": 1, "message": 6}),
+        true,
+    );
+    msg(
+        3,
+        "n1",
+        "c1",
+        json!({"type": "broadcast_ok", "in_reply_to": 1}),
+        true,
+    );
+    // n1's reads: an early one, then its last, which lacks 5 (acknowledged at 2 ms).
+    msg(4, "c2", "n1", json!({"type": "read", "msg_id": 1}), true);
+    msg(
+        4,
+        "n1",
+        "c2",
+        json!({"type": "read_ok", "in_reply_to": 1, "messages": []}),
+        true,
+    );
+    msg(5, "c2", "n1", json!({"type": "read", "msg_id": 2}), true);
+    msg(
+        5,
+        "n1",
+        "c2",
+        json!({"type": "read_ok", "in_reply_to": 2, "messages": [6]}),
+        true,
+    );
+    // n0 has both; a value acknowledged after its read was asked does not count.
+    msg(6, "c3", "n0", json!({"type": "read", "msg_id": 7}), true);
+    msg(
+        7,
+        "c4",
+        "n1",
+        json!({"type": "broadcast", "msg_id": 3, "message": 9}),
+        true,
+    );
+    msg(
+        7,
+        "n1",
+        "c4",
+        json!({"type": "broadcast_ok", "in_reply_to": 3}),
+        true,
+    );
+    msg(
+        8,
+        "n0",
+        "c3",
+        json!({"type": "read_ok", "in_reply_to": 7, "messages": [6, 5]}),
+        true,
+    );
+    let reads = broadcast_last_reads(&j);
+    let got: Vec<(&str, u64, usize, &[Value])> = reads
+        .iter()
+        .map(|r| (r.node.as_str(), r.asked, r.returned, r.missing.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("n0", 6_000, 2, &[][..]), ("n1", 5_000, 1, &[json!(5)][..])]
+    );
+    // Without bodies the journal cannot tell: no rows rather than a guess.
+    let bare: Vec<JournalEvent> = j
+        .into_iter()
+        .map(|mut e| {
+            e.body = None;
+            e
+        })
+        .collect();
+    assert!(broadcast_last_reads(&bare).is_empty());
+}
