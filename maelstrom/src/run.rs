@@ -257,7 +257,12 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
             json!(recoveries(&history, &opts.nodes, opts.concurrency));
     }
     dir.write_results(&results)?;
-    crate::results::html::write(dir.path(), &results, &history, &journal, &report_meta(None))?;
+    // The verdict stands without its page: a failure to write it is reported, not an abort.
+    if let Err(e) =
+        crate::results::html::write(dir.path(), &results, &history, &journal, &report_meta(None))
+    {
+        tracing::warn!("{e}");
+    }
     dir.update_latest_links()?;
     let exit_code = match results.get("valid?") {
         Some(Value::Bool(true)) => EXIT_VALID,
