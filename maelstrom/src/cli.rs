@@ -54,13 +54,45 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands. Only `test` exists so far (Maelstrom also has `analyze`, `serve`, `demo`).
+/// The subcommands: `test` and `analyze` (Maelstrom also has `serve` and `demo`).
+// Parsed once per process: the size of the `test` variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a test against a node binary.
     // tools.cli lets a repeated option override the earlier one; clap rejects it unless told.
     #[command(args_override_self = true)]
     Test(TestArgs),
+    /// Write a finished run's report.html again, from its run folder.
+    Analyze(AnalyzeArgs),
+}
+
+/// `maelstrom analyze [RUN_FOLDER]`. Unlike Maelstrom's `analyze`, which re-runs the checkers on
+/// the latest stored test, this re-creates `report.html` from the folder's `results.json`,
+/// `history.jsonl` and `messages.jsonl` (e.g. after upgrading the runner, or for a run whose page
+/// was deleted); the checkers' results are the stored ones.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// The run folder (`results/<workload>/<timestamp>`, or a `latest` link).
+    #[arg(value_name = "RUN_FOLDER", default_value = "results/latest")]
+    pub run_folder: PathBuf,
+}
+
+/// A command line as one string a POSIX shell would split back into the same arguments: each
+/// argument that holds anything but letters, digits and `-_./=:,+@%` goes in single quotes.
+pub fn shell_line<I: IntoIterator<Item = S>, S: AsRef<str>>(args: I) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    args.into_iter()
+        .map(|a| {
+            let a = a.as_ref();
+            if !a.is_empty() && a.chars().all(plain) {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Cli {
@@ -202,6 +234,12 @@ pub struct TestArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long, help_heading = "Runner (murmur)")]
     pub no_progress: bool,
+
+    /// Journal message types, not bodies, in `messages.jsonl` (and show no bodies in
+    /// `report.html`). By default every sent message's body is journaled, as Maelstrom does;
+    /// for very long or very busy runs this saves the runner's memory and the file's size.
+    #[arg(long, help_heading = "Runner (murmur)")]
+    pub no_journal_bodies: bool,
 
     #[command(flatten)]
     pub compat: CompatArgs,
@@ -565,6 +603,11 @@ pub struct TestOpts {
     pub results_dir: PathBuf,
     pub keep_data: bool,
     pub no_progress: bool,
+    /// Whether `messages.jsonl` keeps message bodies (default yes; `--no-journal-bodies`).
+    pub journal_bodies: bool,
+    /// The command line as typed, recorded in `results.json` (`runner.command`) and shown by
+    /// `report.html`; the binary sets it, library callers may leave it `None`.
+    pub command: Option<String>,
     /// Notes for the user about flags that were given but have no effect here.
     pub warnings: Vec<String>,
 }
@@ -656,6 +699,8 @@ impl TestArgs {
             results_dir: self.results_dir.clone(),
             keep_data: self.keep_data,
             no_progress: self.no_progress,
+            journal_bodies: !self.no_journal_bodies,
+            command: None,
             warnings: self.compat.warnings(),
         })
     }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Jepsen's op types: an invocation, then exactly one completion (`ok`, `fail` or `info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,6 +82,11 @@ pub enum JournalKind {
 
 /// One network journal event (as in Maelstrom's `net/journal.clj`): every message accepted by the
 /// network is journaled as `send` before any partition check, and as `recv` when it is delivered.
+///
+/// In `messages.jsonl` (written by [`crate::results::RunDir::write_journal`]) a `send` line carries
+/// the message's `body` as a JSON object when bodies are journaled (the default; `--no-journal-bodies`
+/// turns them off); a `recv` line never does, since it names the same message by `id` and the
+/// body would only double the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEvent {
     pub kind: JournalKind,
@@ -92,4 +98,8 @@ pub struct JournalEvent {
     pub dest: String,
     /// The body's `type`, or empty when it has none; used for the per-type breakdown.
     pub body_type: String,
+    /// The body's JSON text, on `send` events when the network journals bodies (shared, not
+    /// copied, between clones). Serialised raw by the journal writer, hence skipped here.
+    #[serde(skip)]
+    pub body: Option<Arc<str>>,
 }

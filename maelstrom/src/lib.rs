@@ -21,8 +21,8 @@
 //! - [`process`]: real node processes over pipes: stdin writer, strict stdout line parsing,
 //!   stderr logs, kill/pause/resume and crash detection.
 //! - [`procstats`]: node CPU and peak memory from `/proc`, for the benchmarks.
-//! - [`results`]: the run folder (`results/<workload>/<time>/`, `latest` links, JSON writers),
-//!   the terminal summary, and the progress bar.
+//! - [`results`]: the run folder (`results/<workload>/<time>/`, `latest` links, JSON writers,
+//!   Jepsen's `history.txt`), the terminal summary, the progress bar, and `report.html`.
 //! - [`sim`]: deterministic simulation: node logic in-process under virtual time on the same
 //!   network, nemesis, coordinator and checkers, with crash-restart over a simulated disk; one seed
 //!   replays a run.

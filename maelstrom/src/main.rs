@@ -1,4 +1,5 @@
-//! `maelstrom test -w broadcast --bin target/release/broadcast --node-count 5 ...`: the runner's CLI.
+//! `maelstrom test -w broadcast --bin target/release/broadcast --node-count 5 ...`: the runner's CLI;
+//! `maelstrom analyze [RUN_FOLDER]` writes a finished run's `report.html` again.
 //! Exit codes as Maelstrom: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 aborted.
 
 use maelstrom::cli::{Cli, Command, EXIT_ABORTED};
@@ -13,14 +14,32 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let Command::Test(args) = Cli::parse_or_exit().command;
-    let opts = match args.resolve().and_then(|o| o.check_workload().map(|()| o)) {
+    let args = match Cli::parse_or_exit().command {
+        Command::Test(args) => args,
+        Command::Analyze(a) => {
+            return match maelstrom::results::html::rewrite(&a.run_folder) {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("maelstrom analyze: {e:#}");
+                    ExitCode::from(EXIT_ABORTED as u8)
+                }
+            };
+        }
+    };
+    let mut opts = match args.resolve().and_then(|o| o.check_workload().map(|()| o)) {
         Ok(opts) => opts,
         Err(e) => {
             eprintln!("maelstrom: {e}");
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    // Recorded in results.json and shown by report.html; lossy only for non-UTF-8 arguments.
+    opts.command = Some(maelstrom::cli::shell_line(
+        std::env::args_os().map(|a| a.to_string_lossy().into_owned()),
+    ));
     for w in &opts.warnings {
         tracing::warn!("{w}");
     }

@@ -17,7 +17,9 @@
 //! - **Ids.** One global counter from 0, assigned at send, shared by every sender.
 //! - **Journal.** Every accepted send is journaled as [`JournalKind::Send`] at send time, before any
 //!   partition check; every delivery as [`JournalKind::Recv`] at its intended delivery time.
-//!   Dropped messages get no `Recv`.
+//!   Dropped messages get no `Recv`. With [`Net::set_journal_bodies`] the `Send` event also keeps
+//!   a copy of the body text (off by default: the simulator's sweeps do not need it; the
+//!   real-time driver turns it on unless `--no-journal-bodies`).
 //! - **Latency.** 0 ms if `src` or `dest` is a client (`murmur::wire::is_client`: first character
 //!   `c`); otherwise a sample from [`Latency`]. Service traffic gets latency.
 //! - **Queues and head-of-line blocking.** Each receiver has a priority queue ordered by
@@ -398,6 +400,7 @@ pub struct Net {
     now: u64,
     dropped: u64,
     lag: LagHistogram,
+    journal_bodies: bool,
 }
 
 impl Net {
@@ -417,11 +420,17 @@ impl Net {
             now: 0,
             dropped: 0,
             lag: LagHistogram::default(),
+            journal_bodies: false,
         }
     }
 
     pub fn latency(&self) -> Latency {
         self.latency
+    }
+
+    /// Whether `Send` journal events keep a copy of the message body (default: no).
+    pub fn set_journal_bodies(&mut self, on: bool) {
+        self.journal_bodies = on;
     }
 
     /// Registers a receiver with an empty queue. Ids are never silently replaced: registering a
@@ -546,6 +555,9 @@ impl Net {
             src: packet.src.clone(),
             dest: packet.dest.clone(),
             body_type: packet.body_type.clone(),
+            body: self
+                .journal_bodies
+                .then(|| std::sync::Arc::from(packet.body.as_str())),
         });
         let src_is_node = self.slots[src_slot]
             .as_ref()
@@ -741,6 +753,7 @@ impl Net {
                 src: packet.src.clone(),
                 dest: packet.dest.clone(),
                 body_type: packet.body_type.clone(),
+                body: None,
             });
             self.ready.push(Ready {
                 id,

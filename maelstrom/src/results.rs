@@ -2,8 +2,8 @@
 //! progress bar.
 //!
 //! - [`RunDir`]: `results/<workload>/<yyyyMMddTHHmmss.mmm>/` (Jepsen's `store/` layout, with JSON
-//!   instead of EDN) holding `results.json`, `history.jsonl` (+ `history.txt`),
-//!   `messages.jsonl`, `node-logs/<id>.log`, and any extras. `results/current` points at the run
+//!   instead of EDN) holding `results.json`, `history.jsonl` (+ Jepsen's `history.txt`),
+//!   `messages.jsonl` (with message bodies), `report.html`, `node-logs/<id>.log`, and any extras. `results/current` points at the run
 //!   while it is under way; `results/latest` and `results/<workload>/latest` are pointed at it
 //!   when it ends. Links are relative and replaced atomically (temporary link + rename), so a
 //!   reader never sees a missing or half-written link.
@@ -11,16 +11,20 @@
 //!   <https://github.com/jepsen-io/maelstrom/blob/main/doc/results.md>), ending with
 //!   Maelstrom's own verdict line. It reads the JSON, not the checker types, so it tolerates
 //!   absent sections (they print nothing) and can render a stored `results.json` again.
+//! - [`html`]: `report.html`, the run's self-contained page (verdict, checker tables, latency
+//!   plot, message diagram, per-node table), written at the end of every run and by
+//!   `maelstrom analyze`.
 //! - [`Progress`]: an indicatif bar on stderr for the main phase, fed by atomic
 //!   [`ProgressCounters`]; hidden when stderr is not a terminal or when asked.
 
+pub mod html;
 mod progress;
 mod report;
 mod run_dir;
 
 pub use progress::{Progress, ProgressCounters};
 pub use report::{summary, verdict, SummaryInfo, VERDICT_INVALID, VERDICT_UNKNOWN, VERDICT_VALID};
-pub use run_dir::{format_timestamp, ResultsError, RunDir};
+pub use run_dir::{format_timestamp, jepsen_line, parse_journal_line, ResultsError, RunDir};
 
 #[cfg(test)]
 mod tests;

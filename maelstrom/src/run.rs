@@ -30,7 +30,9 @@
 //!
 //! **Teardown**, whether the run ends in results or in an abort: every node is SIGKILLed and
 //! reaped, then every process the nodes forked out of their process groups
-//! ([`crate::process::kill_orphans`], when the binary made itself their reaper), the router stops, the history and the journal are written, and the `latest` links
+//! ([`crate::process::kill_orphans`], when the binary made itself their reaper), the router stops,
+//! the history and the journal are written (and `report.html`, after `results.json` when there are
+//! results), and the `latest` links
 //! point at the run (on a panic, the nodes are still killed and the router stopped). A node
 //! found exited at teardown aborts the run too, and its report comes before whatever
 //! error the run had already hit: a dead node is why nothing else answered.
@@ -143,6 +145,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         ..
     } = Seeds::derive(opts.seed);
     let mut net = Net::new(latency, net_rng);
+    net.set_journal_bodies(opts.journal_bodies);
     // The services are up before any node, reachable by every node, never partitioned.
     for service in ServiceId::ALL {
         net.register_service(service.name())?;
@@ -214,7 +217,22 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     dir.write_history(&history)?;
     dir.write_journal(&journal)?;
 
+    let report_meta = |aborted: Option<String>| crate::results::html::ReportMeta {
+        workload: workload.name().to_string(),
+        run: dir.name().to_string(),
+        command: opts.command.clone(),
+        seed: Some(opts.seed),
+        nodes: opts.nodes.clone(),
+        aborted,
+    };
     if let Err(e) = abort_error(outcome, crashes) {
+        // An aborted run has no results, but its messages may show why: the page still helps.
+        let meta = report_meta(Some(format!("{e:#}")));
+        if let Err(e) =
+            crate::results::html::write(dir.path(), &json!({}), &history, &journal, &meta)
+        {
+            tracing::warn!("{e}");
+        }
         dir.update_latest_links()?;
         return Err(e);
     }
@@ -232,6 +250,9 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "overloaded": overloaded,
         "wedged-nodes": lock(&shared.wedged).iter().map(|(n, e)| json!({"node": n, "error": e})).collect::<Vec<_>>(),
         "nodes": *lock(&ctx.used),
+        "workload": workload.name(),
+        "command": opts.command,
+        "journal-bodies": opts.journal_bodies,
     });
     if workload == ClientWorkload::Broadcast && opts.has_fault(Fault::Kill) {
         let main_end_ms = opts.time_limit_secs * 1_000;
@@ -245,6 +266,12 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
             json!(no_live_node_ms(&history, &opts.nodes, main_end_ms));
     }
     dir.write_results(&results)?;
+    // The verdict stands without its page: a failure to write it is reported, not an abort.
+    if let Err(e) =
+        crate::results::html::write(dir.path(), &results, &history, &journal, &report_meta(None))
+    {
+        tracing::warn!("{e}");
+    }
     dir.update_latest_links()?;
     let exit_code = match results.get("valid?") {
         Some(Value::Bool(true)) => EXIT_VALID,

@@ -253,6 +253,7 @@ mod tests {
                 src: src.to_owned(),
                 dest: dest.to_owned(),
                 body_type: body_type.to_owned(),
+                body: None,
             };
             self.events.push(ev(JournalKind::Send));
             if !dropped {
@@ -411,6 +412,7 @@ mod tests {
             src: "n1".into(),
             dest: "n2".into(),
             body_type: "x".into(),
+            body: None,
         };
         let journal = vec![
             ev(JournalKind::Send, u64::MAX - 1),

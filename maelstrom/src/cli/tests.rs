@@ -15,6 +15,7 @@ fn parse(args: &[&str]) -> Result<TestArgs, clap::Error> {
     argv.extend_from_slice(args);
     Cli::try_parse_from(argv).map(|cli| match cli.command {
         Command::Test(t) => t,
+        Command::Analyze(a) => panic!("parsed `test` as {a:?}"),
     })
 }
 
@@ -388,4 +389,31 @@ fn lin_kv_needs_concurrency_in_multiples_of_2n() {
     // Other workloads take any concurrency.
     let o = resolve(&["-w", "echo"]).unwrap();
     assert!(o.check_workload().is_ok());
+}
+
+#[test]
+fn analyze_takes_a_run_folder() {
+    let cli = Cli::try_parse_from(["maelstrom", "analyze", "results/echo/x"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Analyze(a) if a.run_folder == std::path::Path::new("results/echo/x"))
+    );
+    let cli = Cli::try_parse_from(["maelstrom", "analyze"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Analyze(a) if a.run_folder == std::path::Path::new("results/latest"))
+    );
+}
+
+#[test]
+fn journal_bodies_by_default() {
+    assert!(resolve(&[]).unwrap().journal_bodies);
+    assert!(!resolve(&["--no-journal-bodies"]).unwrap().journal_bodies);
+}
+
+#[test]
+fn shell_line_quotes_what_a_shell_would_split() {
+    use crate::cli::shell_line;
+    assert_eq!(
+        shell_line(["maelstrom", "test", "--bin", "a b", "--", "it's", ""]),
+        r"maelstrom test --bin 'a b' -- 'it'\''s' ''"
+    );
 }

@@ -1,7 +1,7 @@
 //! The run folder and the files written into it: `results.json`, the history, the journal,
 //! node logs, and the `current`/`latest` links.
 
-use crate::history::{JournalEvent, Op, OpType, Process};
+use crate::history::{JournalEvent, JournalKind, Op, OpType, Process};
 use serde::Serialize;
 use serde_json::Value;
 use std::fs::{self, File};
@@ -176,37 +176,45 @@ impl RunDir {
         Ok(path)
     }
 
-    /// `history.jsonl` (one op per line, the [`Op`] fields) and `history.txt` (Jepsen's
-    /// tab-separated view: process, type, f, value, error). Returns the `.jsonl` path.
+    /// `history.jsonl` (one op per line, the [`Op`] fields) and `history.txt` (Jepsen's text
+    /// form, see [`jepsen_line`]). Returns the `.jsonl` path.
     pub fn write_history(&self, ops: &[Op]) -> Result<PathBuf, ResultsError> {
         let path = self.write_jsonl("history.jsonl", ops)?;
         let txt = self.file("history.txt");
         self.with_writer(&txt, |w| {
+            let mut line = String::new();
             for op in ops {
-                let process = match op.process {
-                    Process::Client(p) => p.to_string(),
-                    Process::Nemesis => "nemesis".to_string(),
-                };
-                let kind = match op.kind {
-                    OpType::Invoke => "invoke",
-                    OpType::Ok => "ok",
-                    OpType::Fail => "fail",
-                    OpType::Info => "info",
-                };
-                write!(w, "{process}\t{kind}\t{}\t{}", op.f, op.value)?;
-                if let Some(err) = &op.error {
-                    write!(w, "\t{err}")?;
-                }
-                w.write_all(b"\n")?;
+                line.clear();
+                jepsen_line(op, &mut line);
+                w.write_all(line.as_bytes())?;
             }
             Ok(())
         })?;
         Ok(path)
     }
 
-    /// `messages.jsonl`: the network journal, one event per line.
+    /// `messages.jsonl`: the network journal, one event per line; a `send` event's body, when it
+    /// was journaled, is appended as `"body":{…}` (its JSON text, verbatim).
     pub fn write_journal(&self, events: &[JournalEvent]) -> Result<PathBuf, ResultsError> {
-        self.write_jsonl("messages.jsonl", events)
+        let path = self.checked_file("messages.jsonl")?;
+        self.with_writer(&path, |w| {
+            let mut buf = Vec::with_capacity(512);
+            for e in events {
+                buf.clear();
+                serde_json::to_writer(&mut buf, e)?;
+                if let Some(body) = &e.body {
+                    // `{…}` → `{…,"body":<body>}`; the event always serialises as an object.
+                    buf.pop();
+                    buf.extend_from_slice(b",\"body\":");
+                    buf.extend_from_slice(body.as_bytes());
+                    buf.push(b'}');
+                }
+                buf.push(b'\n');
+                w.write_all(&buf)?;
+            }
+            Ok(())
+        })?;
+        Ok(path)
     }
 
     /// Points `<root>/latest` and `<root>/<workload>/latest` at this run (relative links,
@@ -280,4 +288,118 @@ pub(super) fn format_in(t: SystemTime, tz: &jiff::tz::TimeZone) -> String {
     at.to_zoned(tz.clone())
         .strftime("%Y%m%dT%H%M%S.%3f")
         .to_string()
+}
+
+/// One line of Jepsen's `history.txt` (its `util/prn-op`): process, type, f and value printed as
+/// Clojure data, tab-separated, then the error (printed, not quoted) if any, e.g.
+/// `3\t:ok\t:broadcast\t7` or `:nemesis\t:info\t:start-partition\t:majority`. Jepsen prints no
+/// time here (`history.jsonl` has it). Values are JSON printed as EDN: `nil`, `[1 2]`,
+/// `{"n1" ["n2"]}`; a nemesis op's string values are printed as keywords (`:majority`), as Jepsen's
+/// nemesis writes them, a client op's as strings.
+pub fn jepsen_line(op: &Op, out: &mut String) {
+    use std::fmt::Write as _;
+    match op.process {
+        Process::Client(p) => {
+            let _ = write!(out, "{p}");
+        }
+        Process::Nemesis => out.push_str(":nemesis"),
+    }
+    out.push_str(match op.kind {
+        OpType::Invoke => "\t:invoke\t:",
+        OpType::Ok => "\t:ok\t:",
+        OpType::Fail => "\t:fail\t:",
+        OpType::Info => "\t:info\t:",
+    });
+    out.push_str(&op.f);
+    out.push('\t');
+    edn(&op.value, op.process == Process::Nemesis, true, out);
+    if let Some(err) = &op.error {
+        out.push('\t');
+        // Maelstrom's error values are keywords (`:net-timeout`) or `[:code "text"]`.
+        match err {
+            Value::String(s) => {
+                out.push(':');
+                out.push_str(s);
+            }
+            Value::Array(a) if a.first().is_some_and(Value::is_string) => {
+                out.push_str("[:");
+                out.push_str(a[0].as_str().unwrap_or_default());
+                for v in &a[1..] {
+                    out.push(' ');
+                    edn(v, false, false, out);
+                }
+                out.push(']');
+            }
+            v => edn(v, false, false, out),
+        }
+    }
+    out.push('\n');
+}
+
+/// A JSON value as Clojure prints it: `readably` quotes strings (`pr`), otherwise they are printed
+/// bare (`print`); `keywords` prints strings as keywords.
+fn edn(v: &Value, keywords: bool, readably: bool, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("nil"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) if keywords && !s.is_empty() && !s.contains(char::is_whitespace) => {
+            out.push(':');
+            out.push_str(s);
+        }
+        Value::String(s) if readably => {
+            // JSON's string escapes are Clojure's for everything a history holds.
+            out.push_str(&Value::String(s.clone()).to_string());
+        }
+        Value::String(s) => out.push_str(s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                edn(x, keywords, readably, out);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                edn(&Value::String(k.clone()), false, readably, out);
+                out.push(' ');
+                edn(x, keywords, readably, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// One line of `messages.jsonl` as read back: the event's fields plus the optional raw body.
+#[derive(serde::Deserialize)]
+struct JournalLine {
+    kind: JournalKind,
+    time: u64,
+    id: u64,
+    src: String,
+    dest: String,
+    body_type: String,
+    #[serde(default)]
+    body: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// Parses one `messages.jsonl` line (as [`RunDir::write_journal`] writes it).
+pub fn parse_journal_line(line: &str) -> Result<JournalEvent, serde_json::Error> {
+    let l: JournalLine = serde_json::from_str(line)?;
+    Ok(JournalEvent {
+        kind: l.kind,
+        time: l.time,
+        id: l.id,
+        src: l.src,
+        dest: l.dest,
+        body_type: l.body_type,
+        body: l.body.map(|b| std::sync::Arc::from(b.get())),
+    })
 }

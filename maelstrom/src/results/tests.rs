@@ -165,9 +165,11 @@ fn writers() {
         .collect();
     assert_eq!(back, ops);
     let txt = fs::read_to_string(run.file("history.txt")).unwrap();
+    // Jepsen's `prn-op`: process, :type, :f, the value as EDN (nemesis strings as keywords),
+    // then the error printed bare.
     assert_eq!(
         txt,
-        "0\tinvoke\techo\t\"Please echo 1\"\nnemesis\tinfo\tkill\t[\"n1\"]\t\"net-timeout\"\n"
+        "0\t:invoke\t:echo\t\"Please echo 1\"\n:nemesis\t:info\t:kill\t[:n1]\t:net-timeout\n"
     );
 
     let events: Vec<JournalEvent> = (0..10_000)
@@ -182,13 +184,29 @@ fn writers() {
             src: "n1".into(),
             dest: "n2".into(),
             body_type: "gossip".into(),
+            // Sends carry their body (with a `</script>` to check nothing escapes it wrongly).
+            body: (i % 2 == 0)
+                .then(|| format!(r#"{{"type":"gossip","v":[{i}],"s":"</script>"}}"#).into()),
         })
         .collect();
     let path = run.write_journal(&events).unwrap();
     let text = fs::read_to_string(path).unwrap();
     assert_eq!(text.lines().count(), 10_000);
-    let last: JournalEvent = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    assert_eq!(last, events[9_999]);
+    let back: Vec<JournalEvent> = text
+        .lines()
+        .map(|l| crate::results::parse_journal_line(l).unwrap())
+        .collect();
+    assert_eq!(back, events);
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["body"]["v"],
+        json!([0]),
+        "the body is a JSON object, not a string"
+    );
+    assert!(text
+        .lines()
+        .nth(1)
+        .is_some_and(|l| !l.contains("\"body\":")));
 
     run.write_json("opts.json", &json!({"seed": 1})).unwrap();
     assert!(run.file("opts.json").is_file());
@@ -378,4 +396,397 @@ fn progress_is_hidden_off_a_terminal_and_counts() {
     p.set_phase("final");
     thread::sleep(Duration::from_millis(20));
     drop(p);
+}
+
+fn op(index: usize, ms: u64, kind: OpType, process: Process, f: &str, value: Value) -> Op {
+    Op {
+        index,
+        time: ms * 1_000_000,
+        kind,
+        process,
+        f: f.into(),
+        value,
+        error: None,
+        exception: None,
+        final_: false,
+    }
+}
+
+#[test]
+fn jepsen_history_lines() {
+    let mut line = String::new();
+    let mut read = op(
+        0,
+        1,
+        OpType::Ok,
+        Process::Client(12),
+        "read",
+        json!([1, 2, 3]),
+    );
+    jepsen_line(&read, &mut line);
+    assert_eq!(line, "12\t:ok\t:read\t[1 2 3]\n");
+    line.clear();
+    read.kind = OpType::Fail;
+    read.value = Value::Null;
+    read.error = Some(json!(["timeout", "no reply in 5000 ms"]));
+    jepsen_line(&read, &mut line);
+    assert_eq!(
+        line,
+        "12\t:fail\t:read\tnil\t[:timeout no reply in 5000 ms]\n"
+    );
+    line.clear();
+    let part = op(
+        1,
+        2,
+        OpType::Info,
+        Process::Nemesis,
+        "start-partition",
+        json!(["isolated", {"n1": ["n2", "n3"]}]),
+    );
+    jepsen_line(&part, &mut line);
+    assert_eq!(
+        line,
+        ":nemesis\t:info\t:start-partition\t[:isolated {\"n1\" [:n2 :n3]}]\n"
+    );
+}
+
+/// A nemesis completion at `ms`.
+fn nem(index: usize, ms: u64, f: &str, value: Value) -> Op {
+    op(index, ms, OpType::Info, Process::Nemesis, f, value)
+}
+
+#[test]
+fn fault_intervals_from_nemesis_ops() {
+    use crate::results::html::fault_intervals;
+    let history = vec![
+        // Invocations (`info` ops too, as Jepsen's nemesis records them) are told by their
+        // values and ignored: intervals run between completions.
+        nem(0, 100, "start-partition", json!("majority")),
+        nem(
+            1,
+            110,
+            "start-partition",
+            json!(["isolated", {"n1": ["n2"], "n2": ["n1"], "n3": []}]),
+        ),
+        nem(2, 290, "kill", json!("one")),
+        nem(2, 300, "kill", json!({"n3": "killed"})),
+        nem(3, 390, "stop-partition", Value::Null),
+        nem(3, 400, "stop-partition", json!("network-healed")),
+        nem(3, 450, "start", json!("all")),
+        nem(4, 500, "pause", json!({"n1": "paused", "n2": "paused"})),
+        nem(5, 600, "start", json!(["started", ["n3"]])),
+        nem(6, 700, "resume", json!({"n1": "resumed"})),
+        nem(
+            7,
+            800,
+            "start-partition",
+            json!(["isolated", {"n2": ["n3"]}]),
+        ),
+    ];
+    let f = fault_intervals(&history, 1_000_000);
+    let got: Vec<(&str, u64, u64, Vec<String>)> = f
+        .iter()
+        .map(|x| (x.kind, x.start / 1000, x.end / 1000, x.nodes.clone()))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            ("partition", 110, 400, s(&["n1", "n2"])),
+            ("kill", 300, 600, s(&["n3"])),
+            ("pause", 500, 700, s(&["n1"])),
+            // Still paused and partitioned when the history ends.
+            ("pause", 500, 1000, s(&["n2"])),
+            ("partition", 800, 1000, s(&["n2"])),
+        ]
+    );
+    assert_eq!(f[0].from.as_ref().unwrap()["n1"], s(&["n2"]));
+}
+
+/// The JSON object spliced into a rendered page.
+fn page_data(page: &str) -> Value {
+    let start = page.find(r#"type="application/json">"#).unwrap() + 24;
+    let end = start + page[start..].find("</script>").unwrap();
+    serde_json::from_str(&page[start..end]).unwrap()
+}
+
+#[test]
+fn report_page_carries_the_run() {
+    use crate::results::html::{render, ReportMeta, BODY_LIMIT};
+    let history = vec![
+        op(
+            0,
+            10,
+            OpType::Invoke,
+            Process::Client(0),
+            "broadcast",
+            json!(1),
+        ),
+        op(1, 12, OpType::Ok, Process::Client(0), "broadcast", json!(1)),
+        op(
+            2,
+            20,
+            OpType::Invoke,
+            Process::Client(1),
+            "read",
+            Value::Null,
+        ),
+        op(3, 25, OpType::Info, Process::Client(1), "read", Value::Null),
+        op(
+            4,
+            30,
+            OpType::Invoke,
+            Process::Client(2),
+            "read",
+            Value::Null,
+        ),
+    ];
+    let long = format!(
+        r#"{{"type":"read_ok","messages":[{}]}}"#,
+        "1,".repeat(BODY_LIMIT) + "1"
+    );
+    let ev =
+        |kind, ms: u64, id, src: &str, dest: &str, ty: &str, body: Option<&str>| JournalEvent {
+            kind,
+            time: ms * 1_000_000,
+            id,
+            src: src.into(),
+            dest: dest.into(),
+            body_type: ty.into(),
+            body: body.map(Arc::from),
+        };
+    let journal = vec![
+        ev(
+            JournalKind::Send,
+            10,
+            0,
+            "c0",
+            "n1",
+            "broadcast",
+            Some(r#"{"type":"broadcast","message":"</script><b>"}"#),
+        ),
+        ev(JournalKind::Recv, 10, 0, "c0", "n1", "broadcast", None),
+        ev(
+            JournalKind::Send,
+            11,
+            1,
+            "n1",
+            "n0",
+            "gossip",
+            Some(r#"{"type":"gossip"}"#),
+        ),
+        ev(JournalKind::Send, 11, 2, "n1", "lin-kv", "read", None),
+        ev(JournalKind::Recv, 111, 1, "n1", "n0", "gossip", None),
+        ev(
+            JournalKind::Send,
+            21,
+            3,
+            "n0",
+            "c10",
+            "read_ok",
+            Some(&long),
+        ),
+    ];
+    let meta = ReportMeta {
+        workload: "broadcast".into(),
+        run: "20260101T000000.000".into(),
+        command: Some("maelstrom test -w broadcast --seed 3 <x>".into()),
+        seed: Some(3),
+        nodes: vec!["n0".into(), "n1".into()],
+        aborted: None,
+    };
+    let results = json!({"valid?": false, "workload": {"lost": [1], "lost-count": 1}});
+    let page = render(&results, &history, &journal, &meta);
+    // Nothing in the data can close the script block early.
+    assert_eq!(
+        page.matches("</script>").count(),
+        2,
+        "data and code blocks only"
+    );
+    assert!(page.contains("<title>broadcast 20260101T000000.000 — murmur run report</title>"));
+    let d = page_data(&page);
+    assert_eq!(
+        d["meta"]["command"],
+        "maelstrom test -w broadcast --seed 3 <x>"
+    );
+    assert_eq!(d["meta"]["verdict"], super::VERDICT_INVALID);
+    assert_eq!(d["results"]["workload"]["lost"], json!([1]));
+    // Nodes in the run's order, then services, then clients in natural order.
+    assert_eq!(d["lanes"], json!(["n0", "n1", "lin-kv", "c0", "c10"]));
+    assert_eq!(
+        d["types"],
+        json!(["broadcast", "gossip", "read", "read_ok"])
+    );
+    assert_eq!(d["m"]["id"], json!([0, 1, 2, 3]));
+    assert_eq!(d["m"]["a"], json!([3, 1, 1, 0]));
+    assert_eq!(d["m"]["b"], json!([1, 0, 2, 4]));
+    assert_eq!(d["m"]["s"], json!([10_000, 11_000, 11_000, 21_000]));
+    assert_eq!(d["m"]["r"], json!([10_000, 111_000, -1, -1]));
+    assert_eq!(
+        d["bodies"][0],
+        r#"{"type":"broadcast","message":"</script><b>"}"#
+    );
+    assert_eq!(d["bodies"][2], Value::Null);
+    let cut = d["bodies"][3].as_str().unwrap();
+    assert!(
+        cut.chars().count() < BODY_LIMIT + 40 && cut.contains(" … ("),
+        "{cut}"
+    );
+    // Ops: one row per invocation, with its outcome (3: never completed).
+    assert_eq!(d["ops"]["fs"], json!(["broadcast", "read"]));
+    assert_eq!(d["ops"]["o"], json!([0, 2, 3]));
+    assert_eq!(d["ops"]["t0"], json!([10_000, 20_000, 30_000]));
+    assert_eq!(d["ops"]["t1"], json!([12_000, 25_000, 30_000]));
+    assert_eq!(d["end_us"], 111_000);
+}
+
+#[test]
+fn analyze_rewrites_the_page_from_a_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir::create(tmp.path(), "echo", start()).unwrap();
+    assert!(
+        crate::results::html::rewrite(run.path()).is_err(),
+        "no history yet"
+    );
+    run.write_history(&[op(
+        0,
+        1,
+        OpType::Invoke,
+        Process::Client(0),
+        "echo",
+        json!("x"),
+    )])
+    .unwrap();
+    let journal = vec![JournalEvent {
+        kind: JournalKind::Send,
+        time: 5,
+        id: 0,
+        src: "c0".into(),
+        dest: "n1".into(),
+        body_type: "echo".into(),
+        body: Some(Arc::from(r#"{"type":"echo","echo":"x"}"#)),
+    }];
+    run.write_journal(&journal).unwrap();
+    run.write_results(&json!({"valid?": true, "runner": {"seed": 9, "command": "maelstrom test", "workload": "echo"}}))
+        .unwrap();
+    let path = crate::results::html::rewrite(run.path()).unwrap();
+    let d = page_data(&fs::read_to_string(path).unwrap());
+    assert_eq!(d["meta"]["seed"], 9);
+    assert_eq!(d["meta"]["command"], "maelstrom test");
+    assert_eq!(d["meta"]["workload"], "echo");
+    assert_eq!(
+        d["meta"]["nodes"],
+        json!(["n1"]),
+        "nodes come from the journal"
+    );
+    assert_eq!(d["bodies"][0], r#"{"type":"echo","echo":"x"}"#);
+}
+
+#[test]
+fn broadcast_last_reads_name_missing_acknowledged_values() {
+    use crate::results::html::broadcast_last_reads;
+    let mut id = 0;
+    let mut j = Vec::new();
+    let mut msg = |ms: u64, src: &str, dest: &str, body: Value, delivered: bool| {
+        let ev = |kind| JournalEvent {
+            kind,
+            time: ms * 1_000_000,
+            id,
+            src: src.into(),
+            dest: dest.into(),
+            body_type: body["type"].as_str().unwrap().into(),
+            body: (kind == JournalKind::Send).then(|| Arc::from(body.to_string().as_str())),
+        };
+        j.push(ev(JournalKind::Send));
+        if delivered {
+            j.push(ev(JournalKind::Recv));
+        }
+        id += 1;
+    };
+    msg(
+        1,
+        "c0",
+        "n0",
+        json!({"type": "broadcast", "msg_id": 1, "message": 5}),
+        true,
+    );
+    msg(
+        2,
+        "n0",
+        "c0",
+        json!({"type": "broadcast_ok", "in_reply_to": 1}),
+        true,
+    );
+    msg(
+        3,
+        "c1",
+        "n1",
+        json!({"type": "broadcast", "msg_id": 1, "message": 6}),
+        true,
+    );
+    msg(
+        3,
+        "n1",
+        "c1",
+        json!({"type": "broadcast_ok", "in_reply_to": 1}),
+        true,
+    );
+    // n1's reads: an early one, then its last, which lacks 5 (acknowledged at 2 ms).
+    msg(4, "c2", "n1", json!({"type": "read", "msg_id": 1}), true);
+    msg(
+        4,
+        "n1",
+        "c2",
+        json!({"type": "read_ok", "in_reply_to": 1, "messages": []}),
+        true,
+    );
+    msg(5, "c2", "n1", json!({"type": "read", "msg_id": 2}), true);
+    msg(
+        5,
+        "n1",
+        "c2",
+        json!({"type": "read_ok", "in_reply_to": 2, "messages": [6]}),
+        true,
+    );
+    // n0 has both; a value acknowledged after its read was asked does not count.
+    msg(6, "c3", "n0", json!({"type": "read", "msg_id": 7}), true);
+    msg(
+        7,
+        "c4",
+        "n1",
+        json!({"type": "broadcast", "msg_id": 3, "message": 9}),
+        true,
+    );
+    msg(
+        7,
+        "n1",
+        "c4",
+        json!({"type": "broadcast_ok", "in_reply_to": 3}),
+        true,
+    );
+    msg(
+        8,
+        "n0",
+        "c3",
+        json!({"type": "read_ok", "in_reply_to": 7, "messages": [6, 5]}),
+        true,
+    );
+    let reads = broadcast_last_reads(&j);
+    let got: Vec<(&str, u64, usize, &[Value])> = reads
+        .iter()
+        .map(|r| (r.node.as_str(), r.asked, r.returned, r.missing.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("n0", 6_000, 2, &[][..]), ("n1", 5_000, 1, &[json!(5)][..])]
+    );
+    // Without bodies the journal cannot tell: no rows rather than a guess.
+    let bare: Vec<JournalEvent> = j
+        .into_iter()
+        .map(|mut e| {
+            e.body = None;
+            e
+        })
+        .collect();
+    assert!(broadcast_last_reads(&bare).is_empty());
 }

@@ -127,8 +127,19 @@ fn main() {
 }
 
 /// Writes `text` to `out/name` (creating `out`), or exits with status 1.
-fn write_or_exit(out: &Path, name: &str, text: String) {
+/// Sections measured by hand (not by this program) start at this line in a results file; writing
+/// the file again keeps everything from it on, so the bench does not erase them.
+const KEPT_MARKER: &str = "<!-- measured by hand, kept when the bench rewrites this file -->";
+
+fn write_or_exit(out: &Path, name: &str, mut text: String) {
     let path = out.join(name);
+    if let Some(kept) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|old| old.find(KEPT_MARKER).map(|at| old[at..].to_string()))
+    {
+        text.push('\n');
+        text.push_str(&kept);
+    }
     if let Err(e) = std::fs::create_dir_all(out).and_then(|()| std::fs::write(&path, text)) {
         eprintln!("bench: cannot write {}: {e}", path.display());
         std::process::exit(1);
