@@ -52,7 +52,7 @@
 //! until the next run starts).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::{MmapMut, MmapOptions};
@@ -60,8 +60,18 @@ use memmap2::{MmapMut, MmapOptions};
 /// The log's file name inside a node's data directory.
 pub const FILE_NAME: &str = "records.log";
 
+/// A compaction's new log, written beside the log and renamed over it once complete. One left
+/// behind (a crash before the rename) is deleted by [`Store::open`].
+pub const COMPACT_NAME: &str = "records.log.compact";
+
 /// Frame header: length and checksum, 4 bytes each.
 const HEADER: usize = 8;
+
+/// The bytes a record of `payload_len` bytes takes in the log (header included): what a host
+/// counts to know the log's size without asking the file.
+pub const fn frame_len(payload_len: usize) -> u64 {
+    (HEADER + payload_len) as u64
+}
 
 /// The largest payload [`Store::append`] accepts (1 GiB). The length field could say 4 GiB, but a
 /// record that large is a bug upstream; refusing it keeps every written frame readable.
@@ -151,6 +161,13 @@ const RESERVE: u64 = 64 << 10;
 pub struct Store {
     file: File,
     path: PathBuf,
+    /// The node's directory, opened and `flock`ed while the store lives (see the module docs:
+    /// the lock is on the directory because a compaction replaces the log file).
+    _lock: Option<File>,
+    /// A compaction's rename is not yet known durable (fsync on, and the directory sync after it
+    /// failed): the next append syncs the directory first, so nothing is reported durable in a
+    /// file that a crash of the machine could unname.
+    dir_unsynced: bool,
     /// End of the last durable frame: where the next batch is written.
     len: u64,
     /// `fdatasync` after each batch (see [`Store::fsync`]).
@@ -207,6 +224,30 @@ impl Store {
                 }
             }
         }
+        let lock = lock_dir(dir).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is locked by another process (a second node with the same id and data \
+                         directory?)",
+                        dir.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        // A compaction that did not reach its rename: the log beside it is the whole truth.
+        let partial = dir.join(COMPACT_NAME);
+        match fs::remove_file(&partial) {
+            Ok(()) => tracing::warn!(
+                path = %partial.display(),
+                "removed an unfinished compaction; the log it was to replace is intact"
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let path = dir.join(FILE_NAME);
         let existed = path.exists();
         let mut file = OpenOptions::new()
@@ -215,20 +256,6 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        lock_exclusive(&file).map_err(|e| {
-            if e.kind() == io::ErrorKind::WouldBlock {
-                io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!(
-                        "{} is locked by another process (a second node with the same id and data \
-                         directory?)",
-                        path.display()
-                    ),
-                )
-            } else {
-                e
-            }
-        })?;
         if !existed && fsync {
             file.sync_all()?;
             sync_dir(dir)?;
@@ -259,6 +286,8 @@ impl Store {
             store: Store {
                 file,
                 path,
+                _lock: lock,
+                dir_unsynced: false,
                 len: valid_len as u64,
                 fsync,
                 map: None,
@@ -295,6 +324,10 @@ impl Store {
             }
             encode(r, &mut buf);
         }
+        if self.dir_unsynced {
+            sync_dir(self.dir())?;
+            self.dir_unsynced = false;
+        }
         let end = self.len + buf.len() as u64;
         let start = usize::try_from(self.len).map_err(io::Error::other)?;
         // In bounds: `reserve` maps at least `end` bytes.
@@ -308,6 +341,67 @@ impl Store {
         }
         self.len = end;
         Ok(())
+    }
+
+    /// Replaces the whole log with `records` (a snapshot of the node's state that, replayed alone,
+    /// rebuilds what the log held): they are written to a new file beside the log
+    /// ([`COMPACT_NAME`]), synced (with fsync on), renamed over the log, and the directory synced
+    /// (with fsync on). A crash at any point leaves either the old log or the new one, whole.
+    ///
+    /// The caller must not have appended anything the snapshot does not cover. On error before
+    /// the rename the old log is untouched and still in use; once the rename is done the new log
+    /// is in use even if the directory sync after it failed (that sync is then retried before the
+    /// next append, see `dir_unsynced`), since the old file is no longer the log.
+    pub fn compact(&mut self, records: &[Vec<u8>]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + HEADER).sum());
+        for r in records {
+            if r.len() > MAX_RECORD {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a record of {} bytes exceeds {MAX_RECORD}", r.len()),
+                ));
+            }
+            encode(r, &mut buf);
+        }
+        let dir = self.dir().to_path_buf();
+        let tmp = dir.join(COMPACT_NAME);
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            file.write_all(&buf)?;
+            if self.fsync {
+                file.sync_all()?;
+            }
+            fs::rename(&tmp, &self.path)?;
+            Ok::<File, io::Error>(file)
+        })();
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                // Best effort: `Store::open` removes it too.
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        // The rename is done: the new file is the log from now on.
+        self.map = None;
+        self.file = file;
+        self.len = buf.len() as u64;
+        if self.fsync {
+            self.dir_unsynced = true;
+            sync_dir(&dir)?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// The node's directory, which holds the log.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// The mapping, covering at least `end` bytes: allocates the file and remaps it in steps of
@@ -366,23 +460,26 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes an exclusive advisory lock on `file` without waiting (`WouldBlock` if another open file
-/// holds it). The lock belongs to this open file: it goes when the file is closed or the process
-/// dies.
+/// Opens `dir` and takes an exclusive advisory lock (`flock`) on it without waiting
+/// (`WouldBlock` if another open file holds it). The lock belongs to this open directory: it goes
+/// when the returned file is closed or the process dies. It is on the directory, not the log,
+/// because a compaction renames a new file over the log: a lock on the old file would no longer
+/// exclude a process opening the new one.
 #[cfg(unix)]
-fn lock_exclusive(file: &File) -> io::Result<()> {
+fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
     use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
     // SAFETY: a plain system call on an open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        Ok(())
+    if unsafe { libc::flock(d.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(Some(d))
     } else {
         Err(io::Error::last_os_error())
     }
 }
 
 #[cfg(not(unix))]
-fn lock_exclusive(_file: &File) -> io::Result<()> {
-    Ok(())
+fn lock_dir(_dir: &Path) -> io::Result<Option<File>> {
+    Ok(None)
 }
 
 /// Makes a directory's entries durable (a new file or subdirectory in it).

@@ -190,6 +190,9 @@ pub struct ShellModel {
     pub stall_ms: Millis,
     /// `MURMUR_REPLY_DEADLINE_MS`.
     pub reply_deadline_ms: Millis,
+    /// `MURMUR_COMPACT_MIN_BYTES` (`None`: never compact). The shell's default is 1 MiB, which a
+    /// simulated run rarely reaches; test sweeps lower it so that nodes compact.
+    pub compact_min_bytes: Option<u64>,
 }
 
 impl Default for ShellModel {
@@ -198,6 +201,7 @@ impl Default for ShellModel {
             client_guard: true,
             stall_ms: 1000,
             reply_deadline_ms: 4000,
+            compact_min_bytes: Some(murmur::host::DEFAULT_COMPACT_MIN_BYTES),
         }
     }
 }
@@ -231,6 +235,9 @@ pub struct SimConfig {
     pub client_timeout_ms: u64,
     /// A flush completes after a delay uniform in this inclusive range.
     pub flush_ms: (u64, u64),
+    /// A compaction (the whole state written to a new file, synced, renamed) completes after a
+    /// delay uniform in this inclusive range: longer than a flush, so kills strike during some.
+    pub compact_ms: (u64, u64),
     /// A (re)started process gets `init` after a delay uniform in this inclusive range.
     pub restart_delay_ms: (u64, u64),
     /// A kill during a flush leaves a seeded prefix of the flushed batch on disk.
@@ -270,6 +277,7 @@ impl SimConfig {
             idle_check_ms: 5_000,
             client_timeout_ms: CLIENT_TIMEOUT_MS,
             flush_ms: (1, 10),
+            compact_ms: (10, 300),
             restart_delay_ms: (1, 20),
             torn_flushes: true,
             shell: ShellModel::default(),

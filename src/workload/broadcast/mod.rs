@@ -137,6 +137,7 @@
 
 use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
 use crate::rpc::Calls;
+use crate::store;
 use crate::wire::ErrorCode;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -161,6 +162,7 @@ use ack_relay::HeldAck;
 use durability::{ClientReply, DurableMark, LinkCursors, Waiting};
 use gossip::GossipCall;
 use link::{Link, Unconfirmed};
+use record::Record;
 
 /// A value as a hash key with JSON (Clojure) equality: `1` and `1.0` differ.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -206,6 +208,15 @@ pub struct Broadcast {
     queue: Vec<Vec<u8>>,
     /// Log prefix already emitted as entry records.
     recorded_upto: usize,
+    /// Bytes of JSON text of `log[..recorded_upto]` (for [`Workload::live_bytes`]).
+    recorded_text: u64,
+    /// The node list's id, written in start records.
+    cluster: u64,
+    /// Log ids of earlier logs found in the records (not the current one), sorted: a snapshot
+    /// keeps them so that a later fresh log never reuses one (see `durability::recover`).
+    retired_ids: Vec<u64>,
+    /// The last neighbour-list record taken (or recovered), which a snapshot repeats.
+    topology_record: Option<Vec<u8>>,
     /// Records taken by the driver so far in this incarnation.
     taken: u64,
     /// How far the log will be durable once the driver reports so many records persisted, in
@@ -296,6 +307,10 @@ impl Workload for Broadcast {
             waiting: VecDeque::new(),
             queue: Vec::new(),
             recorded_upto: 0,
+            recorded_text: 0,
+            cluster,
+            retired_ids: Vec::new(),
+            topology_record: None,
             taken: 0,
             marks: VecDeque::new(),
             link_recorded: vec![LinkCursors::default(); n],
@@ -524,6 +539,10 @@ impl Workload for Broadcast {
         self.taken += out.len() as u64;
         if std::mem::take(&mut self.topology_queued) {
             self.topology_needs = Some(self.taken);
+            // The queue's last topology record holds the current list.
+            self.topology_record = Some(record::encode(&Record::Topology {
+                peers: self.peers.iter().map(|&p| p as u32).collect(),
+            }));
         }
         while self.recorded_upto < self.log.len() {
             let (rec, upto) = record::encode_entries(
@@ -532,6 +551,7 @@ impl Workload for Broadcast {
                 &self.origin,
                 record::ENTRIES_BYTES,
             );
+            self.recorded_text += record::value_text_bytes(&rec);
             out.push(rec);
             self.taken += 1;
             self.recorded_upto = upto;
@@ -548,6 +568,64 @@ impl Workload for Broadcast {
             self.cursors_dirty_since = None;
         }
         out
+    }
+
+    /// The size of [`Workload::snapshot`]'s records: start records, the neighbour list, the
+    /// recorded values as values records, and the recorded link cursors.
+    fn live_bytes(&self) -> Option<u64> {
+        if !self.cfg.persist {
+            return None;
+        }
+        let start = store::frame_len(17) * (1 + self.retired_ids.len() as u64);
+        let topology = self
+            .topology_record
+            .as_ref()
+            .map_or(0, |t| store::frame_len(t.len()));
+        let links = self
+            .link_recorded
+            .iter()
+            .filter(|c| **c != LinkCursors::default())
+            .count() as u64
+            * store::frame_len(29);
+        let values = record::values_log_bytes(self.recorded_upto as u64, self.recorded_text);
+        Some(start + topology + links + values)
+    }
+
+    /// Start records (retired ids, then the current log's), the neighbour list, the log as
+    /// values records, and the link cursors as last recorded: replayed alone, the state every
+    /// record taken so far describes. Declines while records wait in the queue (they may be a
+    /// fresh log's start record, which must come first).
+    fn snapshot(&mut self) -> Option<Vec<Vec<u8>>> {
+        if !self.cfg.persist || !self.queue.is_empty() || self.topology_queued {
+            return None;
+        }
+        let cluster = self.cluster;
+        let mut out: Vec<Vec<u8>> = self
+            .retired_ids
+            .iter()
+            .chain([&self.log_id])
+            .map(|&log_id| record::encode(&Record::Start { log_id, cluster }))
+            .collect();
+        out.extend(self.topology_record.clone());
+        let recorded = &self.log[..self.recorded_upto];
+        let mut at = 0;
+        while at < recorded.len() {
+            let (rec, upto) =
+                record::encode_values(at, recorded, &self.origin, record::ENTRIES_BYTES);
+            out.push(rec);
+            at = upto;
+        }
+        for (p, cur) in self.link_recorded.iter().enumerate() {
+            if *cur != LinkCursors::default() {
+                out.push(record::encode(&Record::Link {
+                    peer: p as u32,
+                    peer_log: cur.peer_log,
+                    acked: cur.acked as u64,
+                    reset_at: cur.reset_at as u64,
+                }));
+            }
+        }
+        Some(out)
     }
 
     fn persisted(&mut self, count: u64, now: Millis, ctx: &mut Ctx<Msg>) {
