@@ -36,15 +36,41 @@
 //!   successful append (allocation, copy, and sync if on); the caller retries the same batch,
 //!   which is written at the same offset and so overwrites whatever a failed attempt left.
 //!
+//! # Compaction
+//! Appends only ever add, so the log holds every record a node emitted, most of them superseded
+//! (older link cursors, say) and the rest in the small records of many batches. When a compaction
+//! is due (decided by the sans-IO host, [`crate::host::Host::take_compaction`]: the log at least
+//! twice the workload's live state and 1 MiB), [`Store::compact`] replaces the whole log with a
+//! snapshot: records that, recovered alone, rebuild the same state. Appends then continue after
+//! the snapshot. The swap never shows less than one complete log:
+//! 1. the snapshot's frames are written to a new file beside the log, [`COMPACT_NAME`]
+//!    (created or truncated), with `write`, not through a mapping;
+//! 2. with fsync on, the new file is synced (`fsync`), so its bytes are on disk before any name
+//!    points at them;
+//! 3. it is renamed over `records.log`: `rename` replaces the name atomically, so a crash before
+//!    it leaves the old log and a crash after it the new one, each whole;
+//! 4. with fsync on, the directory is synced, so the rename itself survives a crash of the
+//!    machine. Should that sync fail, the store already writes to the new file (the old one is no
+//!    longer the log), and retries the directory sync before its next append, so nothing is
+//!    reported durable in a file a machine crash could unname.
+//!
+//! A kill (or power loss) between steps 1 and 3 leaves an unfinished `records.log.compact`
+//! beside an intact old log; [`Store::open`] deletes it. The caller guarantees the snapshot
+//! covers every record appended before it (the host offers one only when every record taken is
+//! durable, and the shell holds the node's lock from snapshot to swap), so the old log and the
+//! new one hold the same state and either is a correct recovery.
+//!
 //! # Where it lives
 //! See [`data_root`]: `$MURMUR_DATA_DIR/<node id>/records.log` when the variable is set (our runner
 //! sets it to a fresh folder per run), else `<tmp>/murmur/<parent>/<node id>/records.log`.
 //!
 //! One process at a time per directory: [`Store::open`] takes an exclusive advisory lock
-//! (`flock`) on the log, held while the [`Store`] lives and released by the kernel when the process
-//! dies, so a second process with the same node id and data directory fails to open it with a clear
-//! error instead of interleaving appends, while a restarted incarnation (the previous one killed)
-//! opens it at once.
+//! (`flock`) on the node's directory, held while the [`Store`] lives and released by the kernel
+//! when the process dies, so a second process with the same node id and data directory fails to
+//! open it with a clear error instead of interleaving appends, while a restarted incarnation (the
+//! previous one killed) opens it at once. The lock is on the directory rather than the log file
+//! because a compaction renames a new file over the log: a lock on the old file would be left
+//! on an unnamed inode, and a second process could open and lock the new one.
 //!
 //! Without `MURMUR_DATA_DIR`, every run leaves a folder under `<tmp>/murmur/`;
 //! [`remove_stale_runs`] deletes the folders of runs whose parent process is gone, and the shell
@@ -186,7 +212,8 @@ fn map_file(file: &File, len: usize) -> io::Result<MmapMut> {
     // while the mapping lives, which would change or unmap (SIGBUS) memory this process reads and
     // writes as a plain byte slice. Nothing does: the file is this process's alone (one process at
     // a time per directory, see the module docs); this process truncates it only in
-    // `Store::open`, before any mapping exists, and otherwise writes it only through the mapping;
+    // `Store::open`, before any mapping exists, and otherwise writes it only through the mapping
+    // (a compaction writes a new file, never this one, and drops this mapping when it switches);
     // and the file is at least `len` bytes long, allocated, before it is mapped.
     unsafe { MmapOptions::new().len(len).map_mut(file) }
 }

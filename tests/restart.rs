@@ -19,7 +19,12 @@ struct NodeProc {
 
 impl NodeProc {
     fn start(data: &Path) -> NodeProc {
-        let mut n = NodeProc::spawn(data);
+        NodeProc::start_with(data, &[])
+    }
+
+    /// [`NodeProc::start`] with extra environment variables.
+    fn start_with(data: &Path, env: &[(&str, &str)]) -> NodeProc {
+        let mut n = NodeProc::spawn_with(data, env);
         let ok = n.init();
         assert_eq!(ok["body"]["type"], "init_ok");
         n
@@ -32,9 +37,14 @@ impl NodeProc {
     }
 
     fn spawn(data: &Path) -> NodeProc {
+        NodeProc::spawn_with(data, &[])
+    }
+
+    fn spawn_with(data: &Path, env: &[(&str, &str)]) -> NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broadcast"))
             .env("MURMUR_DATA_DIR", data)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -130,11 +140,33 @@ fn acknowledged_values_survive_kill_9() {
 
 #[test]
 fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
+    kill_mid_stream(&[]);
+}
+
+/// The same with a compaction minimum so low that the node compacts its log again and again, so
+/// that kills also strike between compactions and appends.
+#[test]
+fn kills_while_the_log_is_compacted_lose_nothing_acknowledged() {
+    let data = kill_mid_stream(&[("MURMUR_COMPACT_MIN_BYTES", "2048")]);
+    // Only a compaction writes values records (tag 5): the log was compacted.
+    let opened = murmur::store::Store::open(&data.path().join("n0"), false).unwrap();
+    assert!(
+        opened.records.iter().any(|r| r.first() == Some(&5)),
+        "no compaction happened"
+    );
+    assert!(!data
+        .path()
+        .join("n0")
+        .join(murmur::store::COMPACT_NAME)
+        .exists());
+}
+
+fn kill_mid_stream(env: &[(&str, &str)]) -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     let mut acked = BTreeSet::new();
     let mut next = 0i64;
     for round in 0..6u64 {
-        let mut n = NodeProc::start(data.path());
+        let mut n = NodeProc::start_with(data.path(), env);
         // Everything acknowledged by earlier incarnations is still here.
         let held = n.read(1_000_000 + round);
         let lost: Vec<_> = acked.difference(&held).collect();
@@ -163,7 +195,7 @@ fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
                 acked.insert(v["body"]["in_reply_to"].as_i64().unwrap());
             }
         }
-        let mut n2 = NodeProc::start(data.path());
+        let mut n2 = NodeProc::start_with(data.path(), env);
         let held = n2.read(2_000_000 + round);
         let lost: Vec<_> = acked.difference(&held).collect();
         assert!(lost.is_empty(), "round {round}: lost {lost:?}");
@@ -173,6 +205,7 @@ fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
         acked.len() >= 50,
         "the test acknowledged too little to mean anything"
     );
+    data
 }
 
 #[test]

@@ -390,7 +390,9 @@ impl<W: Workload> Host<W> {
     pub fn take_compaction(&mut self) -> Option<Vec<Vec<u8>>> {
         let min = self.compact_min?;
         let log = &self.log;
-        if log.compacting.is_some() || log.taken != log.durable || log.bytes < log.retry_at {
+        // Cheap checks first: this is asked after every call into the workload.
+        if log.bytes < min.max(log.retry_at) || log.compacting.is_some() || log.taken != log.durable
+        {
             return None;
         }
         let r = self.running.as_mut()?;

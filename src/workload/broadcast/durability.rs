@@ -4,7 +4,7 @@
 //! incarnations.
 
 use super::record::{self, Record};
-use super::{key, Broadcast, Eager, Messages, Msg, Overlay, FROM_CLIENT};
+use super::{Broadcast, Eager, Messages, Msg, Overlay, FROM_CLIENT};
 use crate::node::{Ctx, Millis};
 use rand::Rng;
 
@@ -228,11 +228,10 @@ impl Broadcast {
             }
             return;
         };
-        for (origin, v) in seg.entries {
-            self.seen.insert(key(&v), self.log.len());
-            self.log.push(v);
-            self.origin.push(origin);
-        }
+        // The log is empty before recovery: the segment's log and index become the node's.
+        self.seen = seg.seen;
+        self.log = seg.values;
+        self.origin = seg.origins;
         let len = self.log.len();
         // Everything recovered is on disk: durable, and already recorded if the log continues.
         self.durable = len;

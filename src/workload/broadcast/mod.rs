@@ -67,6 +67,16 @@
 //! a new log id and writes a fresh copy (a new start record followed by the kept entries), which the
 //! next recovery starts from. A log written for a different node list is ignored.
 //!
+//! **Compaction.** When the host finds the log has outgrown the state (see
+//! [`crate::host::Host::take_compaction`]), the node's [`Workload::snapshot`] replaces it: the
+//! start records of earlier logs (their ids stay retired, so a later fresh log never reuses one),
+//! the current log's start record, the last neighbour-list record, the recorded log as values
+//! records (tag 5 of the `record` codec: one JSON array per record, which recovery parses in one
+//! call) and the link cursors as last recorded. Replayed, that is exactly the state the replaced
+//! records described, so recovery is the same code over fewer, denser records; recovery also
+//! builds the value index while it checks for duplicates, hashing each value once.
+//! [`Workload::live_bytes`] estimates the snapshot's size from counters kept as records are taken.
+//!
 //! # Reads
 //! A `read` returns the whole durable prefix `log[..durable]`, so its reply is as large as the set.
 //! The node does not copy the set per read: it keeps the JSON text of the durable prefix, extended
@@ -133,6 +143,7 @@
 //! - `ack_relay`: acknowledgements that fell due, and the acknowledgement relay;
 //! - `durability`: the durable prefix, the replies waiting for it, cursor records, recovery;
 //! - `record`: the binary record codec;
+//! - `index`: the value index (each value's log position);
 //! - `reads`: the shared read snapshot ([`Messages`], [`Snapshot`]).
 
 use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
@@ -149,6 +160,7 @@ mod ack_relay;
 mod config;
 mod durability;
 mod gossip;
+mod index;
 mod link;
 mod messages;
 mod reads;
@@ -196,7 +208,8 @@ pub struct Broadcast {
     log_id: u64,
     log: Vec<Value>,
     origin: Vec<u32>,
-    seen: HashMap<Key, usize>,
+    /// Each value's position in `log` (set semantics).
+    seen: index::ValueIndex,
     /// Log prefix that is durable. Without persistence, the whole log.
     durable: usize,
     /// The JSON text of the durable prefix and the snapshot reads share (see [`reads`]).
@@ -301,7 +314,7 @@ impl Workload for Broadcast {
             log_id,
             log: Vec::new(),
             origin: Vec::new(),
-            seen: HashMap::new(),
+            seen: index::ValueIndex::default(),
             durable: 0,
             reads: reads::ReadCache::default(),
             waiting: VecDeque::new(),
@@ -596,6 +609,34 @@ impl Workload for Broadcast {
     /// record taken so far describes. Declines while records wait in the queue (they may be a
     /// fresh log's start record, which must come first).
     fn snapshot(&mut self) -> Option<Vec<Vec<u8>>> {
+        self.snapshot_records()
+    }
+
+    fn persisted(&mut self, count: u64, now: Millis, ctx: &mut Ctx<Msg>) {
+        if self.topology_needs.is_some_and(|n| n <= count) {
+            self.topology_needs = None;
+            for r in self.topology_waiting.drain(..) {
+                ctx.reply(&r.client, r.msg_id, Msg::TopologyOk);
+            }
+        }
+        let mut upto = self.durable;
+        while let Some(&mark) = self.marks.front() {
+            if mark.records > count {
+                break;
+            }
+            upto = upto.max(mark.log_len);
+            self.marks.pop_front();
+        }
+        if upto > self.durable {
+            self.advance_durable(upto, now, ctx);
+            self.send_due_acks(now, ctx);
+        }
+    }
+}
+
+impl Broadcast {
+    /// [`Workload::snapshot`] (it needs no `&mut`).
+    fn snapshot_records(&self) -> Option<Vec<Vec<u8>>> {
         if !self.cfg.persist || !self.queue.is_empty() || self.topology_queued {
             return None;
         }
@@ -627,27 +668,6 @@ impl Workload for Broadcast {
         }
         Some(out)
     }
-
-    fn persisted(&mut self, count: u64, now: Millis, ctx: &mut Ctx<Msg>) {
-        if self.topology_needs.is_some_and(|n| n <= count) {
-            self.topology_needs = None;
-            for r in self.topology_waiting.drain(..) {
-                ctx.reply(&r.client, r.msg_id, Msg::TopologyOk);
-            }
-        }
-        let mut upto = self.durable;
-        while let Some(&mark) = self.marks.front() {
-            if mark.records > count {
-                break;
-            }
-            upto = upto.max(mark.log_len);
-            self.marks.pop_front();
-        }
-        if upto > self.durable {
-            self.advance_durable(upto, now, ctx);
-            self.send_due_acks(now, ctx);
-        }
-    }
 }
 
 impl Broadcast {
@@ -673,12 +693,10 @@ impl Broadcast {
 
     /// Appends `v` unless already held; returns its log position either way.
     fn insert(&mut self, v: Value, from: u32) -> usize {
-        let k = key(&v);
-        if let Some(&pos) = self.seen.get(&k) {
-            return pos;
-        }
         let pos = self.log.len();
-        self.seen.insert(k, pos);
+        if let Err(held) = self.seen.insert_new(&self.log, &v, pos) {
+            return held;
+        }
         self.log.push(v);
         self.origin.push(from);
         pos

@@ -10,11 +10,12 @@
 //!
 //! Tag 5 is what a compaction writes ([`encode_values`]): the same content as tag 2, laid out so
 //! that recovery decodes a whole record's values with one JSON parse (about 5 bytes per value
-//! plus its text, against 8 plus its text and a parse each). Both decode to [`Record::Entries`].
+//! plus its text, against 8 plus its text and a parse each).
 //!
 //! Decoding is total: any byte string yields a record or an error, never a panic.
 
-use super::{key, FROM_CLIENT};
+use super::index::ValueIndex;
+use super::FROM_CLIENT;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -30,6 +31,13 @@ pub enum Record {
     Entries {
         at: u64,
         entries: Vec<(u32, Value)>,
+    },
+    /// The same content as `Entries`, as a values record (tag 5) decodes: origins and values
+    /// apart, so recovery moves them into the log without a copy.
+    Values {
+        at: u64,
+        origins: Vec<u32>,
+        values: Vec<Value>,
     },
     Link {
         peer: u32,
@@ -76,6 +84,15 @@ pub fn encode(r: &Record) -> Vec<u8> {
             let log: Vec<Value> = entries.iter().map(|(_, v)| v.clone()).collect();
             let origin: Vec<u32> = entries.iter().map(|(o, _)| *o).collect();
             let (mut rec, _) = encode_entries(0, &log, &origin, usize::MAX);
+            rec[1..9].copy_from_slice(&at.to_le_bytes());
+            return rec;
+        }
+        Record::Values {
+            at,
+            origins,
+            values,
+        } => {
+            let (mut rec, _) = encode_values(0, values, origins, usize::MAX);
             rec[1..9].copy_from_slice(&at.to_le_bytes());
             return rec;
         }
@@ -249,12 +266,15 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
             if values.len() != count {
                 return Err(format!("{} values for a count of {count}", values.len()));
             }
-            let entries = origins
+            let origins = origins
                 .chunks_exact(4)
                 .map(|o| u32::from_le_bytes([o[0], o[1], o[2], o[3]]))
-                .zip(values)
                 .collect();
-            Record::Entries { at, entries }
+            Record::Values {
+                at,
+                origins,
+                values,
+            }
         }
         LINK => Record::Link {
             peer: d.u32()?,
@@ -282,16 +302,73 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
 #[derive(Debug, Default)]
 pub struct Segment {
     pub log_id: u64,
-    /// (origin, value) in log order; origins are valid peer indices or `FROM_CLIENT`.
-    pub entries: Vec<(u32, Value)>,
+    /// The values in log order, and each one's origin (a valid peer index or `FROM_CLIENT`).
+    pub values: Vec<Value>,
+    pub origins: Vec<u32>,
     /// Latest cursors per peer index.
     pub links: HashMap<usize, SavedCursors>,
     /// The latest neighbour list, as valid peer indices.
     pub topology: Option<Vec<usize>>,
     /// False if an undecodable or inconsistent record ended it early.
     pub complete: bool,
-    /// Bytes of JSON text of `entries` (for the live-size estimate).
+    /// Bytes of JSON text of `values` (for the live-size estimate).
     pub text_bytes: u64,
+    /// Each value's position: built here, where duplicates must be caught anyway, and handed to
+    /// the node as its index, so recovery hashes each value once.
+    pub seen: ValueIndex,
+}
+
+impl Segment {
+    /// Appends decoded entries at log position `at`; an error (a gap, a bad origin, a duplicate)
+    /// ends the segment, keeping the entries before the offending one.
+    fn append(
+        &mut self,
+        at: u64,
+        origins: Vec<u32>,
+        values: Vec<Value>,
+        n: usize,
+        me: usize,
+    ) -> Result<(), String> {
+        if at != self.values.len() as u64 {
+            return Err(format!(
+                "entries at position {at}, but the log has {}",
+                self.values.len()
+            ));
+        }
+        for (o, v) in origins.into_iter().zip(values) {
+            if o != FROM_CLIENT && (o as usize >= n || o as usize == me) {
+                return Err(format!("bad origin {o}"));
+            }
+            let pos = self.values.len();
+            if self.seen.insert_new(&self.values, &v, pos).is_err() {
+                return Err(format!("duplicate value {v}"));
+            }
+            self.values.push(v);
+            self.origins.push(o);
+        }
+        Ok(())
+    }
+}
+
+/// How many values the entries and values records among `records` hold, from their headers
+/// (up to the next start record; capped so that a forged count cannot reserve much).
+fn values_after(records: &[Vec<u8>]) -> usize {
+    let mut total = 0usize;
+    for raw in records {
+        let Some(head) = raw.get(..VALUES_HEAD) else {
+            continue;
+        };
+        match head[0] {
+            ENTRIES | VALUES => {
+                let count = u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize;
+                // Each value takes at least 5 bytes of its record.
+                total += count.min(raw.len() / 5);
+            }
+            START => break,
+            _ => {}
+        }
+    }
+    total
 }
 
 /// The cursors of one link as the latest cursor record for it holds them.
@@ -315,7 +392,6 @@ pub fn recover(
 ) -> (Option<Segment>, HashSet<u64>) {
     let mut seg: Option<Segment> = None;
     let mut ids = HashSet::new();
-    let mut seen = HashSet::new();
     // Records are being skipped until the next start record.
     let mut skipping = false;
     for (i, raw) in records.iter().enumerate() {
@@ -323,12 +399,18 @@ pub fn recover(
         if let Ok(Record::Start { log_id, cluster: c }) = r {
             ids.insert(log_id | 1);
             if c == cluster {
-                seg = Some(Segment {
+                let mut fresh = Segment {
                     log_id: log_id | 1,
                     complete: true,
                     ..Segment::default()
-                });
-                seen.clear();
+                };
+                // Room for every value the records after it hold, so that nothing is rehashed
+                // or copied as the log grows (a million values: most of recovery's time).
+                let room = values_after(&records[i + 1..]);
+                fresh.values.reserve(room);
+                fresh.origins.reserve(room);
+                fresh.seen.reserve(room);
+                seg = Some(fresh);
                 skipping = false;
             } else {
                 tracing::warn!(record = i, "a log written for another node list; ignored");
@@ -347,21 +429,17 @@ pub fn recover(
         };
         let applied = r.and_then(|r| match r {
             Record::Entries { at, entries } => {
-                if at != s.entries.len() as u64 {
-                    return Err(format!(
-                        "entries at position {at}, but the log has {}",
-                        s.entries.len()
-                    ));
-                }
-                for (o, v) in entries {
-                    if o != FROM_CLIENT && (o as usize >= n || o as usize == me) {
-                        return Err(format!("bad origin {o}"));
-                    }
-                    if !seen.insert(key(&v)) {
-                        return Err(format!("duplicate value {v}"));
-                    }
-                    s.entries.push((o, v));
-                }
+                let (origins, values) = entries.into_iter().unzip();
+                s.append(at, origins, values, n, me)?;
+                s.text_bytes += value_text_bytes(raw);
+                Ok(())
+            }
+            Record::Values {
+                at,
+                origins,
+                values,
+            } => {
+                s.append(at, origins, values, n, me)?;
                 s.text_bytes += value_text_bytes(raw);
                 Ok(())
             }
@@ -398,7 +476,7 @@ pub fn recover(
         if let Err(e) = applied {
             tracing::warn!(
                 record = i,
-                kept_values = s.entries.len(),
+                kept_values = s.values.len(),
                 "recovery stops at an unusable record: {e}"
             );
             s.complete = false;

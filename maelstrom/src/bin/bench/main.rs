@@ -12,6 +12,10 @@
 //!   its pipes at growing set sizes and rates; writes `CAPACITY.md`.
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
 //!   the runner's own throughput under flooding fixture nodes; writes `RUNNER.md`.
+//! - **`bench --startup [--values N] [--repeats N]`** ([`startup`], `just startup`): a node's
+//!   start-up (spawn to `init_ok`) over a log of N values, uncompacted and compacted; writes the
+//!   "Start-up" section of `BENCHMARKS.md`, which the settings benchmark keeps when it rewrites
+//!   the rest.
 //!
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
@@ -19,6 +23,7 @@ mod capacity;
 mod faults;
 mod runner_capacity;
 mod settings;
+mod startup;
 
 use clap::{ArgGroup, Parser};
 use serde_json::Value;
@@ -29,7 +34,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "capacity", "runner_capacity"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "capacity", "runner_capacity", "startup"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -40,6 +45,10 @@ struct Cli {
     /// Measure the runner itself under 25 flooding fixture nodes → RUNNER.md.
     #[arg(long)]
     runner_capacity: bool,
+    /// Time a node's start-up over a large log, uncompacted and compacted → BENCHMARKS.md's
+    /// "Start-up" section.
+    #[arg(long)]
+    startup: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
@@ -62,6 +71,17 @@ struct Cli {
         requires = "runner_capacity"
     )]
     fixture: String,
+    /// Start-up: values in the node's log.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        requires = "startup"
+    )]
+    values: u64,
+    /// Start-up: runs per log (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "startup")]
+    repeats: usize,
 
     /// The runner binary (its directory also holds `reference-star`).
     #[arg(long, value_name = "PATH", default_value = "target/release/maelstrom")]
@@ -79,6 +99,8 @@ fn main() {
     let scratch = cli.out.join("bench-runs");
     if cli.runner_capacity {
         runner_capacity::run(&cli.runner, &cli.fixture, &cli.out, &scratch);
+    } else if cli.startup {
+        startup::run(&cli.node, &cli.out, cli.values, cli.repeats.max(1));
     } else if cli.capacity {
         capacity::run(&cli.node, &cli.out);
     } else if cli.faults {
@@ -185,6 +207,25 @@ mod tests {
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
         assert_eq!((c.node.as_str(), c.out.as_path()), ("n", Path::new("o")));
+        let c = parse(&["--startup"]).unwrap();
+        assert!(c.startup && c.values == 1_000_000 && c.repeats == 7);
+        let c = parse(&["--startup", "--values", "1000", "--repeats", "3"]).unwrap();
+        assert_eq!((c.values, c.repeats), (1000, 3));
+    }
+
+    #[test]
+    fn the_startup_section_is_replaced_or_appended_and_the_rest_kept() {
+        let doc = "# B\n\nintro\n\n## no faults\n\n| a |\n";
+        let section = "## Start-up\n\n| s |";
+        let with = startup::with_section(doc, section);
+        assert_eq!(with, format!("{}\n\n{section}\n", doc.trim_end()));
+        let (rest, taken) = startup::take_section(&with);
+        assert_eq!((rest.trim_end(), taken.as_str()), (doc.trim_end(), section));
+        // In the middle: replaced in place, the next section kept.
+        let mid = "# B\n\n## Start-up\n\nold\n\n## partition\n\nx\n";
+        let new = startup::with_section(mid, "## Start-up\n\nnew");
+        assert_eq!(new, "# B\n\n## Start-up\n\nnew\n\n## partition\n\nx\n");
+        assert_eq!(startup::take_section(mid).1, "## Start-up\n\nold");
     }
 
     #[test]
@@ -199,6 +240,8 @@ mod tests {
             &["--capacity", "--cited", "p"],
             &["--seeds", "3"],
             &["--fixture", "f"],
+            &["--values", "5"],
+            &["--startup", "--capacity"],
         ] {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }
