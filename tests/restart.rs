@@ -140,14 +140,15 @@ fn acknowledged_values_survive_kill_9() {
 
 #[test]
 fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
-    kill_mid_stream(&[]);
+    kill_mid_stream(&[], 0);
 }
 
 /// The same with a compaction minimum so low that the node compacts its log again and again, so
-/// that kills also strike between compactions and appends.
+/// that kills also strike between compactions and appends. Each round starts with values written
+/// one at a time (one record each: a log several times its state, which a compaction shrinks).
 #[test]
 fn kills_while_the_log_is_compacted_lose_nothing_acknowledged() {
-    let data = kill_mid_stream(&[("MURMUR_COMPACT_MIN_BYTES", "2048")]);
+    let data = kill_mid_stream(&[("MURMUR_COMPACT_MIN_BYTES", "2048")], 60);
     // Only a compaction writes values records (tag 5): the log was compacted.
     let opened = murmur::store::Store::open(&data.path().join("n0"), false).unwrap();
     assert!(
@@ -161,7 +162,9 @@ fn kills_while_the_log_is_compacted_lose_nothing_acknowledged() {
         .exists());
 }
 
-fn kill_mid_stream(env: &[(&str, &str)]) -> tempfile::TempDir {
+/// Rounds of: restart, check, `one_by_one` broadcasts each awaited, a pipelined burst killed
+/// partway, check after a restart.
+fn kill_mid_stream(env: &[(&str, &str)], one_by_one: usize) -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     let mut acked = BTreeSet::new();
     let mut next = 0i64;
@@ -171,6 +174,16 @@ fn kill_mid_stream(env: &[(&str, &str)]) -> tempfile::TempDir {
         let held = n.read(1_000_000 + round);
         let lost: Vec<_> = acked.difference(&held).collect();
         assert!(lost.is_empty(), "round {round}: lost {lost:?}");
+        for _ in 0..one_by_one {
+            n.broadcast(next as u64, next);
+            let ok = n.wait_for(
+                |m| m["body"]["in_reply_to"] == next,
+                Duration::from_secs(10),
+            );
+            assert_eq!(ok["body"]["type"], "broadcast_ok");
+            acked.insert(next);
+            next += 1;
+        }
         // Pipeline a burst of writes and kill the node partway through its acknowledgements.
         let burst = 400;
         for _ in 0..burst {
