@@ -75,6 +75,13 @@
 //! record, makes it durable and releases the outputs that waited for it (a final flush), the writer
 //! drains its queue and flushes, and the process exits 0 (1 if the final flush failed). Maelstrom
 //! itself ends nodes with SIGKILL, which loses nothing durable.
+//!
+//! **Compaction.** After every call into the host, once its outputs are handed to the writer,
+//! the shell asks the host for a compaction ([`Host::take_compaction`]) and, if one is due,
+//! writes the snapshot over the log ([`Store::compact`]) holding the node's lock, then reports it
+//! ([`Host::compacted`]). The host offers one only when every record taken is durable, so nothing
+//! is queued or being written; with `MURMUR_FSYNC=1` the compaction's two syncs run there too, on
+//! the runtime thread (rare: each compaction follows at least as many appended bytes as it writes).
 
 use crate::host::{Host, ShellConfig};
 use crate::node::{parse_line, Inbound, Millis, Workload};

@@ -55,7 +55,11 @@
 //!   This is the shell with `MURMUR_FSYNC` or a batching window. By default the shell appends
 //!   inside the handler's critical section instead (durable at once, nothing can happen in
 //!   between), which is the limit of a flush delay going to zero: the delayed model allows every
-//!   interleaving that one does, and more.
+//!   interleaving that one does, and more. When the flusher finds nothing to write it asks the host
+//!   for a compaction ([`Host::take_compaction`](murmur::host::Host::take_compaction), with
+//!   [`ShellModel::compact_min_bytes`]) and writes the snapshot in its slot, durable after
+//!   `compact_ms`; a kill meanwhile leaves the old records or (torn flushes on, a seeded coin) the
+//!   snapshot, as the shell's rename would.
 //! - **Clients** are Maelstrom's: `concurrency` workers, worker t talks to node t mod n,
 //!   one request outstanding, ops from [`ClientWorkload::next_op`] staggered uniformly in
 //!   [0, 2/rate) s, a 5 s timeout, completions by [`ClientWorkload::complete`] (closed reply
