@@ -82,3 +82,7 @@ startup values="1000000": build
 # The runner's own capacity: 25 flooding fixture nodes at 25k–100k msgs/s → results/RUNNER.md (~1 min).
 runner-capacity: build
     target/release/bench --runner-capacity
+
+# Soak: 600 s of kill,pause,partition at 25 nodes, memory sampled → results/SOAK.md and FAULTS.md's soak row (~11 min).
+soak secs="600": build
+    target/release/bench --soak --soak-secs {{secs}}

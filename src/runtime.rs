@@ -383,6 +383,33 @@ impl<W: Workload> Shared<W> {
     }
 }
 
+/// A stream of SIGCONTs that wakes the sync task, or `None` if it cannot be set up (then a resume
+/// is noticed with the next message, as before init).
+///
+/// The flag set by the signal handler is what orders a resume before the backlog; this stream makes
+/// sure it is *taken* promptly. Without it, a SIGCONT that reaches a node that was not stopped
+/// (Maelstrom resumes *all* nodes, paused or not) and then sits idle would only be noticed with
+/// the next message, possibly seconds later, and the guard would date that fresh request back to
+/// before the idle spell and drop it (a final read lost this way left restarted nodes unread).
+fn sigcont_stream() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::from_raw(signal_hook::consts::SIGCONT))
+        .map_err(|e| tracing::warn!("cannot wake on SIGCONT (a resume is noticed late): {e}"))
+        .ok()
+}
+
+/// The next signal of `stream`; never, if there is none.
+async fn next_signal(stream: &mut Option<tokio::signal::unix::Signal>) {
+    match stream {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// Tells the host about a SIGCONT received since the last check.
 fn notice_resume<W: Workload>(flag: &AtomicBool, host: &mut Host<W>, now: Millis) {
     if flag.swap(false, Ordering::Relaxed) {
@@ -520,6 +547,8 @@ where
     let sync = {
         let shared = Arc::clone(&shared);
         let mut stop = stop_rx.clone();
+        // The sync task also wakes on SIGCONT, to tell the host at once (see `sigcont_stream`).
+        let mut sigcont = sigcont_stream();
         tokio::spawn(async move {
             loop {
                 let at = shared.tick_at.load(Ordering::Relaxed);
@@ -527,6 +556,12 @@ where
                 if at == NO_TICK {
                     tokio::select! {
                         _ = sooner => continue,
+                        _ = next_signal(&mut sigcont) => {
+                            if !shared.with_host(|_, _| {}).await {
+                                break;
+                            }
+                            continue;
+                        }
                         _ = stop.changed() => break,
                     }
                 }
@@ -535,6 +570,12 @@ where
                     tokio::select! {
                         _ = tokio::time::sleep_until(deadline.into()) => {}
                         _ = sooner => continue,
+                        _ = next_signal(&mut sigcont) => {
+                            if !shared.with_host(|_, _| {}).await {
+                                break;
+                            }
+                            continue;
+                        }
                         _ = stop.changed() => break,
                     }
                 }

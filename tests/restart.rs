@@ -1,6 +1,7 @@
 //! End to end: the real `broadcast` binary persisting under a temporary `MURMUR_DATA_DIR`, killed
 //! with SIGKILL (at quiet moments and in the middle of a stream of writes) and restarted; every
-//! value it acknowledged must be in a read after the restart.
+//! value it acknowledged must be in a read after the restart. Also SIGSTOP/SIGCONT pauses, and the
+//! SIGCONT Maelstrom sends to nodes that were not stopped.
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -30,9 +31,14 @@ impl NodeProc {
         n
     }
 
-    /// Sends `init` and returns the node's answer.
+    /// Sends `init` (a cluster of three) and returns the node's answer.
     fn init(&mut self) -> Value {
-        self.send(json!({"src":"c0","dest":"n0","body":{"type":"init","node_id":"n0","node_ids":["n0","n1","n2"],"msg_id":1}}));
+        self.init_in(&["n0", "n1", "n2"])
+    }
+
+    /// Sends `init` for a cluster of `nodes` and returns the node's answer.
+    fn init_in(&mut self, nodes: &[&str]) -> Value {
+        self.send(json!({"src":"c0","dest":"n0","body":{"type":"init","node_id":"n0","node_ids":nodes,"msg_id":1}}));
         self.wait_for(|v| v["dest"] == "c0", Duration::from_secs(10))
     }
 
@@ -42,6 +48,7 @@ impl NodeProc {
 
     fn spawn_with(data: &Path, env: &[(&str, &str)]) -> NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_broadcast"))
+            .envs(env.iter().copied())
             .env("MURMUR_DATA_DIR", data)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
@@ -89,9 +96,14 @@ impl NodeProc {
 
     fn read(&mut self, msg_id: u64) -> BTreeSet<i64> {
         self.send(json!({"src":"c1","dest":"n0","body":{"type":"read","msg_id":msg_id}}));
+        self.read_reply(msg_id, Duration::from_secs(10))
+    }
+
+    /// The reply to read `msg_id`, sent earlier.
+    fn read_reply(&mut self, msg_id: u64, timeout: Duration) -> BTreeSet<i64> {
         let r = self.wait_for(
             |v| v["body"]["in_reply_to"] == msg_id && v["dest"] == "c1",
-            Duration::from_secs(10),
+            timeout,
         );
         assert_eq!(r["body"]["type"], "read_ok", "{r}");
         r["body"]["messages"]
@@ -100,6 +112,19 @@ impl NodeProc {
             .iter()
             .map(|v| v.as_i64().unwrap())
             .collect()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
+            0
+        );
+    }
+
+    /// No line arrives within `d`.
+    fn silent_for(&self, d: Duration) -> bool {
+        self.out.recv_timeout(d).is_err()
     }
 
     /// SIGKILL, as Maelstrom's kill fault does.
@@ -308,4 +333,46 @@ fn the_default_location_is_cleaned_of_ended_runs() {
     );
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
+}
+
+/// Maelstrom's `resume` targets every node, so a node that was never stopped gets SIGCONT too. If it
+/// then stays idle for longer than the reply deadline, the next client request is fresh and must be
+/// answered (it was once dropped as if it had waited out a pause: the resume was only noticed with
+/// that request, and the request dated back to before the idle spell).
+#[test]
+fn a_sigcont_to_a_running_idle_node_drops_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let env = [("MURMUR_REPLY_DEADLINE_MS", "300")];
+    let mut n = NodeProc::spawn_with(data.path(), &env);
+    // Alone, so that nothing is left to gossip and the node goes fully idle.
+    assert_eq!(n.init_in(&["n0"])["body"]["type"], "init_ok");
+    n.broadcast(1, 7);
+    n.wait_for(|m| m["body"]["in_reply_to"] == 1, Duration::from_secs(10));
+    n.signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(1_500)); // idle: past the deadline and the stall window
+    assert_eq!(n.read(2), BTreeSet::from([7]));
+    n.kill();
+}
+
+/// A real pause still drops what waited out the deadline in the pipe (Maelstrom's client has given up
+/// on it, and a late reply would cut the node's output off), and serves what comes after.
+#[test]
+fn requests_queued_during_a_long_pause_are_dropped_and_later_ones_served() {
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("MURMUR_REPLY_DEADLINE_MS", "300"),
+        ("MURMUR_STALL_MS", "200"),
+    ];
+    let mut n = NodeProc::spawn_with(data.path(), &env);
+    assert_eq!(n.init()["body"]["type"], "init_ok");
+    n.signal(libc::SIGSTOP);
+    n.send(json!({"src":"c1","dest":"n0","body":{"type":"read","msg_id":5}}));
+    std::thread::sleep(Duration::from_millis(800));
+    n.signal(libc::SIGCONT);
+    assert!(
+        n.silent_for(Duration::from_millis(600)),
+        "the stale read was answered"
+    );
+    assert_eq!(n.read(6), BTreeSet::new());
+    n.kill();
 }

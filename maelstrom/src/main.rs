@@ -25,6 +25,11 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
     maelstrom::run::install_interrupt_handler();
+    // Orphans of the nodes (helpers forked out of their process groups) become ours, so that
+    // teardown can kill them: no process outlives the run.
+    if let Err(e) = maelstrom::process::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper ({e}): processes nodes fork out of their process groups may outlive the run");
+    }
     match maelstrom::run::run(&opts) {
         Ok(outcome) => {
             let info = maelstrom::results::SummaryInfo {

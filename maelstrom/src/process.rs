@@ -5,11 +5,15 @@
 //!
 //! One [`NodeProcess`] is one incarnation of a node. It owns the child and three threads, named
 //! like Maelstrom's (`"<id> stdin"`, `"<id> stdout"`, `"<id> stderr"`), in `pipes`:
-//! - **stdin writer**: fed by an unbounded channel through cheap-clone [`NodeInput`] handles, so
-//!   the network never blocks on a slow or paused node. It writes each line plus `\n` and flushes
-//!   only when the channel is momentarily empty, batching writes under load. Lines that cannot be
-//!   written (the process is gone) are counted and dropped, never a panic or an endless block.
-//! - **stdout reader**: reads lines, checks each against Maelstrom's closed envelope schema with
+//! - **stdin writer**: fed by a channel through cheap-clone [`NodeInput`] handles, so the network
+//!   never blocks on a slow or paused node. It writes each line plus `\n` and flushes only when the
+//!   channel is momentarily empty, batching writes under load. Lines that cannot be written (the
+//!   process is gone) are counted and dropped, never a panic or an endless block. The queue holds
+//!   at most [`STDIN_QUEUE_BYTES`]; past that, a node that does not read its stdin loses further
+//!   lines ([`NodeInput::overflowed`]) rather than growing the runner without bound. Before that,
+//!   at [`STDIN_BACKLOG_BYTES`], the driver holds back the nodes that send to it.
+//! - **stdout reader**: reads lines of at most [`MAX_LINE_BYTES`] (a longer one is reported as
+//!   soon as it passes the limit, and its rest discarded unread into memory), checks each against Maelstrom's closed envelope schema with
 //!   [`parse_stdout_line`] (in `line`), and hands `(node id, Ok(ParsedLine) |
 //!   Err(BadLine))` to the caller's [`LineSink`], in output order. What to do with a
 //!   malformed line (Maelstrom stops reading that node for the rest of the test) is the driver's
@@ -17,25 +21,32 @@
 //! - **stderr reader**: appends every line to `node-logs/<id>.log` (flushed per line) and, with
 //!   `--log-stderr`, echoes it as `[<id> stderr] line` on the runner's stderr.
 //!
-//! The last [`TAIL_LINES`] lines of stdout and stderr are kept for crash reports; a report waits
-//! (briefly) for both readers to reach the end of the streams, so it shows the node's last words.
+//! The last [`TAIL_LINES`] lines of stdout and stderr are kept (their first 2000 characters) for
+//! crash reports; a report waits (briefly) for both readers to reach the end of the streams, so it
+//! shows the node's last words.
 //!
 //! The child runs in its own process group and every signal goes to the group, so a node started
 //! through a wrapper (`#!/bin/sh` script, `cargo run`) is killed, paused and resumed as a whole.
+//! When the node exits on its own, what is left of its group is SIGKILLed before the node is
+//! reaped, so helpers it forked cannot keep its pipes open. Helpers that left the group are the
+//! business of [`kill_orphans`] (`orphans`), at teardown. The runner never sends SIGTERM: like
+//! Maelstrom, it stops nodes with SIGKILL, which no node can ignore.
 //! A restart after `kill` is simply a new `NodeProcess` from the same [`NodeCommand`]; the log file
 //! is opened for appending, so one file covers every incarnation, separated by a marker line.
 
 mod line;
+mod orphans;
 mod pipes;
 
 pub use line::{parse_stdout_line, BadLine, LineError, LineResult, ParsedLine};
+pub use orphans::{become_subreaper, kill_orphans, Orphan};
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -53,6 +64,28 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// end of the streams of an exited process, so the report shows its last words. Bounded because
 /// a child the node left behind may hold the pipes open.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest stdout or stderr line the runner reads: 16 MiB, far above any message of
+/// Maelstrom's protocol (a broadcast `read_ok` of 100 000 values is under 1 MiB). A longer stdout
+/// line is a malformed message ([`LineError::TooLong`], reported as soon as the limit is passed,
+/// so a line that never ends is caught too); a longer stderr line is logged up to the limit. The
+/// rest of such a line is read and discarded, so a node can never make the runner hold more than
+/// this per stream. Maelstrom has no limit (its JVM heap is the limit).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// The most a node's stdin queue may hold (bytes of lines the network delivered that the node has
+/// not read yet): 64 MiB. The queue only grows when a node stops reading its stdin (paused, stuck,
+/// or flooding itself); a paused correct node queues kilobytes. Past the limit, lines for that
+/// node are dropped and counted ([`NodeInput::overflowed`]), so a node that never reads cannot
+/// make the runner's memory grow without bound. Maelstrom's queues are unbounded.
+pub const STDIN_QUEUE_BYTES: u64 = 64 << 20;
+
+/// A stdin queue holding this much (32 MiB, half of [`STDIN_QUEUE_BYTES`]) is *backlogged*
+/// ([`NodeInput::backlogged`]): the driver then stops reading the output of the nodes that send
+/// to it, as a full pipe would stop them, so a flood towards a node that does not read stops at
+/// its source instead of costing the runner's journal a record per message; the other half is
+/// headroom for messages already in flight.
+pub const STDIN_BACKLOG_BYTES: u64 = STDIN_QUEUE_BYTES / 2;
 
 /// The marker written to a node's log when a new incarnation starts appending to it.
 pub const RESTART_MARKER: &str = "--- restarted ---";
@@ -171,18 +204,65 @@ struct InputShared {
     /// later `send` count as dropped: the accounting stays exact without racing the writer.
     tx: Mutex<Option<Sender<String>>>,
     dropped: AtomicU64,
+    /// Bytes queued and not yet written to the pipe: the writer subtracts what it has written.
+    queued_bytes: AtomicU64,
+    /// Lines dropped because the queue held [`STDIN_QUEUE_BYTES`] (also counted in `dropped`).
+    overflowed: AtomicU64,
+    /// Set by the first [`NodeInput::first_backlog`]: one report per incarnation.
+    backlog_reported: AtomicBool,
 }
 
 impl NodeInput {
     /// Queues one line (without its `\n`; the caller guarantees it contains none, as compact
-    /// JSON does). Returns false when this incarnation has been stopped: the line is dropped.
+    /// JSON does). Returns false when the line is dropped: this incarnation has been stopped, or
+    /// its queue already holds [`STDIN_QUEUE_BYTES`] (see [`NodeInput::overflowed`]).
     pub fn send(&self, line: String) -> bool {
-        let tx = self.shared.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let queued = tx.as_ref().is_some_and(|tx| tx.send(line).is_ok());
+        let shared = &self.shared;
+        let size = line.len() as u64 + 1;
+        let tx = shared.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let queued = match tx.as_ref() {
+            Some(_) if shared.queued_bytes.load(Ordering::Relaxed) + size > STDIN_QUEUE_BYTES => {
+                shared.overflowed.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Some(tx) => {
+                shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
+                let sent = tx.send(line).is_ok();
+                if !sent {
+                    shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                }
+                sent
+            }
+            None => false,
+        };
         if !queued {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
         queued
+    }
+
+    /// Lines dropped because the node was not reading its stdin and its queue was full
+    /// ([`STDIN_QUEUE_BYTES`]); they are counted in [`NodeInput::dropped`] too.
+    pub fn overflowed(&self) -> u64 {
+        self.shared.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// The queue of this live incarnation holds at least [`STDIN_BACKLOG_BYTES`]: the node is
+    /// not keeping up with its input.
+    pub fn backlogged(&self) -> bool {
+        self.shared.queued_bytes.load(Ordering::Relaxed) >= STDIN_BACKLOG_BYTES
+            && self
+                .shared
+                .tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+    }
+
+    /// True once per incarnation, for whoever first finds it backlogged or overflowing and
+    /// reports it.
+    pub fn first_backlog(&self) -> bool {
+        !self.shared.backlog_reported.swap(true, Ordering::Relaxed)
     }
 
     /// Lines that never reached the process (it had exited, or this incarnation was stopped).
@@ -212,8 +292,18 @@ struct ChildState {
 }
 
 impl ChildState {
+    /// The exit status once the child has exited (non-blocking). On finding it exited, SIGKILLs
+    /// what is left of its process group *before* reaping it: the unreaped child still holds its
+    /// pid, so the group id cannot have been recycled. So a node that exits, on its own or by
+    /// the runner's SIGKILL, takes the helpers it forked (and did not move out of its group)
+    /// with it, and they release the node's pipes.
     fn poll(&mut self) -> Result<Option<ExitStatus>, io::Error> {
-        if self.status.is_none() {
+        if self.status.is_none() && exited_unreaped(self.child.id())? {
+            if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+                // SAFETY: kill(2) has no memory-safety preconditions; the group is the child's
+                // (see above). ESRCH (no member left) is the usual, harmless outcome.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
             self.status = self.child.try_wait()?;
         }
         Ok(self.status)
@@ -254,6 +344,9 @@ pub struct NodeProcess {
     /// The same for the stdout and stderr readers alone: they finish at the end of the streams.
     readers_done: Mutex<Receiver<()>>,
     log_path: PathBuf,
+    /// Set just before the runner SIGKILLs the process: the stdout reader then drops an
+    /// unterminated last line, which the signal cut short (not the node's doing).
+    killed_flag: Arc<AtomicBool>,
 }
 
 impl NodeProcess {
@@ -307,6 +400,9 @@ impl NodeProcess {
                 shared: Arc::new(InputShared {
                     tx: Mutex::new(Some(tx)),
                     dropped: AtomicU64::new(0),
+                    queued_bytes: AtomicU64::new(0),
+                    overflowed: AtomicU64::new(0),
+                    backlog_reported: AtomicBool::new(false),
                 }),
             },
             stdout_tail: Arc::default(),
@@ -314,6 +410,7 @@ impl NodeProcess {
             io_done: Mutex::new(done_rx),
             readers_done: Mutex::new(readers_rx),
             log_path: cmd.log_path.clone(),
+            killed_flag: Arc::default(),
         };
         // From here on, an early return drops `node`, which kills the child.
         let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
@@ -340,20 +437,21 @@ impl NodeProcess {
         thread::Builder::new()
             .name(format!("{id} stdin"))
             .spawn(move || {
-                write_stdin(stdin, rx, &shared.dropped);
+                write_stdin(stdin, rx, &shared.dropped, &shared.queued_bytes);
                 drop(done);
             })
             .map_err(thread_err("stdin"))?;
-        let (tail, done, reader_done, node_id) = (
+        let (tail, done, reader_done, node_id, killed) = (
             Arc::clone(&node.stdout_tail),
             done_tx.clone(),
             readers_tx.clone(),
             Arc::clone(&id),
+            Arc::clone(&node.killed_flag),
         );
         thread::Builder::new()
             .name(format!("{id} stdout"))
             .spawn(move || {
-                read_stdout(stdout, &node_id, &tail, sink);
+                read_stdout(stdout, &node_id, &tail, &killed, sink);
                 drop((done, reader_done));
             })
             .map_err(thread_err("stdout"))?;
@@ -448,6 +546,17 @@ impl NodeProcess {
     /// time to drain. `exited_on_its_own` tells the driver whether this was a crash.
     pub fn stop(&self) -> Result<Stopped, ProcessError> {
         let start = Instant::now();
+        let stopped = self.terminate()?;
+        if !self.wait_for_io(STOP_TIMEOUT.saturating_sub(start.elapsed())) {
+            tracing::debug!(node = %self.id, "I/O threads still running after stop");
+        }
+        Ok(stopped)
+    }
+
+    /// The first half of [`NodeProcess::stop`]: SIGKILL if still running, wait up to
+    /// [`STOP_TIMEOUT`] for the exit, and close the stdin queue, without waiting for the I/O
+    /// threads (which may be held up by processes the node left behind: see [`kill_orphans`]).
+    pub fn terminate(&self) -> Result<Stopped, ProcessError> {
         let outcome = self.kill_locked(&mut self.lock_child())?;
         let stopped = match outcome {
             Kill::Killed(status) => Stopped {
@@ -460,14 +569,19 @@ impl NodeProcess {
             },
         };
         self.input.close();
-        // The writer ends once its queue is drained; the readers at EOF, once every process
-        // holding the pipes is gone. Nobody sends on `io_done`: it only disconnects.
-        let done = self.io_done.lock().unwrap_or_else(|e| e.into_inner());
-        let remaining = STOP_TIMEOUT.saturating_sub(start.elapsed());
-        if let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(remaining) {
-            tracing::debug!(node = %self.id, "I/O threads still running after stop");
-        }
         Ok(stopped)
+    }
+
+    /// Waits (up to `timeout`) for the three I/O threads to finish; true if they have. The
+    /// writer ends once its queue is drained; the readers at EOF, once every process holding the
+    /// pipes is gone.
+    pub fn wait_for_io(&self, timeout: Duration) -> bool {
+        let done = self.io_done.lock().unwrap_or_else(|e| e.into_inner());
+        // Nobody sends on `io_done`: it only disconnects.
+        !matches!(
+            done.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
     }
 
     /// The last [`TAIL_LINES`] stdout lines, oldest first.
@@ -533,6 +647,8 @@ impl NodeProcess {
                 Kill::ExitedOnItsOwn(status)
             });
         }
+        // Before the signal: the stdout reader must know by the time it sees the end of stream.
+        self.killed_flag.store(true, Ordering::SeqCst);
         signal_group(self.pid, libc::SIGKILL).map_err(|source| ProcessError::Signal {
             id: self.id.to_string(),
             signal: "SIGKILL",
@@ -588,6 +704,7 @@ impl Drop for NodeProcess {
         self.input.close();
         let st = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
         if matches!(st.poll(), Ok(None)) {
+            self.killed_flag.store(true, Ordering::SeqCst);
             if let Err(e) = signal_group(self.pid, libc::SIGKILL) {
                 tracing::warn!(node = %self.id, "SIGKILL on drop failed: {e}");
             }
@@ -596,6 +713,20 @@ impl Drop for NodeProcess {
             let _ = st.wait_for(STOP_TIMEOUT);
         }
     }
+}
+
+/// Whether child `pid` has exited, without reaping it (`waitid` with `WNOWAIT`).
+fn exited_unreaped(pid: u32) -> io::Result<bool> {
+    let id = libc::id_t::from(pid);
+    // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it and nothing else.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` is a valid, writable siginfo_t.
+    if unsafe { libc::waitid(libc::P_PID, id, &mut info, flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: waitid filled `info` (si_pid stays 0 when the child has not exited).
+    Ok(unsafe { info.si_pid() } != 0)
 }
 
 /// Sends `sig` to the node's process group, or to the process alone if it left the group.

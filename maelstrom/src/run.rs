@@ -29,7 +29,8 @@
 //! once instead of waiting out their 5 s timeout.
 //!
 //! **Teardown**, whether the run ends in results or in an abort: every node is SIGKILLed and
-//! reaped, the router stops, the history and the journal are written, and the `latest` links
+//! reaped, then every process the nodes forked out of their process groups
+//! ([`crate::process::kill_orphans`], when the binary made itself their reaper), the router stops, the history and the journal are written, and the `latest` links
 //! point at the run (on a panic, the nodes are still killed and the router stopped). A node
 //! found exited at teardown aborts the run too, and its report comes before whatever
 //! error the run had already hit: a dead node is why nothing else answered.
@@ -38,7 +39,7 @@
 //! [`NemesisPlan`]: crate::nemesis::NemesisPlan
 //! [`apply_nemesis`]: crate::coordinator::apply_nemesis
 
-use crate::analysis::{analyse, recoveries};
+use crate::analysis::{analyse, no_live_node_ms, recoveries};
 use crate::checker::AvailabilityTarget;
 use crate::cli::{TestOpts, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
 use crate::coordinator::{Seeds, CLIENT_TIMEOUT_MS, INIT_TIMEOUT_MS, RECOVERY_MS};
@@ -233,8 +234,15 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "nodes": *lock(&ctx.used),
     });
     if workload == ClientWorkload::Broadcast && opts.has_fault(Fault::Kill) {
-        results["runner"]["recoveries"] =
-            json!(recoveries(&history, &opts.nodes, opts.concurrency));
+        let main_end_ms = opts.time_limit_secs * 1_000;
+        results["runner"]["recoveries"] = json!(recoveries(
+            &history,
+            &opts.nodes,
+            opts.concurrency,
+            main_end_ms
+        ));
+        results["runner"]["no-live-node-ms"] =
+            json!(no_live_node_ms(&history, &opts.nodes, main_end_ms));
     }
     dir.write_results(&results)?;
     dir.update_latest_links()?;

@@ -12,6 +12,7 @@
 //! | `partitions_only` (a) | `partition`: 3–7 nodes; `partition-25`: 25 nodes, 100 ms, 30 s | 700 + 3 |
 //! | `crash_restart_partitions_and_pauses` (b) | `crash` (kill, pause, partition), `crash-25` | 400 + 3 |
 //! | `pauses_and_partitions` | `pause`: tells pause problems from durability ones | 150 |
+//! | `fault_matrix_schedules` | `faults-3c`, `faults-3d`: exactly the configurations and seeds of `just faults` (5 nodes rate 10; 25 nodes, 100 ms, rate 100; 20 s; kill, pause, partition; default node), so their nemesis schedules match the runner's; every restarted node serves what it acknowledged | 100 + 100 |
 //! | `ack_relay_under_faults` | `relay` (kill, pause, partition; overlay `total` with the ack relay on), `relay-25` (the low-latency setting) | 300 + 3 |
 //! | `same_seed_same_run` | two runs of a seed: identical history, journal, verdict | 13 |
 //! | `replay` (c) | `SIM_SEED` / `SIM_SCENARIO`; seed 0 of `partition` without them | 1 |
@@ -27,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use maelstrom::analysis::recoveries;
 use maelstrom::history::JournalKind;
 use maelstrom::nemesis::{Fault, FaultSet};
 use maelstrom::net::{Latency, LatencyDist};
@@ -41,7 +43,9 @@ use rand_chacha::ChaCha8Rng;
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 9] = [
+    "faults-3c",
+    "faults-3d",
     "partition",
     "partition-25",
     "crash",
@@ -53,6 +57,9 @@ const SCENARIOS: [&str; 7] = [
 
 /// The simulation and node configs of scenario `name` for `seed`, or `None` for an unknown name.
 fn scenario(name: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
+    if let Some(shape) = name.strip_prefix("faults-") {
+        return fault_matrix(shape, seed);
+    }
     // Knobs come from their own stream, so they never shift the simulation's.
     let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x5ce7_a710_c0f1_9a11);
     let big = name.ends_with("-25");
@@ -145,6 +152,32 @@ fn scenario(name: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
         ][r.random_range(0..4)],
     );
     Some((cfg, node))
+}
+
+/// The two configurations of `just faults` (`bench --faults`), with the default node: the same
+/// flags give the same seed streams (`Seeds::derive`), so seed `s` here draws the nemesis schedule
+/// of `--seed s` there.
+fn fault_matrix(shape: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
+    let mut cfg = match shape {
+        "3c" => SimConfig {
+            rate: 10.0,
+            time_limit_ms: 20_000,
+            ..SimConfig::broadcast(seed, 5)
+        },
+        "3d" => SimConfig {
+            latency: Latency::constant(100),
+            rate: 100.0,
+            time_limit_ms: 20_000,
+            ..SimConfig::broadcast(seed, 25)
+        },
+        _ => return None,
+    };
+    cfg.faults = [Fault::Partition, Fault::Kill, Fault::Pause]
+        .into_iter()
+        .collect();
+    cfg.scenario = format!("faults-{shape}");
+    cfg.idle_check_ms = 3_000;
+    Some((cfg, BroadcastConfig::default()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,6 +426,76 @@ fn crash_restart_partitions_and_pauses() {
             big.first_failures(1)
         );
     }
+}
+
+/// The durability matrix's own configurations and seeds (1 to 100, five times what `just faults`
+/// runs on real processes). Beyond the usual checks (every final read complete, nothing lost,
+/// silence), every read a restarted node serves must hold every value that node acknowledged
+/// before its kill.
+#[test]
+fn fault_matrix_schedules() {
+    let restarts = AtomicU64::new(0);
+    let missing_own = Mutex::new(Vec::<String>::new());
+    let look = |out: &SimOutcome| {
+        let nodes: Vec<String> = (0..out.config.nodes).map(|i| format!("n{i}")).collect();
+        let r = recoveries(
+            &out.history,
+            &nodes,
+            out.config.concurrency,
+            out.config.time_limit_ms,
+        );
+        restarts.fetch_add(r.len() as u64, Ordering::Relaxed);
+        if std::env::var_os("SIM_CATCH_UP").is_some() {
+            for x in r.iter().filter(|x| !x.final_phase) {
+                println!(
+                    "catch-up {} seed {} {} restart {} partitioned {} first-read {:?} caught-up {:?}",
+                    out.config.scenario,
+                    out.config.seed,
+                    x.node,
+                    x.restarted_at_ms,
+                    x.partitioned_for_ms,
+                    x.first_read_after_ms,
+                    x.catch_up_ms()
+                );
+            }
+        }
+        for x in r.iter().filter(|x| x.reads_missing_own > 0) {
+            missing_own
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!(
+                    "{}: {x:?}\n  replay: {}",
+                    out.config.describe(),
+                    out.config.replay()
+                ));
+        }
+    };
+    let started = Instant::now();
+    let small = run_seeds(1..=100, |s| check_with("faults-3c", s, look));
+    println!(
+        "{}",
+        small.summary("just faults' 3c: 5 nodes, rate 10", started)
+    );
+    let started = Instant::now();
+    let big = run_seeds(1..=100, |s| check_with("faults-3d", s, look));
+    println!(
+        "{}",
+        big.summary("just faults' 3d: 25 nodes, 100 ms, rate 100", started)
+    );
+    assert!(small.stats.kills > 0 && big.stats.kills > 0 && restarts.into_inner() > 0);
+    let missing_own = missing_own.into_inner().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        missing_own.is_empty(),
+        "{} restarts served reads without values the node itself had acknowledged:\n{}",
+        missing_own.len(),
+        missing_own.join("\n")
+    );
+    assert_none_failed(
+        "in the durability matrix's configurations",
+        &small,
+        &big,
+        (3, 2),
+    );
 }
 
 /// Pauses and partitions without kills, so a failure here is about pauses, not durability.
@@ -899,6 +1002,7 @@ impl Workload for RefNode {
                     log: self.log_id,
                     to_log: log,
                     ack: 0,
+                    resync: false,
                 };
                 self.reply_when(need, &src, msg_id, ok, ctx);
             }

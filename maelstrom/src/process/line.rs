@@ -62,6 +62,9 @@ pub enum LineError {
     BodyNotObject(&'static str),
     /// `id` is present but not an integer; its JSON text (shortened).
     IdNotInteger(String),
+    /// The line is longer than the runner reads (`limit` bytes, [`crate::process::MAX_LINE_BYTES`]);
+    /// Maelstrom has no limit, but no message of its protocol comes near it.
+    TooLong { limit: usize },
 }
 
 impl fmt::Display for LineError {
@@ -80,6 +83,11 @@ impl fmt::Display for LineError {
             }
             LineError::BodyNotObject(kind) => write!(f, "\"body\" must be an object, not {kind}"),
             LineError::IdNotInteger(text) => write!(f, "\"id\" must be an integer, not {text}"),
+            LineError::TooLong { limit } => write!(
+                f,
+                "a line longer than {} MiB, the most the runner reads",
+                limit >> 20
+            ),
         }
     }
 }
@@ -91,13 +99,20 @@ pub struct BadLine {
     pub reason: LineError,
 }
 
+impl BadLine {
+    /// The line's first 200 characters, for messages (it may be megabytes long).
+    pub fn excerpt(&self) -> String {
+        shorten(&self.line, 200)
+    }
+}
+
 impl fmt::Display for BadLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "malformed message on STDOUT ({}): {}",
             self.reason,
-            shorten(&self.line, 200)
+            self.excerpt()
         )
     }
 }

@@ -249,3 +249,134 @@ fn dropping_a_node_kills_it() {
     let alive = unsafe { libc::kill(pid, 0) } == 0;
     assert!(!alive);
 }
+
+/// Whether a process with this pid is alive (neither gone nor a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn a_node_that_exits_takes_the_helpers_in_its_group_with_it() {
+    let fx = Fixture::new();
+    // A helper in the node's process group holds the pipes open after the node exits.
+    let (node, rx) = fx.spawn("n9", "sleep 1000 & echo $!; exit 0");
+    let (_, line) = rx.recv_timeout(WAIT).expect("the helper's pid");
+    let helper: u32 = line.unwrap_err().line.trim().parse().unwrap();
+    eventually("exit", || node.try_exit_status().is_some());
+    eventually("the helper's death", || !alive(helper));
+    // Its pipes closed with it: the readers reach the end of the streams.
+    assert!(node.wait_for_readers(WAIT));
+    assert!(node.stop().unwrap().exited_on_its_own);
+}
+
+#[test]
+fn a_node_that_never_reads_cannot_queue_more_than_the_limit() {
+    let fx = Fixture::new();
+    let (node, _rx) = fx.spawn("n10", "exec sleep 1000");
+    let input = node.input();
+    let line = "x".repeat(1 << 20);
+    let lines = (STDIN_QUEUE_BYTES >> 20) + 16;
+    let queued = (0..lines).filter(|_| input.send(line.clone())).count() as u64;
+    // The pipe takes what fits in its buffer (under 1 MiB here), the queue the rest, up to
+    // the limit: everything else is dropped and counted.
+    assert!(queued < lines, "nothing was dropped: {queued} lines queued");
+    assert!(
+        queued <= (STDIN_QUEUE_BYTES >> 20) + 2,
+        "{queued} lines queued"
+    );
+    assert_eq!(input.overflowed(), lines - queued);
+    assert_eq!(input.dropped(), lines - queued);
+    node.stop().unwrap();
+}
+
+#[test]
+fn over_long_lines_are_cut_and_reported_in_bounded_memory() {
+    use pipes::{LineReader, Read};
+    let mut input = Vec::new();
+    input.extend_from_slice(b"short\n");
+    input.extend_from_slice(&[b'a'; 100]);
+    input.extend_from_slice(b"\nok\r\n");
+    input.extend_from_slice(&[b'b'; 50]);
+    // Read through a tiny buffer, so lines span many reads.
+    fn next<R: io::BufRead>(r: &mut LineReader<R>) -> (Read, String) {
+        let read = r.next_line().unwrap();
+        (read, String::from_utf8(r.line().to_vec()).unwrap())
+    }
+    let mut r = LineReader::new(io::BufReader::with_capacity(7, &input[..]), 10);
+    assert_eq!(next(&mut r), (Read::Line, "short\n".into()));
+    assert_eq!(next(&mut r), (Read::TooLong, "a".repeat(10)));
+    assert_eq!(next(&mut r), (Read::Line, "ok\r\n".into()));
+    // A last line that never ends is reported once, when it passes the limit.
+    assert_eq!(next(&mut r), (Read::TooLong, "b".repeat(10)));
+    assert_eq!(next(&mut r), (Read::End, String::new()));
+    // An unterminated last line within the limit counts, as with Java's readLine.
+    let mut r = LineReader::new(&b"x\nlast"[..], 10);
+    assert_eq!(next(&mut r), (Read::Line, "x\n".into()));
+    assert_eq!(next(&mut r), (Read::Line, "last".into()));
+    assert_eq!(next(&mut r), (Read::End, String::new()));
+    // Exactly the limit, with or without its newline, is not too long.
+    let mut r = LineReader::new(&b"0123456789\n0123456789"[..], 10);
+    assert_eq!(next(&mut r).0, Read::Line);
+    assert_eq!(next(&mut r).0, Read::Line);
+}
+
+#[test]
+fn a_line_that_never_ends_is_reported_while_the_node_runs() {
+    let fx = Fixture::new();
+    // 20 MiB without a newline, then the node stays alive.
+    let (node, rx) = fx.spawn(
+        "n11",
+        "head -c 20971520 /dev/zero | tr '\\0' a; exec sleep 1000",
+    );
+    let (_, line) = rx
+        .recv_timeout(WAIT)
+        .expect("a report before the line ends");
+    let bad = line.unwrap_err();
+    assert_eq!(
+        bad.reason,
+        LineError::TooLong {
+            limit: MAX_LINE_BYTES
+        }
+    );
+    assert!(bad.line.len() < 10_000, "the report keeps an excerpt only");
+    assert!(
+        node.last_stdout()[0].contains("cut"),
+        "{:?}",
+        node.last_stdout()
+    );
+    assert!(node.last_stdout()[0].len() < 10_000);
+    node.stop().unwrap();
+    // The cut-off rest of the line is skipped, not reported again, and the killed node's
+    // unterminated last line is not reported at all.
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn the_last_line_a_sigkill_cut_short_is_not_reported() {
+    let fx = Fixture::new();
+    let (node, rx) = fx.spawn("n12", "printf '{\"src\":\"n12\"'; exec sleep 1000");
+    // Give the partial line time to reach the reader, which holds it waiting for its end.
+    eventually("the partial line read", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", node.pid()))
+            .is_ok_and(|s| s.contains("(sleep)"))
+    });
+    thread::sleep(Duration::from_millis(50));
+    node.stop().unwrap();
+    assert!(node.wait_for_readers(WAIT));
+    assert!(
+        rx.try_recv().is_err(),
+        "a line cut by the runner's SIGKILL was reported"
+    );
+    // The same unterminated line from a node that exits on its own is a malformed message.
+    let (node, rx) = fx.spawn("n13", "printf '{\"src\":\"n13\"'; exit 0");
+    let (_, line) = rx.recv_timeout(WAIT).unwrap();
+    assert!(matches!(line.unwrap_err().reason, LineError::NotJson(_)));
+    eventually("exit", || node.try_exit_status().is_some());
+    assert!(node.stop().unwrap().exited_on_its_own);
+}

@@ -7,7 +7,7 @@ use crate::cli::TestOpts;
 use crate::coordinator::{apply_nemesis, NemesisActions, Started};
 use crate::history::{Op, OpType, Process};
 use crate::nemesis::{NemesisOp, Partition};
-use crate::process::{NodeCommand, NodeProcess};
+use crate::process::{kill_orphans, NodeCommand, NodeProcess, STOP_TIMEOUT};
 use crate::procstats::ProcStats;
 use crate::results::RunDir;
 use crate::workload::{Completion, Reply};
@@ -167,22 +167,45 @@ impl RunCtx<'_> {
         }
     }
 
-    /// Teardown: SIGKILL every node, in node-list order, and return the crashes of
-    /// those that had exited on their own (not killed by the nemesis).
+    /// Teardown: SIGKILL every node, in node-list order, kill whatever processes they left
+    /// behind ([`kill_orphans`]), give the I/O threads the rest of [`STOP_TIMEOUT`] to drain, and
+    /// return the crashes of those that had exited on their own (not killed by the nemesis).
     pub(super) fn stop_nodes(&self) -> Vec<NodeCrashed> {
+        let start = std::time::Instant::now();
         let mut procs: Vec<(String, NodeProcess)> = lock(&self.nodes).procs.drain().collect();
         let order = |id: &str| self.opts.nodes.iter().position(|n| n == id);
         procs.sort_by_key(|(id, _)| order(id));
         let mut crashes = Vec::new();
-        for (id, p) in procs {
-            lock(&self.shared.routes).nodes.remove(&id);
-            self.account(&p);
-            match p.stop() {
+        for (id, p) in &procs {
+            lock(&self.shared.routes).nodes.remove(id);
+            self.account(p);
+            match p.terminate() {
                 Ok(stopped) if stopped.exited_on_its_own => {
-                    crashes.push(NodeCrashed::of(&id, &p, stopped.status))
+                    crashes.push(NodeCrashed::of(id, p, stopped.status))
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("stopping {id}: {e}"),
+            }
+        }
+        let orphans = kill_orphans(STOP_TIMEOUT);
+        let alive: Vec<String> = orphans
+            .iter()
+            .filter(|o| !o.dead)
+            .map(ToString::to_string)
+            .collect();
+        if !alive.is_empty() {
+            let list = alive;
+            tracing::warn!(
+                "killed {} processes the nodes left behind (forked out of their process groups): {}",
+                list.len(),
+                list.join(", ")
+            );
+        }
+        for (id, p) in &procs {
+            if !p.wait_for_io(STOP_TIMEOUT.saturating_sub(start.elapsed())) {
+                tracing::warn!(
+                    "node {id}: its pipes are still open after teardown (held by a process it left behind)"
+                );
             }
         }
         crashes

@@ -3,7 +3,7 @@
 
 use super::{lock, GIVE_UP_POLL};
 use crate::net::{Delivery, Net, NetError, Packet};
-use crate::process::LineResult;
+use crate::process::{LineResult, STDIN_BACKLOG_BYTES, STDIN_QUEUE_BYTES};
 use crate::services::Services;
 use crate::workload::Reply;
 use serde_json::{json, Value};
@@ -13,6 +13,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// How often a node's stdout reader, held back by a backlogged destination, looks again.
+const BACKLOG_POLL: Duration = Duration::from_millis(10);
 
 /// State every thread shares.
 pub(super) struct Switchboard {
@@ -154,7 +157,9 @@ pub(super) fn router(shared: Arc<Switchboard>, mut services: Services) {
             if let Some(input) = routes.nodes.get(&d.packet.dest) {
                 line.clear();
                 d.packet.write_line(d.id, &mut line);
-                input.send(line.clone());
+                if !input.send(line.clone()) && input.overflowed() > 0 && input.first_backlog() {
+                    report_backlog(&shared, &d.packet.dest, STDIN_QUEUE_BYTES);
+                }
             } else if let Some(tx) = routes.clients.get(&d.packet.dest) {
                 let _ = tx.send(d);
             } else if let Some(reply) = services.reply_to(&d.packet) {
@@ -171,6 +176,51 @@ pub(super) fn router(shared: Arc<Switchboard>, mut services: Services) {
     }
 }
 
+/// Node `node` has `queued` bytes of unread input: [`STDIN_BACKLOG_BYTES`], found by a sender's
+/// stdout reader, which then waits ([`wait_for_room`]); or [`STDIN_QUEUE_BYTES`], found by the
+/// router, which then drops (messages from clients and services, which nothing holds back, or
+/// already in flight). Reported loudly, once per incarnation, and listed with the wedged nodes.
+fn report_backlog(shared: &Switchboard, node: &str, queued: u64) {
+    let err = format!(
+        "stopped reading its STDIN: {} MiB of messages are waiting for it",
+        queued >> 20
+    );
+    let action = if queued < STDIN_QUEUE_BYTES {
+        format!(
+            "The runner stops reading the output of nodes that send to it until it reads again, \
+             and drops messages to it beyond {} MiB.",
+            STDIN_QUEUE_BYTES >> 20
+        )
+    } else {
+        "The runner drops further messages to it until it reads again.".to_string()
+    };
+    tracing::error!("node {node}: {err}. {action}");
+    lock(&shared.wedged).push((node.to_string(), err));
+}
+
+/// Back-pressure: while node `dest` is not reading its stdin ([`NodeInput::backlogged`]), the
+/// stdout reader of the node sending to it waits here, so the sender blocks on its own full
+/// pipe instead of flooding the runner. Gives up when the run ends.
+///
+/// [`NodeInput::backlogged`]: crate::process::NodeInput::backlogged
+fn wait_for_room(shared: &Switchboard, dest: &str) {
+    let Some(input) = lock(&shared.routes).nodes.get(dest).cloned() else {
+        return;
+    };
+    if !input.backlogged() {
+        return;
+    }
+    if input.first_backlog() {
+        report_backlog(shared, dest, STDIN_BACKLOG_BYTES);
+    }
+    while input.backlogged()
+        && !shared.aborting.load(Ordering::Relaxed)
+        && !shared.stop.load(Ordering::Relaxed)
+    {
+        std::thread::sleep(BACKLOG_POLL);
+    }
+}
+
 /// Builds the sink a node's stdout reader feeds: valid lines go into the network; the first
 /// malformed line or invalid destination wedges the node's output as in Maelstrom.
 pub(super) fn stdout_sink(
@@ -182,18 +232,18 @@ pub(super) fn stdout_sink(
             return;
         }
         let err = match line {
-            Ok(p) => match shared.send(Packet::new(
-                p.src,
-                p.dest,
-                p.raw_body,
-                p.body_type.unwrap_or_default(),
-            )) {
-                Ok(_) => return,
-                Err(e) => e.to_string(),
-            },
+            Ok(p) => {
+                wait_for_room(&shared, &p.dest);
+                let body_type = p.body_type.unwrap_or_default();
+                match shared.send(Packet::new(p.src, p.dest, p.raw_body, body_type)) {
+                    Ok(_) => return,
+                    Err(e) => e.to_string(),
+                }
+            }
             Err(m) => format!(
                 "printed a line to STDOUT which Maelstrom rejects ({}): {}",
-                m.reason, m.line
+                m.reason,
+                m.excerpt()
             ),
         };
         dead = true;

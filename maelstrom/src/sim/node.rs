@@ -318,9 +318,15 @@ impl<W: Workload> Sim<'_, W> {
         self.note(TraceLevel::Events, || format!("{id}: paused"));
     }
 
-    /// SIGCONT: the client guard is told first, then the node's stalled work runs.
+    /// SIGCONT: the client guard is told first, then the node's stalled work runs. A running node
+    /// that was not paused gets the signal too (`resume` targets all nodes, as Maelstrom's does);
+    /// the shell notices it at once (its sync task wakes on SIGCONT), so only the guard is told.
     pub(super) fn resume(&mut self, i: usize) {
         if !self.nodes[i].paused {
+            let now_ms = self.now_ms();
+            if let Proc::Running(host) = &mut self.nodes[i].proc {
+                host.resumed(now_ms);
+            }
             return;
         }
         self.nodes[i].paused = false;

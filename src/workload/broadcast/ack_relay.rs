@@ -37,6 +37,11 @@ impl Broadcast {
             let Some(due) = link.ack_due.filter(|&d| d <= now) else {
                 continue;
             };
+            if link.resync {
+                // A request to resend goes direct: the peer acts on it at once.
+                self.send_gossip_ok(p, ctx);
+                continue;
+            }
             if link.waits_for_durability() {
                 // Nothing new to confirm yet, but values are on their way to disk: the ack is
                 // rescheduled when they are durable (`advance_durable`) instead of letting the

@@ -257,6 +257,12 @@ impl Broadcast {
                 link.acked = acked;
                 link.sent_upto = acked;
                 link.reset_at = reset_at;
+                if link.peer_log.is_some() {
+                    // What the peer sent while we were down is gone: ask it to resend now (the
+                    // first tick sends the request), not after its calls time out.
+                    link.resync = true;
+                    link.ack_due = Some(0);
+                }
                 self.link_recorded[p] = LinkCursors {
                     peer_log: saved.peer_log,
                     acked,

@@ -132,6 +132,17 @@ impl Broadcast {
             .register(id, now + self.cfg.rto_ms, GossipCall { peer: p, upto });
     }
 
+    /// Peer `p` asks for a resend (`gossip_ok` with `resync`): what this node sent it past its
+    /// acknowledgement was lost. Resend from `acked` at the next slot instead of waiting for the
+    /// calls in flight to time out (they are dropped, so they cannot trigger a second resend).
+    pub(super) fn resend_from_acked(&mut self, p: usize) {
+        let link = &mut self.links[p];
+        if link.acked < link.sent_upto {
+            link.retransmit = true;
+            self.calls.retain(|c| c.peer != p);
+        }
+    }
+
     /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for an overlay
     /// neighbour (gossip going back may carry it first), at once otherwise.
     pub(super) fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
@@ -151,6 +162,7 @@ impl Broadcast {
             log: self.log_id,
             to_log: link.peer_log.unwrap_or(0),
             ack: link.confirmed,
+            resync: std::mem::take(&mut link.resync),
         };
         ctx.notify(&self.nodes[p], msg);
     }

@@ -38,6 +38,14 @@ pub(super) struct Link {
     pub(super) direct_ack: bool,
     /// When the last message from the peer arrived (to pick a reachable ack relay).
     pub(super) heard_at: Option<Millis>,
+    /// Ask the peer, in the next direct acknowledgement (`gossip_ok` with `resync`), to resend
+    /// from our acknowledged cursor at once rather than after `rto_ms`: set when this node
+    /// restarts (what the peer sent while it was down is gone) and when a gossip from the peer
+    /// opens a gap past `recv_upto` (something between was lost, e.g. to a partition).
+    pub(super) resync: bool,
+    /// `recv_upto` when a resync was last asked for because of a gap: asked once per gap, not on
+    /// every gossip that arrives before the resend fills it.
+    pub(super) resync_asked_at: Option<u64>,
     /// Local log length when the peer was last seen to lose its state: entries before it that
     /// came from the peer must be sent back, since the peer no longer has them.
     pub(super) reset_at: usize,

@@ -50,10 +50,14 @@ pub enum Msg {
         relayed: Vec<AckFrom>,
     },
     /// A stand-alone cumulative acknowledgement, sent when no gossip goes back soon enough.
+    /// `resync`: the sender may have lost what the receiver sent past `ack` (it restarted, or saw
+    /// a gap), so the receiver resends from `ack` at once; absent on the wire when false.
     GossipOk {
         log: u64,
         to_log: u64,
         ack: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resync: bool,
     },
     /// Stand-alone acknowledgements for several peers in one message to the ack relay (see
     /// "Acknowledgement relay" in the [module docs](super)): the sender's own acknowledgement of

@@ -25,6 +25,15 @@
 //! only a retransmission after `rto_ms` would fill (at start-up, before any peer is heard from,
 //! that would happen on every link).
 //!
+//! **Resync.** A timeout is the slow way to learn that gossip was lost. Two events say so at
+//! once, and the node then asks the peer to resend from the acknowledged cursor (a `gossip_ok`
+//! with `resync`, sent directly at the next slot; the peer drops its calls in flight and resends
+//! from `acked`): a **restart** (whatever the peers sent while the node was down is gone; the
+//! request goes to every peer whose log id it recovered), and a **gap** (a trusted gossip whose
+//! `from` lies past `recv_upto`: something in between was lost, typically to a partition that
+//! has just healed; asked once per gap). A restarted node thus catches up within a slot and a
+//! round trip of reaching its peers instead of up to `rto_ms` later.
+//!
 //! Each log has a random **log id**. Messages carry the sender's log id and the receiver's as the
 //! sender knows it, so cursors are only trusted between the same two logs: a peer that restarted
 //! with an empty log gets a new id, and its neighbours rewind their cursors for it. A node that
@@ -424,8 +433,16 @@ impl Workload for Broadcast {
                         recv_upto: link.recv_upto,
                     });
                 }
-                let due = self.ack_due_at(p, now);
+                let mut due = self.ack_due_at(p, now);
                 let link = &mut self.links[p];
+                if trusted && from > link.recv_upto && link.resync_asked_at != Some(link.recv_upto)
+                {
+                    // A gap: gossip between `recv_upto` and `from` was lost (to a partition, or
+                    // to our restart). Ask for it now rather than wait for the peer's timeout.
+                    link.resync = true;
+                    link.resync_asked_at = Some(link.recv_upto);
+                    due = now;
+                }
                 link.ack_due = Some(link.ack_due.map_or(due, |d| d.min(due)));
                 if trusted {
                     self.on_ack(p, ack);
@@ -434,11 +451,19 @@ impl Workload for Broadcast {
                 self.sync_durable(now, ctx);
                 self.send_due_acks(now, ctx);
             }
-            Msg::GossipOk { log, to_log, ack } => {
+            Msg::GossipOk {
+                log,
+                to_log,
+                ack,
+                resync,
+            } => {
                 if let Some(id) = msg.body.in_reply_to {
                     self.calls.resolve(id);
                 }
-                self.ack_from(&src, log, to_log, ack, now);
+                let p = self.ack_from(&src, log, to_log, ack, now);
+                if let Some(p) = p.filter(|_| resync && to_log == self.log_id) {
+                    self.resend_from_acked(p);
+                }
             }
             Msg::AckBatch {
                 log,

@@ -600,6 +600,7 @@ fn hostile_gossip_does_not_panic_or_corrupt() {
             log: 2,
             to_log: c.node(0).log_id,
             ack: u64::MAX,
+            resync: true,
         },
         Msg::BroadcastOk,
         Msg::ReadOk {
@@ -860,10 +861,17 @@ fn a_restart_recovers_values_log_id_and_cursors() {
             link.acked
         );
     }
-    // Nobody replays the log: the hub's peers keep their cursors, the hub keeps its own.
+    // Nobody replays the log: the hub's peers keep their cursors, the hub keeps its own. The hub
+    // asks each peer once to resend what it may have missed (nothing, here), and that is all.
     let before = c.sent_between_nodes;
+    let resyncs = c.sent_by_type.get("gossip_ok").copied().unwrap_or(0);
     c.run_for(3000, 100);
-    assert_eq!(c.sent_between_nodes, before, "quiet after a restart");
+    assert_eq!(
+        c.sent_between_nodes,
+        before + 3,
+        "one resync request per peer, then quiet"
+    );
+    assert_eq!(c.sent_by_type["gossip_ok"], resyncs + 3);
     // And the restarted hub still forwards new values.
     c.client(
         1,
@@ -889,6 +897,46 @@ fn a_restarted_leaf_gets_what_it_missed() {
     c.run_for(3000, 100);
     let want: BTreeSet<i64> = [1, 2].into();
     assert!(c.sets().iter().all(|s| *s == want), "{:?}", c.sets());
+}
+
+/// Star of 3 with 2.5 s retransmissions, everyone having spoken (log ids known): n1's value
+/// reaches the hub while leaf n2 is cut off, so the hub's gossip to n2 is lost.
+fn value_lost_on_the_way_to_n2() -> Cluster {
+    let mut c = Cluster::new(3, &cfg(Overlay::Star));
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    c.client(2, 2, Msg::Broadcast { message: json!(0) });
+    c.run_for(1000, 100);
+    c.partition(&[2]);
+    c.client(1, 2, Msg::Broadcast { message: json!(2) });
+    c.run_for(300, 100);
+    assert!(!c.sets()[2].contains(&2), "the cut must bite");
+    c
+}
+
+#[test]
+fn a_restarted_node_asks_its_peers_to_resend_at_once() {
+    let mut c = value_lost_on_the_way_to_n2();
+    c.crash(2);
+    c.cut.clear();
+    // Two sync slots, far below rto_ms (2500): the resync request went out with the first tick.
+    c.run_for(200, 100);
+    assert!(c.sets()[2].contains(&2), "{:?}", c.sets());
+}
+
+#[test]
+fn a_gap_after_a_heal_is_filled_at_once() {
+    let mut c = value_lost_on_the_way_to_n2();
+    c.cut.clear();
+    // A new value: the hub's next gossip to n2 starts past the lost one, n2 sees the gap and asks.
+    c.client(1, 3, Msg::Broadcast { message: json!(3) });
+    c.run_for(400, 100);
+    let want: BTreeSet<i64> = [0, 1, 2, 3].into();
+    assert_eq!(c.sets()[2], want);
+    // One request per gap: once filled, the cluster goes quiet.
+    c.run_for(3000, 100);
+    let mark = c.sent_between_nodes;
+    c.run_for(3000, 100);
+    assert_eq!(c.sent_between_nodes, mark);
 }
 
 /// Random crashes at random points, with flushes at random points: every value a client saw
@@ -1211,6 +1259,7 @@ fn next_tick_keeps_the_sync_grid_and_is_none_when_idle() {
                 log: 7,
                 to_log: log,
                 ack: 2,
+                resync: false,
             },
         );
         hub.handle(m, 300, &mut ctx);

@@ -6,8 +6,11 @@
 //!   node setting and fault variant; writes `BENCHMARKS.md` (one row per run, each naming the
 //!   command that reproduces it) and `frontier.svg` (msgs-per-op against stable latency, with the
 //!   published and reference points of the efficiency issue marked).
-//! - **`bench --faults [--seeds N]`** ([`faults`], `just faults`): the durability matrix, N seeds of
+//! - **`bench --faults [--seeds N] [--reuse]`** ([`faults`], `just faults`): the durability matrix, N seeds of
 //!   `--nemesis kill,pause,partition` at 5 and at 25 nodes; writes `FAULTS.md`.
+//! - **`bench --soak [--soak-secs S]`** ([`soak`], `just soak`): one long kill, pause and partition
+//!   run at 25 nodes with the memory of the runner and the nodes sampled; writes `SOAK.md` and the
+//!   soak section of `FAULTS.md`.
 //! - **`bench --capacity`** ([`capacity`], `just capacity`): one broadcast node driven directly over
 //!   its pipes at growing set sizes and rates; writes `CAPACITY.md`.
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
@@ -23,6 +26,7 @@ mod capacity;
 mod faults;
 mod runner_capacity;
 mod settings;
+mod soak;
 mod startup;
 
 use clap::{ArgGroup, Parser};
@@ -34,11 +38,17 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "capacity", "runner_capacity", "startup"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
     faults: bool,
+    /// Run one long kill, pause and partition run at 25 nodes, sampling memory → SOAK.md.
+    #[arg(long)]
+    soak: bool,
+    /// Soak run: its `--time-limit`, seconds.
+    #[arg(long, value_name = "S", default_value_t = 600, requires = "soak")]
+    soak_secs: u64,
     /// Drive one broadcast node over its pipes (latency against rate and set size) → CAPACITY.md.
     #[arg(long)]
     capacity: bool,
@@ -53,8 +63,8 @@ struct Cli {
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
     quick: bool,
-    /// Settings benchmark: the runner's `--seed` for every run.
-    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "mode")]
+    /// Settings benchmark and soak run: the runner's `--seed` for every run.
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["faults", "capacity", "runner_capacity", "startup"])]
     seed: u64,
     /// Settings benchmark: also run this broadcast binary (the solution the efficiency issue cites
     /// for its CPU target) as a fault-free row, and scale murmur's CPU to the issue's machine by it.
@@ -63,6 +73,10 @@ struct Cli {
     /// Durability matrix: seeds 1 to N for each configuration.
     #[arg(long, value_name = "N", default_value_t = 20, requires = "faults")]
     seeds: u64,
+    /// Durability matrix: re-render from the run folders already under `<out>/bench-runs`, running
+    /// only the missing ones.
+    #[arg(long, requires = "faults")]
+    reuse: bool,
     /// Runner capacity: the load-generating fixture binary.
     #[arg(
         long,
@@ -103,8 +117,24 @@ fn main() {
         startup::run(&cli.node, &cli.out, cli.values, cli.repeats.max(1));
     } else if cli.capacity {
         capacity::run(&cli.node, &cli.out);
+    } else if cli.soak {
+        soak::run(
+            &cli.runner,
+            &cli.node,
+            &cli.out,
+            &scratch,
+            cli.soak_secs,
+            cli.seed,
+        );
     } else if cli.faults {
-        faults::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seeds);
+        faults::run(
+            &cli.runner,
+            &cli.node,
+            &cli.out,
+            &scratch,
+            cli.seeds,
+            cli.reuse,
+        );
     } else {
         settings::run(
             &cli.runner,
@@ -201,8 +231,12 @@ mod tests {
         let c = parse(&["--cited", "/x/broadcast", "--seed", "3"]).unwrap();
         assert_eq!((c.cited.as_deref(), c.seed), (Some("/x/broadcast"), 3));
         let c = parse(&["--faults", "--seeds", "5"]).unwrap();
-        assert!(c.faults && c.seeds == 5);
+        assert!(c.faults && c.seeds == 5 && !c.reuse);
+        assert!(parse(&["--faults", "--reuse"]).unwrap().reuse);
         assert!(parse(&["--capacity"]).unwrap().capacity);
+        let c = parse(&["--soak", "--soak-secs", "60", "--seed", "2"]).unwrap();
+        assert!(c.soak && c.soak_secs == 60 && c.seed == 2);
+        assert_eq!(parse(&["--soak"]).unwrap().soak_secs, 600);
         let c = parse(&["--runner-capacity", "--fixture", "f"]).unwrap();
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
@@ -239,6 +273,9 @@ mod tests {
             &["--faults", "--quick"],
             &["--capacity", "--cited", "p"],
             &["--seeds", "3"],
+            &["--soak-secs", "3"],
+            &["--reuse"],
+            &["--soak", "--faults"],
             &["--fixture", "f"],
             &["--values", "5"],
             &["--startup", "--capacity"],
