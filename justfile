@@ -74,6 +74,11 @@ faults seeds="20": build
 capacity: build
     target/release/bench --capacity
 
+# A node's start-up (spawn to init_ok) over a 1M-value log, uncompacted vs compacted → the
+# "Start-up" section of results/BENCHMARKS.md (~1 min).
+startup values="1000000": build
+    target/release/bench --startup --values {{values}}
+
 # The runner's own capacity: 25 flooding fixture nodes at 25k–100k msgs/s → results/RUNNER.md (~1 min).
 runner-capacity: build
     target/release/bench --runner-capacity

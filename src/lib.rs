@@ -9,7 +9,7 @@
 //! - [`rpc`]: outstanding node-to-node calls with deadlines.
 //! - [`workload`]: one module per workload (echo, unique-ids, broadcast).
 //! - [`store`]: the crash-safe append-only record log each node persists to (checksummed frames,
-//!   group commit, torn-tail repair) and where it lives.
+//!   group commit, torn-tail repair, compaction by an atomic swap of files) and where it lives.
 //! - [`runtime`]: the thin tokio shell around the host (stdin reader, stdout writer, listen,
 //!   demand-driven sync and flush tasks, the SIGCONT flag).
 //!

@@ -75,6 +75,24 @@ pub trait Workload: Sized + Send + 'static {
     /// The first `count` records this incarnation emitted are now durable. Outputs that waited for
     /// durability (acknowledgements) are released into `ctx`.
     fn persisted(&mut self, _count: u64, _now: Millis, _ctx: &mut Ctx<Self::Msg>) {}
+
+    // Compaction: the log only grows, but much of it is superseded (older cursor records, say).
+    // The host compares the log's size with `live_bytes` and, when the log has grown past twice
+    // that, asks for a `snapshot` that replaces it (see `host::Host::take_compaction`).
+
+    /// About how many bytes of log (records plus their frame headers) a [`Workload::snapshot`]
+    /// taken now would write. `None`: this workload never compacts (the default).
+    fn live_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Records that, recovered alone (as [`InitInfo::recovered`]), rebuild the state that every
+    /// record taken so far describes, so they can replace the whole log. Records emitted but not
+    /// yet taken are not covered: they are taken later and appended after the snapshot. The host
+    /// asks only when every record taken so far is durable. `None` declines (the default).
+    fn snapshot(&mut self) -> Option<Vec<Vec<u8>>> {
+        None
+    }
 }
 
 /// The outputs of a handler: messages to send, in order. Owns the node's `msg_id` counter so every

@@ -75,6 +75,13 @@
 //! record, makes it durable and releases the outputs that waited for it (a final flush), the writer
 //! drains its queue and flushes, and the process exits 0 (1 if the final flush failed). Maelstrom
 //! itself ends nodes with SIGKILL, which loses nothing durable.
+//!
+//! **Compaction.** After every call into the host, once its outputs are handed to the writer,
+//! the shell asks the host for a compaction ([`Host::take_compaction`]) and, if one is due,
+//! writes the snapshot over the log ([`Store::compact`]) holding the node's lock, then reports it
+//! ([`Host::compacted`]). The host offers one only when every record taken is durable, so nothing
+//! is queued or being written; with `MURMUR_FSYNC=1` the compaction's two syncs run there too, on
+//! the runtime thread (rare: each compaction follows at least as many appended bytes as it writes).
 
 use crate::host::{Host, ShellConfig};
 use crate::node::{parse_line, Inbound, Millis, Workload};
@@ -275,6 +282,36 @@ impl Records {
         self.dirty.notify_one();
         None
     }
+
+    /// Replaces the log with `snapshot` ([`Store::compact`]) if nothing is queued or being
+    /// written (the host offers a compaction only then; this is the shell's own check). Returns
+    /// whether the log was replaced.
+    fn compact(&self, snapshot: &[Vec<u8>]) -> bool {
+        let pending = lock(&self.pending);
+        if !pending.queue.is_empty() || pending.busy {
+            return false;
+        }
+        let mut store = lock(&self.store);
+        let Some(store) = store.as_mut() else {
+            return false;
+        };
+        let before = store.len();
+        match store.compact(snapshot) {
+            Ok(()) => {
+                tracing::info!(
+                    before_bytes = before,
+                    after_bytes = store.len(),
+                    records = snapshot.len(),
+                    "log compacted"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!("cannot compact the log (the old log stays in use): {e}");
+                false
+            }
+        }
+    }
 }
 
 /// Unregisters a signal handler when dropped.
@@ -299,7 +336,27 @@ impl<W: Workload> Shared<W> {
     /// Returns false if the writer is gone.
     async fn with_host(&self, f: impl FnOnce(&mut Host<W>, Millis)) -> bool {
         let lines = self.run_host(f);
-        self.send(lines).await
+        let sent = self.send(lines).await;
+        self.maybe_compact();
+        sent
+    }
+
+    /// Compacts the log if the host says it is due ([`Host::take_compaction`]): after the outputs
+    /// of the call that made it due have been handed to the writer, so no reply waits for it. The
+    /// node's lock is held throughout, so no record can be taken (and none appended) between the
+    /// snapshot and the swap of files; handlers wait meanwhile (a copy of the live state into a
+    /// new file, plus its syncs with `MURMUR_FSYNC=1`), which the size rule makes rare: each
+    /// compaction follows at least as many appended bytes as it writes.
+    fn maybe_compact(&self) {
+        let Some(records) = &self.records else {
+            return;
+        };
+        let mut host = lock(&self.host);
+        let Some(snapshot) = host.take_compaction() else {
+            return;
+        };
+        let ok = records.compact(&snapshot);
+        host.compacted(ok);
     }
 
     /// The synchronous part of [`Shared::with_host`]: the lock is released before any `.await`.
@@ -404,6 +461,7 @@ where
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound<W::Msg>>(INBOX);
     let (out_tx, out_rx) = mpsc::channel::<Vec<Line>>(OUTBOX);
     let mut host = Host::<W>::new(config, shell.stall_ms, shell.reply_deadline_ms, clock.now());
+    host.set_compact_min(shell.compact_min_bytes);
 
     let reader = tokio::spawn(read_lines::<W::Msg, R>(input, in_tx, shell.max_line_bytes));
     let writer = tokio::spawn(write_lines(output, out_rx));

@@ -36,15 +36,41 @@
 //!   successful append (allocation, copy, and sync if on); the caller retries the same batch,
 //!   which is written at the same offset and so overwrites whatever a failed attempt left.
 //!
+//! # Compaction
+//! Appends only ever add, so the log holds every record a node emitted, most of them superseded
+//! (older link cursors, say) and the rest in the small records of many batches. When a compaction
+//! is due (decided by the sans-IO host, [`crate::host::Host::take_compaction`]: the log at least
+//! twice the workload's live state and 1 MiB), [`Store::compact`] replaces the whole log with a
+//! snapshot: records that, recovered alone, rebuild the same state. Appends then continue after
+//! the snapshot. The swap never shows less than one complete log:
+//! 1. the snapshot's frames are written to a new file beside the log, [`COMPACT_NAME`]
+//!    (created or truncated), with `write`, not through a mapping;
+//! 2. with fsync on, the new file is synced (`fsync`), so its bytes are on disk before any name
+//!    points at them;
+//! 3. it is renamed over `records.log`: `rename` replaces the name atomically, so a crash before
+//!    it leaves the old log and a crash after it the new one, each whole;
+//! 4. with fsync on, the directory is synced, so the rename itself survives a crash of the
+//!    machine. Should that sync fail, the store already writes to the new file (the old one is no
+//!    longer the log), and retries the directory sync before its next append, so nothing is
+//!    reported durable in a file a machine crash could unname.
+//!
+//! A kill (or power loss) between steps 1 and 3 leaves an unfinished `records.log.compact`
+//! beside an intact old log; [`Store::open`] deletes it. The caller guarantees the snapshot
+//! covers every record appended before it (the host offers one only when every record taken is
+//! durable, and the shell holds the node's lock from snapshot to swap), so the old log and the
+//! new one hold the same state and either is a correct recovery.
+//!
 //! # Where it lives
 //! See [`data_root`]: `$MURMUR_DATA_DIR/<node id>/records.log` when the variable is set (our runner
 //! sets it to a fresh folder per run), else `<tmp>/murmur/<parent>/<node id>/records.log`.
 //!
 //! One process at a time per directory: [`Store::open`] takes an exclusive advisory lock
-//! (`flock`) on the log, held while the [`Store`] lives and released by the kernel when the process
-//! dies, so a second process with the same node id and data directory fails to open it with a clear
-//! error instead of interleaving appends, while a restarted incarnation (the previous one killed)
-//! opens it at once.
+//! (`flock`) on the node's directory, held while the [`Store`] lives and released by the kernel
+//! when the process dies, so a second process with the same node id and data directory fails to
+//! open it with a clear error instead of interleaving appends, while a restarted incarnation (the
+//! previous one killed) opens it at once. The lock is on the directory rather than the log file
+//! because a compaction renames a new file over the log: a lock on the old file would be left
+//! on an unnamed inode, and a second process could open and lock the new one.
 //!
 //! Without `MURMUR_DATA_DIR`, every run leaves a folder under `<tmp>/murmur/`;
 //! [`remove_stale_runs`] deletes the folders of runs whose parent process is gone, and the shell
@@ -52,7 +78,7 @@
 //! until the next run starts).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::{MmapMut, MmapOptions};
@@ -60,8 +86,18 @@ use memmap2::{MmapMut, MmapOptions};
 /// The log's file name inside a node's data directory.
 pub const FILE_NAME: &str = "records.log";
 
+/// A compaction's new log, written beside the log and renamed over it once complete. One left
+/// behind (a crash before the rename) is deleted by [`Store::open`].
+pub const COMPACT_NAME: &str = "records.log.compact";
+
 /// Frame header: length and checksum, 4 bytes each.
 const HEADER: usize = 8;
+
+/// The bytes a record of `payload_len` bytes takes in the log (header included): what a host
+/// counts to know the log's size without asking the file.
+pub const fn frame_len(payload_len: usize) -> u64 {
+    (HEADER + payload_len) as u64
+}
 
 /// The largest payload [`Store::append`] accepts (1 GiB). The length field could say 4 GiB, but a
 /// record that large is a bug upstream; refusing it keeps every written frame readable.
@@ -151,6 +187,13 @@ const RESERVE: u64 = 64 << 10;
 pub struct Store {
     file: File,
     path: PathBuf,
+    /// The node's directory, opened and `flock`ed while the store lives (see the module docs:
+    /// the lock is on the directory because a compaction replaces the log file).
+    _lock: Option<File>,
+    /// A compaction's rename is not yet known durable (fsync on, and the directory sync after it
+    /// failed): the next append syncs the directory first, so nothing is reported durable in a
+    /// file that a crash of the machine could unname.
+    dir_unsynced: bool,
     /// End of the last durable frame: where the next batch is written.
     len: u64,
     /// `fdatasync` after each batch (see [`Store::fsync`]).
@@ -169,7 +212,8 @@ fn map_file(file: &File, len: usize) -> io::Result<MmapMut> {
     // while the mapping lives, which would change or unmap (SIGBUS) memory this process reads and
     // writes as a plain byte slice. Nothing does: the file is this process's alone (one process at
     // a time per directory, see the module docs); this process truncates it only in
-    // `Store::open`, before any mapping exists, and otherwise writes it only through the mapping;
+    // `Store::open`, before any mapping exists, and otherwise writes it only through the mapping
+    // (a compaction writes a new file, never this one, and drops this mapping when it switches);
     // and the file is at least `len` bytes long, allocated, before it is mapped.
     unsafe { MmapOptions::new().len(len).map_mut(file) }
 }
@@ -207,6 +251,30 @@ impl Store {
                 }
             }
         }
+        let lock = lock_dir(dir).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is locked by another process (a second node with the same id and data \
+                         directory?)",
+                        dir.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        // A compaction that did not reach its rename: the log beside it is the whole truth.
+        let partial = dir.join(COMPACT_NAME);
+        match fs::remove_file(&partial) {
+            Ok(()) => tracing::warn!(
+                path = %partial.display(),
+                "removed an unfinished compaction; the log it was to replace is intact"
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let path = dir.join(FILE_NAME);
         let existed = path.exists();
         let mut file = OpenOptions::new()
@@ -215,20 +283,6 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        lock_exclusive(&file).map_err(|e| {
-            if e.kind() == io::ErrorKind::WouldBlock {
-                io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!(
-                        "{} is locked by another process (a second node with the same id and data \
-                         directory?)",
-                        path.display()
-                    ),
-                )
-            } else {
-                e
-            }
-        })?;
         if !existed && fsync {
             file.sync_all()?;
             sync_dir(dir)?;
@@ -259,6 +313,8 @@ impl Store {
             store: Store {
                 file,
                 path,
+                _lock: lock,
+                dir_unsynced: false,
                 len: valid_len as u64,
                 fsync,
                 map: None,
@@ -295,6 +351,10 @@ impl Store {
             }
             encode(r, &mut buf);
         }
+        if self.dir_unsynced {
+            sync_dir(self.dir())?;
+            self.dir_unsynced = false;
+        }
         let end = self.len + buf.len() as u64;
         let start = usize::try_from(self.len).map_err(io::Error::other)?;
         // In bounds: `reserve` maps at least `end` bytes.
@@ -308,6 +368,67 @@ impl Store {
         }
         self.len = end;
         Ok(())
+    }
+
+    /// Replaces the whole log with `records` (a snapshot of the node's state that, replayed alone,
+    /// rebuilds what the log held): they are written to a new file beside the log
+    /// ([`COMPACT_NAME`]), synced (with fsync on), renamed over the log, and the directory synced
+    /// (with fsync on). A crash at any point leaves either the old log or the new one, whole.
+    ///
+    /// The caller must not have appended anything the snapshot does not cover. On error before
+    /// the rename the old log is untouched and still in use; once the rename is done the new log
+    /// is in use even if the directory sync after it failed (that sync is then retried before the
+    /// next append, see `dir_unsynced`), since the old file is no longer the log.
+    pub fn compact(&mut self, records: &[Vec<u8>]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + HEADER).sum());
+        for r in records {
+            if r.len() > MAX_RECORD {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a record of {} bytes exceeds {MAX_RECORD}", r.len()),
+                ));
+            }
+            encode(r, &mut buf);
+        }
+        let dir = self.dir().to_path_buf();
+        let tmp = dir.join(COMPACT_NAME);
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            file.write_all(&buf)?;
+            if self.fsync {
+                file.sync_all()?;
+            }
+            fs::rename(&tmp, &self.path)?;
+            Ok::<File, io::Error>(file)
+        })();
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                // Best effort: `Store::open` removes it too.
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        // The rename is done: the new file is the log from now on.
+        self.map = None;
+        self.file = file;
+        self.len = buf.len() as u64;
+        if self.fsync {
+            self.dir_unsynced = true;
+            sync_dir(&dir)?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// The node's directory, which holds the log.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// The mapping, covering at least `end` bytes: allocates the file and remaps it in steps of
@@ -366,23 +487,26 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes an exclusive advisory lock on `file` without waiting (`WouldBlock` if another open file
-/// holds it). The lock belongs to this open file: it goes when the file is closed or the process
-/// dies.
+/// Opens `dir` and takes an exclusive advisory lock (`flock`) on it without waiting
+/// (`WouldBlock` if another open file holds it). The lock belongs to this open directory: it goes
+/// when the returned file is closed or the process dies. It is on the directory, not the log,
+/// because a compaction renames a new file over the log: a lock on the old file would no longer
+/// exclude a process opening the new one.
 #[cfg(unix)]
-fn lock_exclusive(file: &File) -> io::Result<()> {
+fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
     use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
     // SAFETY: a plain system call on an open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        Ok(())
+    if unsafe { libc::flock(d.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(Some(d))
     } else {
         Err(io::Error::last_os_error())
     }
 }
 
 #[cfg(not(unix))]
-fn lock_exclusive(_file: &File) -> io::Result<()> {
-    Ok(())
+fn lock_dir(_dir: &Path) -> io::Result<Option<File>> {
+    Ok(None)
 }
 
 /// Makes a directory's entries durable (a new file or subdirectory in it).

@@ -73,11 +73,14 @@ fn payload() -> impl Strategy<Value = Msg> {
         Just(Msg::TopologyOk),
         prop::collection::hash_map(node_id(), prop::collection::vec(node_id(), 0..3), 0..3)
             .prop_map(|topology| Msg::Topology { topology }),
-        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(log, to_log, ack)| Msg::GossipOk {
-            log,
-            to_log,
-            ack
-        }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+            |(log, to_log, ack, resync)| Msg::GossipOk {
+                log,
+                to_log,
+                ack,
+                resync
+            }
+        ),
         (
             any::<u64>(),
             0u64..100,

@@ -20,7 +20,12 @@ struct NodeProc {
 
 impl NodeProc {
     fn start(data: &Path) -> NodeProc {
-        let mut n = NodeProc::spawn(data);
+        NodeProc::start_with(data, &[])
+    }
+
+    /// [`NodeProc::start`] with extra environment variables.
+    fn start_with(data: &Path, env: &[(&str, &str)]) -> NodeProc {
+        let mut n = NodeProc::spawn_with(data, env);
         let ok = n.init();
         assert_eq!(ok["body"]["type"], "init_ok");
         n
@@ -46,6 +51,7 @@ impl NodeProc {
             .envs(env.iter().copied())
             .env("MURMUR_DATA_DIR", data)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -159,15 +165,50 @@ fn acknowledged_values_survive_kill_9() {
 
 #[test]
 fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
+    kill_mid_stream(&[], 0);
+}
+
+/// The same with a compaction minimum so low that the node compacts its log again and again, so
+/// that kills also strike between compactions and appends. Each round starts with values written
+/// one at a time (one record each: a log several times its state, which a compaction shrinks).
+#[test]
+fn kills_while_the_log_is_compacted_lose_nothing_acknowledged() {
+    let data = kill_mid_stream(&[("MURMUR_COMPACT_MIN_BYTES", "2048")], 60);
+    // Only a compaction writes values records (tag 5): the log was compacted.
+    let opened = murmur::store::Store::open(&data.path().join("n0"), false).unwrap();
+    assert!(
+        opened.records.iter().any(|r| r.first() == Some(&5)),
+        "no compaction happened"
+    );
+    assert!(!data
+        .path()
+        .join("n0")
+        .join(murmur::store::COMPACT_NAME)
+        .exists());
+}
+
+/// Rounds of: restart, check, `one_by_one` broadcasts each awaited, a pipelined burst killed
+/// partway, check after a restart.
+fn kill_mid_stream(env: &[(&str, &str)], one_by_one: usize) -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     let mut acked = BTreeSet::new();
     let mut next = 0i64;
     for round in 0..6u64 {
-        let mut n = NodeProc::start(data.path());
+        let mut n = NodeProc::start_with(data.path(), env);
         // Everything acknowledged by earlier incarnations is still here.
         let held = n.read(1_000_000 + round);
         let lost: Vec<_> = acked.difference(&held).collect();
         assert!(lost.is_empty(), "round {round}: lost {lost:?}");
+        for _ in 0..one_by_one {
+            n.broadcast(next as u64, next);
+            let ok = n.wait_for(
+                |m| m["body"]["in_reply_to"] == next,
+                Duration::from_secs(10),
+            );
+            assert_eq!(ok["body"]["type"], "broadcast_ok");
+            acked.insert(next);
+            next += 1;
+        }
         // Pipeline a burst of writes and kill the node partway through its acknowledgements.
         let burst = 400;
         for _ in 0..burst {
@@ -192,7 +233,7 @@ fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
                 acked.insert(v["body"]["in_reply_to"].as_i64().unwrap());
             }
         }
-        let mut n2 = NodeProc::start(data.path());
+        let mut n2 = NodeProc::start_with(data.path(), env);
         let held = n2.read(2_000_000 + round);
         let lost: Vec<_> = acked.difference(&held).collect();
         assert!(lost.is_empty(), "round {round}: lost {lost:?}");
@@ -202,6 +243,7 @@ fn kills_in_the_middle_of_a_stream_lose_nothing_acknowledged() {
         acked.len() >= 50,
         "the test acknowledged too little to mean anything"
     );
+    data
 }
 
 #[test]

@@ -141,6 +141,16 @@ fn scenario(name: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
             node.rto_ms = node.ack_delay_ms + 8 * node.sync_ms + r.random_range(0..=1500);
         }
     }
+    // Compaction: mostly thresholds low enough that short runs compact, often (a kill may strike
+    // during one), sometimes the shell's default, which they rarely reach.
+    cfg.shell.compact_min_bytes = Some(
+        [
+            1 << 10,
+            4 << 10,
+            16 << 10,
+            murmur::host::DEFAULT_COMPACT_MIN_BYTES,
+        ][r.random_range(0..4)],
+    );
     Some((cfg, node))
 }
 
@@ -384,6 +394,14 @@ fn crash_restart_partitions_and_pauses() {
         big.summary("kill+pause+partition, 25 nodes, 100 ms", started)
     );
     assert!(small.stats.kills > 0 && small.stats.restarts > 0 && small.stats.pauses > 0);
+    // Compactions happened, kills struck during some, leaving the old log and the new one.
+    let s = &small.stats;
+    assert!(
+        s.compactions > 0
+            && s.kills_in_compaction > s.compactions_torn_old
+            && s.compactions_torn_old > 0,
+        "compaction not exercised: {s}"
+    );
     let failed = small.failures.len() + big.failures.len();
     if failed > 0 {
         let persistent = Broadcast::persistent(&BroadcastConfig::default());

@@ -15,6 +15,7 @@ pub const SHELL_ENV: &[&str] = &[
     "STALL_MS",
     "REPLY_DEADLINE_MS",
     "FSYNC",
+    "COMPACT_MIN_BYTES",
     "LOG",
 ];
 
@@ -28,6 +29,7 @@ pub const SHELL_ENV: &[&str] = &[
 /// | `stall_ms` | `MURMUR_STALL_MS` | 1000 | after a resume from a pause (SIGCONT), messages handled this long are dated back to the node's last activity before it; 0 ignores pauses |
 /// | `reply_deadline_ms` | `MURMUR_REPLY_DEADLINE_MS` | 4000 | client requests older than this are dropped unanswered (Maelstrom's client timeout is 5000 ms, minus room for network latency); 0 answers whatever the age |
 /// | `fsync` | `MURMUR_FSYNC` | `false` | end every group commit with an `fdatasync` (on the blocking pool), so records survive a crash of the machine; off, records are copied into the kernel's page cache (the mapped log) on the runtime thread and survive the death of the process (SIGKILL), which is every crash Maelstrom injects ([`crate::store::Store::fsync`]) |
+/// | `compact_min_bytes` | `MURMUR_COMPACT_MIN_BYTES` | 1048576 ([`super::DEFAULT_COMPACT_MIN_BYTES`]) | the log is compacted (rewritten as a snapshot of the node's state) once it is at least this large and twice the state's size ([`super::Host::take_compaction`]); 0 never compacts |
 /// | `max_line_bytes` | — | 64 MiB | longer stdin lines are skipped (bounded memory) |
 /// | `clean_stale_runs` | — | `true` without `MURMUR_DATA_DIR` | at `init`, delete the default location's folders of runs that ended ([`store::remove_stale_runs`]); never done in a directory the user chose |
 ///
@@ -39,6 +41,8 @@ pub struct ShellConfig {
     pub stall_ms: Millis,
     pub reply_deadline_ms: Millis,
     pub fsync: bool,
+    /// `None`: never compact.
+    pub compact_min_bytes: Option<u64>,
     pub max_line_bytes: usize,
     pub clean_stale_runs: bool,
 }
@@ -51,6 +55,7 @@ impl Default for ShellConfig {
             stall_ms: 1000,
             reply_deadline_ms: 4000,
             fsync: false,
+            compact_min_bytes: Some(super::DEFAULT_COMPACT_MIN_BYTES),
             max_line_bytes: 64 << 20,
             clean_stale_runs: true,
         }
@@ -87,6 +92,18 @@ impl ShellConfig {
                         )
                     })?;
             }
+        }
+        if let Some(v) = get("MURMUR_COMPACT_MIN_BYTES") {
+            let n: u64 = v
+                .to_str()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "MURMUR_COMPACT_MIN_BYTES: `{}` is not a number of bytes",
+                        v.to_string_lossy()
+                    )
+                })?;
+            c.compact_min_bytes = (n > 0).then_some(n);
         }
         if let Some(v) = get("MURMUR_FSYNC") {
             let v = v.to_string_lossy();
@@ -132,5 +149,13 @@ mod tests {
         assert!(ShellConfig::from_lookup(env(&[])).unwrap().clean_stale_runs);
         assert_eq!((c.flush_ms, c.stall_ms, c.reply_deadline_ms), (5, 0, 4000));
         assert!(ShellConfig::from_lookup(env(&[("MURMUR_REPLY_DEADLINE_MS", "soon")])).is_err());
+        assert_eq!(
+            c.compact_min_bytes,
+            Some(super::super::DEFAULT_COMPACT_MIN_BYTES)
+        );
+        let never = ShellConfig::from_lookup(env(&[("MURMUR_COMPACT_MIN_BYTES", "0")])).unwrap();
+        assert_eq!(never.compact_min_bytes, None);
+        let small = ShellConfig::from_lookup(env(&[("MURMUR_COMPACT_MIN_BYTES", "4096")])).unwrap();
+        assert_eq!(small.compact_min_bytes, Some(4096));
     }
 }

@@ -23,6 +23,14 @@
 //!   makes them durable, and reports the running count ([`Host::durable`]), which releases the
 //!   outputs that waited for it. [`Host::persist_with`] runs that loop for a driver that appends
 //!   at once.
+//! - **Compaction** ([`Host::take_compaction`]): the host counts the log's bytes (recovered plus
+//!   taken records, with their frame headers) and, once every record taken is durable and the log
+//!   is at least [`DEFAULT_COMPACT_MIN_BYTES`] (or what [`Host::set_compact_min`] chose) and twice
+//!   the workload's [`Workload::live_bytes`] (and twice the last snapshot), hands the driver the
+//!   workload's [`Workload::snapshot`] to write in place of the log; the driver reports how that
+//!   went ([`Host::compacted`]). The decision lives here, free of I/O, so the simulator's disk
+//!   model exercises it as the shell does; writing the new log crash-safely is the driver's
+//!   (the shell's [`crate::store::Store::compact`]).
 //! - **Outputs** ([`Host::drain`]): every line to send, in order, past the client guard: a reply to
 //!   a client request that was never admitted, was already answered or has grown too old is
 //!   dropped (a late reply makes Maelstrom stop reading the node; see [`ClientGuard`]).
@@ -36,6 +44,7 @@ pub use config::{parse_bool, ShellConfig, SHELL_ENV};
 pub use guard::ClientGuard;
 
 use crate::node::{Ctx, Inbound, InitInfo, Message, Millis, Workload};
+use crate::store::frame_len;
 use crate::wire::{is_client, Body, Common, Envelope, ErrorBody, ErrorCode};
 use serde::{Serialize, Serializer};
 
@@ -110,6 +119,30 @@ struct Running<W: Workload> {
     ctx: Ctx<W::Msg>,
 }
 
+/// The smallest log worth compacting (1 MiB): below it a node's start-up and disk use are small
+/// whatever the garbage, and rewriting it would cost more than it saves. `MURMUR_COMPACT_MIN_BYTES`
+/// sets it for the shell ([`ShellConfig`]).
+pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 1 << 20;
+
+/// The log's size as the host counts it, for the compaction decision (module docs).
+#[derive(Debug, Clone, Copy, Default)]
+struct LogSize {
+    /// Bytes of log: the recovered records and every record taken since, with frame headers (a
+    /// finished compaction replaces what it covered by the snapshot's size).
+    bytes: u64,
+    /// Records taken in this incarnation, and how many of them the driver reported durable.
+    taken: u64,
+    durable: u64,
+    /// The size of the last snapshot written (0 before the first): the log must reach twice
+    /// that before the next, so an estimate of the live size that is too low cannot make the
+    /// node compact over and over.
+    last_snapshot: u64,
+    /// No compaction is offered before the log reaches this (set after a failed one).
+    retry_at: u64,
+    /// A snapshot handed out and not yet reported: (log bytes then, snapshot bytes).
+    compacting: Option<(u64, u64)>,
+}
+
 /// A [`Workload`] with everything around it that every Maelstrom node needs (module docs).
 pub struct Host<W: Workload> {
     config: W::Config,
@@ -118,6 +151,9 @@ pub struct Host<W: Workload> {
     /// Lines ready to leave, already past the client guard, in order.
     out: Vec<Outbound<W::Msg>>,
     stats: HostStats,
+    /// Compact once the log reaches this many bytes (and twice the live size); `None` never.
+    compact_min: Option<u64>,
+    log: LogSize,
 }
 
 impl<W: Workload> Host<W> {
@@ -136,7 +172,21 @@ impl<W: Workload> Host<W> {
             running: None,
             out: Vec::new(),
             stats: HostStats::default(),
+            compact_min: Some(DEFAULT_COMPACT_MIN_BYTES),
+            log: LogSize::default(),
         }
+    }
+
+    /// The smallest log the host compacts ([`DEFAULT_COMPACT_MIN_BYTES`] unless set; `None`:
+    /// never). Tests and the simulator lower it so that short runs compact.
+    pub fn set_compact_min(&mut self, min: Option<u64>) {
+        self.compact_min = min;
+    }
+
+    /// Bytes of log as the host counts them (recovered records and records taken since, with
+    /// their frame headers, a finished compaction counting as its snapshot's size).
+    pub fn log_bytes(&self) -> u64 {
+        self.log.bytes
     }
 
     /// Whether the workload persists records with this config (if not, there is nothing to open
@@ -259,7 +309,13 @@ impl<W: Workload> Host<W> {
             msg_id,
         } = request;
         let recovered = match recovered {
-            Ok(records) => records,
+            Ok(records) => {
+                self.log = LogSize {
+                    bytes: records.iter().map(|r| frame_len(r.len())).sum(),
+                    ..LogSize::default()
+                };
+                records
+            }
             Err(text) => {
                 tracing::error!("{text}; refusing init");
                 let body = Common::Error(ErrorBody::new(ErrorCode::Crash, text));
@@ -310,16 +366,64 @@ impl<W: Workload> Host<W> {
 
     /// The records emitted since the last call, in order, to be made durable.
     pub fn take_records(&mut self) -> Vec<Vec<u8>> {
-        match &mut self.running {
+        let records = match &mut self.running {
             Some(r) => r.node.take_records(),
             None => Vec::new(),
-        }
+        };
+        self.log.taken += records.len() as u64;
+        self.log.bytes += records.iter().map(|r| frame_len(r.len())).sum::<u64>();
+        records
     }
 
     /// The first `count` records of this incarnation are durable: outputs that waited for them
     /// are released.
     pub fn durable(&mut self, count: u64, now: Millis) {
+        self.log.durable = self.log.durable.max(count);
         self.call(now, |node, ctx| node.persisted(count, now, ctx));
+    }
+
+    /// A snapshot to write in place of the whole log, if a compaction is due (module docs): the
+    /// driver writes it crash-safely (old log or new, never less), then calls
+    /// [`Host::compacted`]. Only offered when every record taken so far is durable, so the
+    /// snapshot covers the whole log; records taken afterwards must be appended after it, and
+    /// none is offered again until the driver has reported this one.
+    pub fn take_compaction(&mut self) -> Option<Vec<Vec<u8>>> {
+        let min = self.compact_min?;
+        let log = &self.log;
+        // Cheap checks first: this is asked after every call into the workload.
+        if log.bytes < min.max(log.retry_at) || log.compacting.is_some() || log.taken != log.durable
+        {
+            return None;
+        }
+        let r = self.running.as_mut()?;
+        let live = r.node.live_bytes()?;
+        if log.bytes < min.max(live.max(log.last_snapshot).saturating_mul(2)) {
+            return None;
+        }
+        let snapshot = r.node.snapshot()?;
+        let bytes = snapshot.iter().map(|r| frame_len(r.len())).sum();
+        tracing::info!(
+            log_bytes = log.bytes,
+            live_bytes = live,
+            snapshot_bytes = bytes,
+            "compacting the log"
+        );
+        self.log.compacting = Some((self.log.bytes, bytes));
+        Some(snapshot)
+    }
+
+    /// The snapshot of [`Host::take_compaction`] replaced the log (`ok`), or the old log is still
+    /// the log (the attempt failed: the next is offered once the log has grown by the minimum).
+    pub fn compacted(&mut self, ok: bool) {
+        let Some((from, to)) = self.log.compacting.take() else {
+            return;
+        };
+        if ok {
+            self.log.bytes = self.log.bytes.saturating_sub(from) + to;
+            self.log.last_snapshot = to;
+        } else {
+            self.log.retry_at = self.log.bytes + self.compact_min.unwrap_or(0);
+        }
     }
 
     /// Hands the pending records to `append` until none are left or it declines: `append`

@@ -81,6 +81,20 @@ impl Workload for Store {
         std::mem::take(&mut self.fresh)
     }
 
+    /// The live state is the set of distinct values: repeated puts are garbage.
+    fn live_bytes(&self) -> Option<u64> {
+        Some(self.distinct().len() as u64 * frame_len(8))
+    }
+
+    fn snapshot(&mut self) -> Option<Vec<Vec<u8>>> {
+        Some(
+            self.distinct()
+                .iter()
+                .map(|v| v.to_le_bytes().to_vec())
+                .collect(),
+        )
+    }
+
     fn persisted(&mut self, count: u64, _: Millis, ctx: &mut Ctx<Toy>) {
         self.waiting.retain(|(n, client, msg_id)| {
             let done = *n <= count;
@@ -89,6 +103,15 @@ impl Workload for Store {
             }
             !done
         });
+    }
+}
+
+impl Store {
+    fn distinct(&self) -> Vec<u64> {
+        let mut d = self.vs.clone();
+        d.sort_unstable();
+        d.dedup();
+        d
     }
 }
 
@@ -263,4 +286,65 @@ fn requests_that_waited_out_a_pause_are_dropped_and_late_replies_too() {
     // After the drain window, requests are served again.
     let _ = h.receive(11_500, line("c2", json!({"type": "get", "msg_id": 2})));
     assert_eq!(out(&mut h)[0]["body"]["vs"], json!([1]));
+}
+
+#[test]
+fn compaction_is_offered_when_the_log_outgrows_the_state_and_all_of_it_is_durable() {
+    let put = |h: &mut Host<Store>, id: u64, v: u64| {
+        let _ = h.receive(1, line("c1", json!({"type": "put", "msg_id": id, "v": v})));
+    };
+    let mut h = host();
+    h.set_compact_min(Some(64));
+    init(&mut h, vec![7u64.to_le_bytes().to_vec()]);
+    assert_eq!(h.log_bytes(), 16, "the recovered record counts");
+    for id in 0..9 {
+        put(&mut h, id + 10, 7);
+    }
+    // 160 bytes of log for 16 of state, but nothing taken is durable yet.
+    assert_eq!(h.take_compaction(), None);
+    let taken = h.take_records();
+    assert_eq!((taken.len(), h.log_bytes()), (9, 160));
+    assert_eq!(h.take_compaction(), None, "taken but not durable");
+    h.durable(8, 2);
+    assert_eq!(h.take_compaction(), None, "one taken record not durable");
+    h.durable(9, 2);
+    let snapshot = h.take_compaction().expect("due: 160 >= max(64, 2 x 16)");
+    assert_eq!(snapshot, vec![7u64.to_le_bytes().to_vec()]);
+    assert_eq!(h.take_compaction(), None, "one at a time");
+    h.compacted(true);
+    assert_eq!(h.log_bytes(), 16);
+    // Below the minimum: never, however much garbage.
+    for id in 0..2 {
+        put(&mut h, id + 30, 7);
+    }
+    h.persist_with(3, |_| Some(11));
+    assert_eq!((h.log_bytes(), h.take_compaction()), (48, None));
+    // A failed attempt waits until the log has grown by the minimum again.
+    for id in 0..2 {
+        put(&mut h, id + 40, 7);
+    }
+    h.persist_with(3, |_| Some(13));
+    assert!(h.take_compaction().is_some(), "80 bytes");
+    h.compacted(false);
+    assert_eq!(h.log_bytes(), 80, "the old log is still the log");
+    put(&mut h, 50, 7);
+    h.persist_with(3, |_| Some(14));
+    assert_eq!(h.take_compaction(), None, "96 < 80 + 64");
+    for id in 0..3 {
+        put(&mut h, id + 60, 7);
+    }
+    h.persist_with(3, |_| Some(17));
+    assert!(h.take_compaction().is_some(), "144 >= 80 + 64");
+    // Live state as large as the log: not due. Off: never.
+    let mut h = host();
+    h.set_compact_min(Some(16));
+    init(
+        &mut h,
+        (0..4u64).map(|v| v.to_le_bytes().to_vec()).collect(),
+    );
+    assert_eq!(h.take_compaction(), None, "64 bytes, all live");
+    let mut h = host();
+    h.set_compact_min(None);
+    init(&mut h, vec![1u64.to_le_bytes().to_vec(); 1000]);
+    assert_eq!(h.take_compaction(), None);
 }

@@ -3,6 +3,14 @@
 //! batch on disk ([`SimConfig::torn_flushes`]). Durable records survive kills and are handed back
 //! to the node at its next `init`.
 //!
+//! Compaction: when the flusher finds nothing to write, it asks the host for a compaction
+//! ([`Host::take_compaction`](murmur::host::Host::take_compaction)) and, if one is due, writes the
+//! snapshot in the flusher's slot (nothing else is written meanwhile, as in the shell, where the
+//! node's lock is held) with a seeded delay ([`SimConfig::compact_ms`](super::SimConfig::compact_ms)); when it completes the snapshot replaces the
+//! node's durable records. A kill while it is in flight leaves the old records, or, with torn
+//! flushes on, a seeded choice between the old records and the snapshot (the shell's rename
+//! either happened or did not: a file system never shows less than one of the two).
+//!
 //! [`SimConfig::flush_ms`]: super::SimConfig::flush_ms
 //! [`SimConfig::torn_flushes`]: super::SimConfig::torn_flushes
 
@@ -28,13 +36,25 @@ impl<W: Workload> Sim<'_, W> {
             return;
         };
         let records = host.take_records();
-        if records.is_empty() {
-            return;
-        }
+        let compacting = records.is_empty();
+        let records = if compacting {
+            match host.take_compaction() {
+                Some(snapshot) => snapshot,
+                None => return,
+            }
+        } else {
+            records
+        };
         node.flushing = records;
         node.flush_in_flight = true;
+        node.compacting = compacting;
         let inc = node.inc;
-        let delay = Self::uniform_ms(&mut self.disk_rng, self.cfg.flush_ms);
+        let range = if compacting {
+            self.cfg.compact_ms
+        } else {
+            self.cfg.flush_ms
+        };
+        let delay = Self::uniform_ms(&mut self.disk_rng, range);
         self.at(self.now + delay, Event::FlushDone { node: i, inc });
     }
 
@@ -44,6 +64,17 @@ impl<W: Workload> Sim<'_, W> {
         node.flush_in_flight = false;
         node.flush_overdue = false;
         let batch = std::mem::take(&mut node.flushing);
+        if std::mem::take(&mut node.compacting) {
+            let (before, after) = (node.disk.len(), batch.len());
+            node.disk = batch;
+            node.dirty = true;
+            self.stats.compactions += 1;
+            self.note(TraceLevel::Events, || {
+                format!("n{i}: compaction done ({before} records replaced by {after})")
+            });
+            self.step(i, |host, _| host.compacted(true));
+            return;
+        }
         let n = batch.len() as u64;
         node.disk.extend(batch);
         node.persisted += n;
@@ -75,7 +106,16 @@ impl<W: Workload> Sim<'_, W> {
         let torn = self.cfg.torn_flushes;
         let node = &mut self.nodes[i];
         let mut kept = 0;
-        if node.flush_in_flight && torn {
+        if node.flush_in_flight && node.compacting {
+            // Old log or new, never a mix: the rename is atomic.
+            self.stats.kills_in_compaction += 1;
+            if torn && self.disk_rng.random_bool(0.5) {
+                node.disk = std::mem::take(&mut node.flushing);
+            } else {
+                self.stats.compactions_torn_old += 1;
+            }
+            node.flushing.clear();
+        } else if node.flush_in_flight && torn {
             kept = self.disk_rng.random_range(0..=node.flushing.len());
             node.disk.extend(node.flushing.drain(..kept));
         }
@@ -84,6 +124,7 @@ impl<W: Workload> Sim<'_, W> {
         self.stats.records_lost += lost as u64;
         node.flushing.clear();
         node.flush_in_flight = false;
+        node.compacting = false;
         node.flush_overdue = false;
         node.dirty = false;
         node.persisted = 0;

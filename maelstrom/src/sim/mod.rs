@@ -55,7 +55,11 @@
 //!   This is the shell with `MURMUR_FSYNC` or a batching window. By default the shell appends
 //!   inside the handler's critical section instead (durable at once, nothing can happen in
 //!   between), which is the limit of a flush delay going to zero: the delayed model allows every
-//!   interleaving that one does, and more.
+//!   interleaving that one does, and more. When the flusher finds nothing to write it asks the host
+//!   for a compaction ([`Host::take_compaction`](murmur::host::Host::take_compaction), with
+//!   [`ShellModel::compact_min_bytes`]) and writes the snapshot in its slot, durable after
+//!   `compact_ms`; a kill meanwhile leaves the old records or (torn flushes on, a seeded coin) the
+//!   snapshot, as the shell's rename would.
 //! - **Clients** are Maelstrom's: `concurrency` workers, worker t talks to node t mod n,
 //!   one request outstanding, ops from [`ClientWorkload::next_op`] staggered uniformly in
 //!   [0, 2/rate) s, a 5 s timeout, completions by [`ClientWorkload::complete`] (closed reply
@@ -190,6 +194,9 @@ pub struct ShellModel {
     pub stall_ms: Millis,
     /// `MURMUR_REPLY_DEADLINE_MS`.
     pub reply_deadline_ms: Millis,
+    /// `MURMUR_COMPACT_MIN_BYTES` (`None`: never compact). The shell's default is 1 MiB, which a
+    /// simulated run rarely reaches; test sweeps lower it so that nodes compact.
+    pub compact_min_bytes: Option<u64>,
 }
 
 impl Default for ShellModel {
@@ -198,6 +205,7 @@ impl Default for ShellModel {
             client_guard: true,
             stall_ms: 1000,
             reply_deadline_ms: 4000,
+            compact_min_bytes: Some(murmur::host::DEFAULT_COMPACT_MIN_BYTES),
         }
     }
 }
@@ -231,6 +239,9 @@ pub struct SimConfig {
     pub client_timeout_ms: u64,
     /// A flush completes after a delay uniform in this inclusive range.
     pub flush_ms: (u64, u64),
+    /// A compaction (the whole state written to a new file, synced, renamed) completes after a
+    /// delay uniform in this inclusive range: longer than a flush, so kills strike during some.
+    pub compact_ms: (u64, u64),
     /// A (re)started process gets `init` after a delay uniform in this inclusive range.
     pub restart_delay_ms: (u64, u64),
     /// A kill during a flush leaves a seeded prefix of the flushed batch on disk.
@@ -270,6 +281,7 @@ impl SimConfig {
             idle_check_ms: 5_000,
             client_timeout_ms: CLIENT_TIMEOUT_MS,
             flush_ms: (1, 10),
+            compact_ms: (10, 300),
             restart_delay_ms: (1, 20),
             torn_flushes: true,
             shell: ShellModel::default(),

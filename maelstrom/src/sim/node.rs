@@ -47,9 +47,11 @@ pub(super) struct SimNode<W: Workload> {
     pub(super) disk: Vec<Vec<u8>>,
     /// A handler ran since the flusher last took records (the shell's `dirty` poke).
     pub(super) dirty: bool,
-    /// The batch being written.
+    /// The batch being written (or, if `compacting`, the snapshot that is to replace `disk`).
     pub(super) flushing: Vec<Vec<u8>>,
     pub(super) flush_in_flight: bool,
+    /// The write in flight is a compaction.
+    pub(super) compacting: bool,
     /// Records of this incarnation that are durable.
     pub(super) persisted: u64,
     /// This incarnation's output is cut off.
@@ -243,12 +245,9 @@ impl<W: Workload> Sim<'_, W> {
             (0, 0)
         };
         let node = &mut self.nodes[i];
-        node.proc = Proc::Running(Box::new(Host::new(
-            self.node_cfg.clone(),
-            stall_ms,
-            deadline_ms,
-            now_ms,
-        )));
+        let mut host = Host::new(self.node_cfg.clone(), stall_ms, deadline_ms, now_ms);
+        host.set_compact_min(shell.compact_min_bytes);
+        node.proc = Proc::Running(Box::new(host));
         if !node.paused {
             self.drain_pipe(i);
         }

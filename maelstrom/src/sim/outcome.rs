@@ -53,6 +53,12 @@ pub struct SimStats {
     pub records_lost: u64,
     /// Records handed back to restarted nodes.
     pub records_recovered: u64,
+    /// Log compactions completed (the snapshot replaced the log).
+    pub compactions: u64,
+    /// Kills that struck during a compaction, leaving the old log (`compactions_torn_old`) or
+    /// the new one.
+    pub kills_in_compaction: u64,
+    pub compactions_torn_old: u64,
     /// Node-to-node messages sent during the idle check.
     pub idle_node_msgs: u64,
 }
@@ -81,6 +87,9 @@ impl SimStats {
         self.records_durable += o.records_durable;
         self.records_lost += o.records_lost;
         self.records_recovered += o.records_recovered;
+        self.compactions += o.compactions;
+        self.kills_in_compaction += o.kills_in_compaction;
+        self.compactions_torn_old += o.compactions_torn_old;
         self.idle_node_msgs += o.idle_node_msgs;
     }
 
@@ -104,7 +113,8 @@ impl fmt::Display for SimStats {
             "{} virtual s, {} client ops, {} values acked, {} final reads checking {} values, \
              {} node msgs ({} dropped by partitions, {} discarded at restarts, {} before init), \
              faults: {} partitions, {} kills ({} restarts), {} pauses; client guard dropped {} stale \
-             requests and {} late replies; disk: {} flushes, {} records durable, {} lost, {} recovered",
+             requests and {} late replies; disk: {} flushes, {} records durable, {} lost, {} recovered, \
+             {} compactions, {} kills during one ({} left the old log)",
             self.virtual_ms / 1000,
             self.client_ops,
             self.acked,
@@ -123,7 +133,10 @@ impl fmt::Display for SimStats {
             self.flushes,
             self.records_durable,
             self.records_lost,
-            self.records_recovered
+            self.records_recovered,
+            self.compactions,
+            self.kills_in_compaction,
+            self.compactions_torn_old
         )
     }
 }

@@ -85,6 +85,7 @@ impl<W: Workload> Sim<'_, W> {
                 dirty: false,
                 flushing: Vec::new(),
                 flush_in_flight: false,
+                compacting: false,
                 persisted: 0,
                 wedged: false,
             });

@@ -4,7 +4,7 @@
 //! incarnations.
 
 use super::record::{self, Record};
-use super::{key, Broadcast, Eager, Messages, Msg, Overlay, FROM_CLIENT};
+use super::{Broadcast, Eager, Messages, Msg, Overlay, FROM_CLIENT};
 use crate::node::{Ctx, Millis};
 use rand::Rng;
 
@@ -211,6 +211,14 @@ impl Broadcast {
         while used_ids.contains(&self.log_id) {
             self.log_id = self.rng.random::<u64>() | 1;
         }
+        // Whichever log continues, the others' ids stay retired (a compaction keeps them).
+        let current = match &seg {
+            Some(s) if s.complete => s.log_id,
+            _ => self.log_id,
+        };
+        let mut retired: Vec<u64> = used_ids.into_iter().filter(|&id| id != current).collect();
+        retired.sort_unstable();
+        self.retired_ids = retired;
         let Some(seg) = seg else {
             if !records.is_empty() {
                 tracing::warn!(node = %me, records = records.len(), "no usable log among the recovered records; starting a fresh log");
@@ -220,21 +228,27 @@ impl Broadcast {
             }
             return;
         };
-        for (origin, v) in seg.entries {
-            self.seen.insert(key(&v), self.log.len());
-            self.log.push(v);
-            self.origin.push(origin);
-        }
+        // The log is empty before recovery: the segment's log and index become the node's.
+        self.seen = seg.seen;
+        self.log = seg.values;
+        self.origin = seg.origins;
         let len = self.log.len();
         // Everything recovered is on disk: durable, and already recorded if the log continues.
         self.durable = len;
         let recovered_topology = seg.topology.is_some();
+        let seg_topology = seg.topology.clone();
         if let (Some(peers), Overlay::Given) = (seg.topology, self.cfg.overlay) {
             self.peers = peers;
         }
         if seg.complete {
             self.log_id = seg.log_id;
             self.recorded_upto = len;
+            self.recorded_text = seg.text_bytes;
+            if let Some(peers) = &seg_topology {
+                self.topology_record = Some(record::encode(&Record::Topology {
+                    peers: peers.iter().map(|&p| p as u32).collect(),
+                }));
+            }
             for (p, saved) in seg.links {
                 let acked = (saved.acked.min(len as u64)) as usize;
                 let reset_at = (saved.reset_at.min(len as u64)) as usize;

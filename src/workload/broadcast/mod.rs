@@ -76,6 +76,16 @@
 //! a new log id and writes a fresh copy (a new start record followed by the kept entries), which the
 //! next recovery starts from. A log written for a different node list is ignored.
 //!
+//! **Compaction.** When the host finds the log has outgrown the state (see
+//! [`crate::host::Host::take_compaction`]), the node's [`Workload::snapshot`] replaces it: the
+//! start records of earlier logs (their ids stay retired, so a later fresh log never reuses one),
+//! the current log's start record, the last neighbour-list record, the recorded log as values
+//! records (tag 5 of the `record` codec: one JSON array per record, which recovery parses in one
+//! call) and the link cursors as last recorded. Replayed, that is exactly the state the replaced
+//! records described, so recovery is the same code over fewer, denser records; recovery also
+//! builds the value index while it checks for duplicates, hashing each value once.
+//! [`Workload::live_bytes`] estimates the snapshot's size from counters kept as records are taken.
+//!
 //! # Reads
 //! A `read` returns the whole durable prefix `log[..durable]`, so its reply is as large as the set.
 //! The node does not copy the set per read: it keeps the JSON text of the durable prefix, extended
@@ -142,10 +152,12 @@
 //! - `ack_relay`: acknowledgements that fell due, and the acknowledgement relay;
 //! - `durability`: the durable prefix, the replies waiting for it, cursor records, recovery;
 //! - `record`: the binary record codec;
+//! - `index`: the value index (each value's log position);
 //! - `reads`: the shared read snapshot ([`Messages`], [`Snapshot`]).
 
 use crate::node::{Ctx, InitInfo, Message, Millis, Workload};
 use crate::rpc::Calls;
+use crate::store;
 use crate::wire::ErrorCode;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -157,6 +169,7 @@ mod ack_relay;
 mod config;
 mod durability;
 mod gossip;
+mod index;
 mod link;
 mod messages;
 mod reads;
@@ -170,6 +183,7 @@ use ack_relay::HeldAck;
 use durability::{ClientReply, DurableMark, LinkCursors, Waiting};
 use gossip::GossipCall;
 use link::{Link, Unconfirmed};
+use record::Record;
 
 /// A value as a hash key with JSON (Clojure) equality: `1` and `1.0` differ.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -203,7 +217,8 @@ pub struct Broadcast {
     log_id: u64,
     log: Vec<Value>,
     origin: Vec<u32>,
-    seen: HashMap<Key, usize>,
+    /// Each value's position in `log` (set semantics).
+    seen: index::ValueIndex,
     /// Log prefix that is durable. Without persistence, the whole log.
     durable: usize,
     /// The JSON text of the durable prefix and the snapshot reads share (see [`reads`]).
@@ -215,6 +230,15 @@ pub struct Broadcast {
     queue: Vec<Vec<u8>>,
     /// Log prefix already emitted as entry records.
     recorded_upto: usize,
+    /// Bytes of JSON text of `log[..recorded_upto]` (for [`Workload::live_bytes`]).
+    recorded_text: u64,
+    /// The node list's id, written in start records.
+    cluster: u64,
+    /// Log ids of earlier logs found in the records (not the current one), sorted: a snapshot
+    /// keeps them so that a later fresh log never reuses one (see `durability::recover`).
+    retired_ids: Vec<u64>,
+    /// The last neighbour-list record taken (or recovered), which a snapshot repeats.
+    topology_record: Option<Vec<u8>>,
     /// Records taken by the driver so far in this incarnation.
     taken: u64,
     /// How far the log will be durable once the driver reports so many records persisted, in
@@ -299,12 +323,16 @@ impl Workload for Broadcast {
             log_id,
             log: Vec::new(),
             origin: Vec::new(),
-            seen: HashMap::new(),
+            seen: index::ValueIndex::default(),
             durable: 0,
             reads: reads::ReadCache::default(),
             waiting: VecDeque::new(),
             queue: Vec::new(),
             recorded_upto: 0,
+            recorded_text: 0,
+            cluster,
+            retired_ids: Vec::new(),
+            topology_record: None,
             taken: 0,
             marks: VecDeque::new(),
             link_recorded: vec![LinkCursors::default(); n],
@@ -549,6 +577,10 @@ impl Workload for Broadcast {
         self.taken += out.len() as u64;
         if std::mem::take(&mut self.topology_queued) {
             self.topology_needs = Some(self.taken);
+            // The queue's last topology record holds the current list.
+            self.topology_record = Some(record::encode(&Record::Topology {
+                peers: self.peers.iter().map(|&p| p as u32).collect(),
+            }));
         }
         while self.recorded_upto < self.log.len() {
             let (rec, upto) = record::encode_entries(
@@ -557,6 +589,7 @@ impl Workload for Broadcast {
                 &self.origin,
                 record::ENTRIES_BYTES,
             );
+            self.recorded_text += record::value_text_bytes(&rec);
             out.push(rec);
             self.taken += 1;
             self.recorded_upto = upto;
@@ -573,6 +606,35 @@ impl Workload for Broadcast {
             self.cursors_dirty_since = None;
         }
         out
+    }
+
+    /// The size of [`Workload::snapshot`]'s records: start records, the neighbour list, the
+    /// recorded values as values records, and the recorded link cursors.
+    fn live_bytes(&self) -> Option<u64> {
+        if !self.cfg.persist {
+            return None;
+        }
+        let start = store::frame_len(17) * (1 + self.retired_ids.len() as u64);
+        let topology = self
+            .topology_record
+            .as_ref()
+            .map_or(0, |t| store::frame_len(t.len()));
+        let links = self
+            .link_recorded
+            .iter()
+            .filter(|c| **c != LinkCursors::default())
+            .count() as u64
+            * store::frame_len(29);
+        let values = record::values_log_bytes(self.recorded_upto as u64, self.recorded_text);
+        Some(start + topology + links + values)
+    }
+
+    /// Start records (retired ids, then the current log's), the neighbour list, the log as
+    /// values records, and the link cursors as last recorded: replayed alone, the state every
+    /// record taken so far describes. Declines while records wait in the queue (they may be a
+    /// fresh log's start record, which must come first).
+    fn snapshot(&mut self) -> Option<Vec<Vec<u8>>> {
+        self.snapshot_records()
     }
 
     fn persisted(&mut self, count: u64, now: Millis, ctx: &mut Ctx<Msg>) {
@@ -594,6 +656,42 @@ impl Workload for Broadcast {
             self.advance_durable(upto, now, ctx);
             self.send_due_acks(now, ctx);
         }
+    }
+}
+
+impl Broadcast {
+    /// [`Workload::snapshot`] (it needs no `&mut`).
+    fn snapshot_records(&self) -> Option<Vec<Vec<u8>>> {
+        if !self.cfg.persist || !self.queue.is_empty() || self.topology_queued {
+            return None;
+        }
+        let cluster = self.cluster;
+        let mut out: Vec<Vec<u8>> = self
+            .retired_ids
+            .iter()
+            .chain([&self.log_id])
+            .map(|&log_id| record::encode(&Record::Start { log_id, cluster }))
+            .collect();
+        out.extend(self.topology_record.clone());
+        let recorded = &self.log[..self.recorded_upto];
+        let mut at = 0;
+        while at < recorded.len() {
+            let (rec, upto) =
+                record::encode_values(at, recorded, &self.origin, record::ENTRIES_BYTES);
+            out.push(rec);
+            at = upto;
+        }
+        for (p, cur) in self.link_recorded.iter().enumerate() {
+            if *cur != LinkCursors::default() {
+                out.push(record::encode(&Record::Link {
+                    peer: p as u32,
+                    peer_log: cur.peer_log,
+                    acked: cur.acked as u64,
+                    reset_at: cur.reset_at as u64,
+                }));
+            }
+        }
+        Some(out)
     }
 }
 
@@ -620,12 +718,10 @@ impl Broadcast {
 
     /// Appends `v` unless already held; returns its log position either way.
     fn insert(&mut self, v: Value, from: u32) -> usize {
-        let k = key(&v);
-        if let Some(&pos) = self.seen.get(&k) {
-            return pos;
-        }
         let pos = self.log.len();
-        self.seen.insert(k, pos);
+        if let Err(held) = self.seen.insert_new(&self.log, &v, pos) {
+            return held;
+        }
         self.log.push(v);
         self.origin.push(from);
         pos

@@ -6,10 +6,16 @@
 //! | 2 | log entries | first position u64, count u32, then per entry: origin u32, length u32, JSON text |
 //! | 3 | link cursors | peer index u32, peer log id u64 (0 = unknown), acked u64, reset_at u64 |
 //! | 4 | neighbour list (overlay `given`) | count u32, then each peer index u32 |
+//! | 5 | log values (snapshots) | first position u64, count u32, origins u32 × count, then the values as one JSON array |
+//!
+//! Tag 5 is what a compaction writes ([`encode_values`]): the same content as tag 2, laid out so
+//! that recovery decodes a whole record's values with one JSON parse (about 5 bytes per value
+//! plus its text, against 8 plus its text and a parse each).
 //!
 //! Decoding is total: any byte string yields a record or an error, never a panic.
 
-use super::{key, FROM_CLIENT};
+use super::index::ValueIndex;
+use super::FROM_CLIENT;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -26,6 +32,13 @@ pub enum Record {
         at: u64,
         entries: Vec<(u32, Value)>,
     },
+    /// The same content as `Entries`, as a values record (tag 5) decodes: origins and values
+    /// apart, so recovery moves them into the log without a copy.
+    Values {
+        at: u64,
+        origins: Vec<u32>,
+        values: Vec<Value>,
+    },
     Link {
         peer: u32,
         peer_log: u64,
@@ -41,6 +54,10 @@ const START: u8 = 1;
 const ENTRIES: u8 = 2;
 const LINK: u8 = 3;
 const TOPOLOGY: u8 = 4;
+const VALUES: u8 = 5;
+
+/// The bytes of a values record (tag 5) before its origins: tag, position, count.
+const VALUES_HEAD: usize = 13;
 
 /// Identifies the node list a log was written for (FNV-1a: stable across builds, unlike std's
 /// hasher).
@@ -67,6 +84,15 @@ pub fn encode(r: &Record) -> Vec<u8> {
             let log: Vec<Value> = entries.iter().map(|(_, v)| v.clone()).collect();
             let origin: Vec<u32> = entries.iter().map(|(o, _)| *o).collect();
             let (mut rec, _) = encode_entries(0, &log, &origin, usize::MAX);
+            rec[1..9].copy_from_slice(&at.to_le_bytes());
+            return rec;
+        }
+        Record::Values {
+            at,
+            origins,
+            values,
+        } => {
+            let (mut rec, _) = encode_values(0, values, origins, usize::MAX);
             rec[1..9].copy_from_slice(&at.to_le_bytes());
             return rec;
         }
@@ -122,6 +148,65 @@ pub fn encode_entries(
     (out, upto)
 }
 
+/// Encodes entries `from..` of the log as one values record (tag 5) of about `max_bytes` (at
+/// least one entry); returns it and the log position it ends at.
+pub fn encode_values(
+    from: usize,
+    log: &[Value],
+    origin: &[u32],
+    max_bytes: usize,
+) -> (Vec<u8>, usize) {
+    let end = log.len().min(origin.len());
+    // The values' text first (its length decides how many fit), then the head and origins.
+    let mut text = Vec::with_capacity(64);
+    text.push(b'[');
+    let mut upto = from;
+    while upto < end && (upto == from || text.len() + 4 * (upto - from) < max_bytes) {
+        if upto > from {
+            text.push(b',');
+        }
+        // Writing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut text, &log[upto]);
+        upto += 1;
+    }
+    text.push(b']');
+    let count = upto - from;
+    let mut out = Vec::with_capacity(VALUES_HEAD + 4 * count + text.len());
+    out.push(VALUES);
+    out.extend_from_slice(&(from as u64).to_le_bytes());
+    out.extend_from_slice(&(count as u32).to_le_bytes());
+    for o in &origin[from..upto] {
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    out.extend_from_slice(&text);
+    (out, upto)
+}
+
+/// The bytes of JSON text of the values in an encoded entries or values record of `count`
+/// entries (what is left once the fixed layout is taken away; 0 for other records). For the
+/// live-size estimate of a recovered log.
+pub fn value_text_bytes(raw: &[u8]) -> u64 {
+    let Some(head) = raw.get(..VALUES_HEAD) else {
+        return 0;
+    };
+    let count = u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as u64;
+    let raw = raw.len() as u64;
+    match head[0] {
+        ENTRIES => raw.saturating_sub(13 + 8 * count),
+        // Brackets and commas: `count + 1` bytes.
+        VALUES => raw.saturating_sub(13 + 4 * count + count + 1),
+        _ => 0,
+    }
+}
+
+/// About how many bytes of log (frame headers included) [`encode_values`] records holding
+/// `count` values of `text` bytes of JSON take, in records of [`ENTRIES_BYTES`].
+pub fn values_log_bytes(count: u64, text: u64) -> u64 {
+    let body = 5 * count + text;
+    let records = body.div_ceil(ENTRIES_BYTES as u64).max(1);
+    body + records * (crate::store::frame_len(VALUES_HEAD + 1) - 1)
+}
+
 struct Dec<'a>(&'a [u8]);
 
 impl<'a> Dec<'a> {
@@ -172,6 +257,25 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
             }
             Record::Entries { at, entries }
         }
+        VALUES => {
+            let at = d.u64()?;
+            let count = d.u32()? as usize;
+            let origins = d.take(count.checked_mul(4).ok_or("count overflows")?)?;
+            let values: Vec<Value> = serde_json::from_slice(std::mem::take(&mut d.0))
+                .map_err(|e| format!("values: bad JSON: {e}"))?;
+            if values.len() != count {
+                return Err(format!("{} values for a count of {count}", values.len()));
+            }
+            let origins = origins
+                .chunks_exact(4)
+                .map(|o| u32::from_le_bytes([o[0], o[1], o[2], o[3]]))
+                .collect();
+            Record::Values {
+                at,
+                origins,
+                values,
+            }
+        }
         LINK => Record::Link {
             peer: d.u32()?,
             peer_log: d.u64()?,
@@ -198,14 +302,73 @@ pub fn decode(bytes: &[u8]) -> Result<Record, String> {
 #[derive(Debug, Default)]
 pub struct Segment {
     pub log_id: u64,
-    /// (origin, value) in log order; origins are valid peer indices or `FROM_CLIENT`.
-    pub entries: Vec<(u32, Value)>,
+    /// The values in log order, and each one's origin (a valid peer index or `FROM_CLIENT`).
+    pub values: Vec<Value>,
+    pub origins: Vec<u32>,
     /// Latest cursors per peer index.
     pub links: HashMap<usize, SavedCursors>,
     /// The latest neighbour list, as valid peer indices.
     pub topology: Option<Vec<usize>>,
     /// False if an undecodable or inconsistent record ended it early.
     pub complete: bool,
+    /// Bytes of JSON text of `values` (for the live-size estimate).
+    pub text_bytes: u64,
+    /// Each value's position: built here, where duplicates must be caught anyway, and handed to
+    /// the node as its index, so recovery hashes each value once.
+    pub seen: ValueIndex,
+}
+
+impl Segment {
+    /// Appends decoded entries at log position `at`; an error (a gap, a bad origin, a duplicate)
+    /// ends the segment, keeping the entries before the offending one.
+    fn append(
+        &mut self,
+        at: u64,
+        origins: Vec<u32>,
+        values: Vec<Value>,
+        n: usize,
+        me: usize,
+    ) -> Result<(), String> {
+        if at != self.values.len() as u64 {
+            return Err(format!(
+                "entries at position {at}, but the log has {}",
+                self.values.len()
+            ));
+        }
+        for (o, v) in origins.into_iter().zip(values) {
+            if o != FROM_CLIENT && (o as usize >= n || o as usize == me) {
+                return Err(format!("bad origin {o}"));
+            }
+            let pos = self.values.len();
+            if self.seen.insert_new(&self.values, &v, pos).is_err() {
+                return Err(format!("duplicate value {v}"));
+            }
+            self.values.push(v);
+            self.origins.push(o);
+        }
+        Ok(())
+    }
+}
+
+/// How many values the entries and values records among `records` hold, from their headers
+/// (up to the next start record; capped so that a forged count cannot reserve much).
+fn values_after(records: &[Vec<u8>]) -> usize {
+    let mut total = 0usize;
+    for raw in records {
+        let Some(head) = raw.get(..VALUES_HEAD) else {
+            continue;
+        };
+        match head[0] {
+            ENTRIES | VALUES => {
+                let count = u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize;
+                // Each value takes at least 5 bytes of its record.
+                total += count.min(raw.len() / 5);
+            }
+            START => break,
+            _ => {}
+        }
+    }
+    total
 }
 
 /// The cursors of one link as the latest cursor record for it holds them.
@@ -229,7 +392,6 @@ pub fn recover(
 ) -> (Option<Segment>, HashSet<u64>) {
     let mut seg: Option<Segment> = None;
     let mut ids = HashSet::new();
-    let mut seen = HashSet::new();
     // Records are being skipped until the next start record.
     let mut skipping = false;
     for (i, raw) in records.iter().enumerate() {
@@ -237,12 +399,18 @@ pub fn recover(
         if let Ok(Record::Start { log_id, cluster: c }) = r {
             ids.insert(log_id | 1);
             if c == cluster {
-                seg = Some(Segment {
+                let mut fresh = Segment {
                     log_id: log_id | 1,
                     complete: true,
                     ..Segment::default()
-                });
-                seen.clear();
+                };
+                // Room for every value the records after it hold, so that nothing is rehashed
+                // or copied as the log grows (a million values: most of recovery's time).
+                let room = values_after(&records[i + 1..]);
+                fresh.values.reserve(room);
+                fresh.origins.reserve(room);
+                fresh.seen.reserve(room);
+                seg = Some(fresh);
                 skipping = false;
             } else {
                 tracing::warn!(record = i, "a log written for another node list; ignored");
@@ -261,21 +429,18 @@ pub fn recover(
         };
         let applied = r.and_then(|r| match r {
             Record::Entries { at, entries } => {
-                if at != s.entries.len() as u64 {
-                    return Err(format!(
-                        "entries at position {at}, but the log has {}",
-                        s.entries.len()
-                    ));
-                }
-                for (o, v) in entries {
-                    if o != FROM_CLIENT && (o as usize >= n || o as usize == me) {
-                        return Err(format!("bad origin {o}"));
-                    }
-                    if !seen.insert(key(&v)) {
-                        return Err(format!("duplicate value {v}"));
-                    }
-                    s.entries.push((o, v));
-                }
+                let (origins, values) = entries.into_iter().unzip();
+                s.append(at, origins, values, n, me)?;
+                s.text_bytes += value_text_bytes(raw);
+                Ok(())
+            }
+            Record::Values {
+                at,
+                origins,
+                values,
+            } => {
+                s.append(at, origins, values, n, me)?;
+                s.text_bytes += value_text_bytes(raw);
                 Ok(())
             }
             Record::Link {
@@ -311,7 +476,7 @@ pub fn recover(
         if let Err(e) = applied {
             tracing::warn!(
                 record = i,
-                kept_values = s.entries.len(),
+                kept_values = s.values.len(),
                 "recovery stops at an unusable record: {e}"
             );
             s.complete = false;

@@ -28,6 +28,9 @@ fn req(src: &str, dest: &str, msg_id: u64, payload: Msg) -> Message<Msg> {
     }
 }
 
+/// The clusters' compaction minimum: low, so that tests with a few dozen values compact.
+const COMPACT_MIN: u64 = 512;
+
 /// A tiny cluster with instant delivery, a seeded loss/partition filter, a virtual clock and a
 /// virtual disk per node. Each node runs in the same [`Host`] the shell and the simulator drive
 /// (with the client guard off: these tests reuse request ids freely). By default every node's
@@ -40,6 +43,8 @@ struct Cluster {
     disks: Vec<Vec<Vec<u8>>>,
     /// Records made durable in each node's current incarnation.
     written: Vec<u64>,
+    /// Snapshots that replaced a disk.
+    compactions: usize,
     auto_flush: bool,
     in_flight: VecDeque<Message<Msg>>,
     client_out: Vec<Message<Msg>>,
@@ -62,6 +67,8 @@ fn boot(
     now: Millis,
 ) -> Host<Broadcast> {
     let mut host = Host::new(cfg.clone(), 0, 0, now);
+    // Low, so that the clusters' disks are compacted often (see `Cluster::flush`).
+    host.set_compact_min(Some(COMPACT_MIN));
     let init = Envelope {
         id: None,
         src: "c0".to_string(),
@@ -89,6 +96,7 @@ impl Cluster {
             hosts: (0..n).map(|i| boot(i, n, cfg, vec![], 0)).collect(),
             disks: vec![vec![]; n],
             written: vec![0; n],
+            compactions: 0,
             auto_flush: true,
             in_flight: VecDeque::new(),
             client_out: vec![],
@@ -144,7 +152,8 @@ impl Cluster {
             .collect()
     }
 
-    /// Makes node `i`'s pending records durable and tells it so.
+    /// Makes node `i`'s pending records durable and tells it so, then compacts its disk if its
+    /// host says so (as the shell does after a call).
     fn flush(&mut self, i: usize) {
         let (disk, written) = (&mut self.disks[i], &mut self.written[i]);
         self.hosts[i].persist_with(self.now, |records| {
@@ -152,6 +161,11 @@ impl Cluster {
             disk.extend(records);
             Some(*written)
         });
+        if let Some(snapshot) = self.hosts[i].take_compaction() {
+            self.disks[i] = snapshot;
+            self.hosts[i].compacted(true);
+            self.compactions += 1;
+        }
     }
 
     /// Kills node `i` (its unflushed records and queued outputs are lost, as are messages on their
@@ -1707,4 +1721,138 @@ fn reads_share_one_snapshot_until_the_durable_prefix_changes() {
     let third = read_snapshot(c.client_out.last().unwrap());
     assert_eq!(c.node(0).reads.built(), 3);
     assert_eq!(third.values(), c.node(0).values());
+}
+
+#[test]
+fn a_compacted_log_recovers_the_same_state() {
+    for overlay in [Overlay::Star, Overlay::Given, Overlay::Total] {
+        let mut c = Cluster::new(4, &cfg(overlay));
+        if overlay == Overlay::Given {
+            let topo: HashMap<String, Vec<String>> = (0..4)
+                .map(|i| (format!("n{i}"), vec![format!("n{}", (i + 1) % 4)]))
+                .collect();
+            for i in 0..4 {
+                c.receive(
+                    i,
+                    req(
+                        "c0",
+                        &format!("n{i}"),
+                        1,
+                        Msg::Topology {
+                            topology: topo.clone(),
+                        },
+                    ),
+                );
+            }
+        }
+        for v in 0..60i64 {
+            c.client(
+                v as usize % 4,
+                v as u64,
+                Msg::Broadcast {
+                    message: json!({"v": v, "pad": "x".repeat(v as usize % 7)}),
+                },
+            );
+            c.run_for(100, 100);
+        }
+        c.run_for(3000, 100);
+        // (A ring of given neighbours writes too few cursor records to reach twice its state.)
+        assert!(
+            overlay == Overlay::Given || c.compactions > 0,
+            "{overlay:?}: no compaction"
+        );
+        for i in 0..4 {
+            let before = c.node(i);
+            let (values, log_id, peers) = (
+                before.values().to_vec(),
+                before.log_id,
+                before.peers.clone(),
+            );
+            let cursors: Vec<(Option<u64>, usize, usize)> = before
+                .links
+                .iter()
+                .map(|l| (l.peer_log, l.acked, l.reset_at))
+                .collect();
+            let live = c.hosts[i].node().unwrap().live_bytes().unwrap();
+            let snapshot = before.snapshot_records().expect("nothing queued");
+            let bytes: u64 = snapshot
+                .iter()
+                .map(|r| crate::store::frame_len(r.len()))
+                .sum();
+            assert!(
+                bytes <= live + live / 8 && live <= bytes + bytes / 8,
+                "{overlay:?} n{i}: estimate {live}, snapshot {bytes}"
+            );
+            c.restart(i, snapshot);
+            let after = c.node(i);
+            assert_eq!(after.values(), &values[..], "{overlay:?} n{i}");
+            assert_eq!((after.log_id, &after.peers), (log_id, &peers));
+            for (p, l) in after.links.iter().enumerate() {
+                let (peer_log, acked, reset_at) = cursors[p];
+                assert_eq!(l.peer_log, peer_log, "n{i} link {p}");
+                assert!(l.acked >= acked.min(after.recorded_upto) && l.reset_at == reset_at);
+            }
+            assert!(after.queue.is_empty(), "complete: nothing to rewrite");
+        }
+        // Quiet but for each restarted node's resync requests, at most one to each node it talks
+        // with (as after any restart): no values resent. And still working.
+        let links = 4 * 3;
+        let before = c.sent_between_nodes;
+        let oks = c.sent_by_type.get("gossip_ok").copied().unwrap_or(0);
+        c.run_for(3000, 100);
+        let extra = c.sent_between_nodes - before;
+        let extra_oks = c.sent_by_type.get("gossip_ok").copied().unwrap_or(0) - oks;
+        assert!(
+            extra <= links && extra_oks == extra,
+            "{overlay:?}: {extra} messages ({extra_oks} gossip_ok) after restarts, {links} links"
+        );
+        c.client(
+            1,
+            500,
+            Msg::Broadcast {
+                message: json!(500),
+            },
+        );
+        c.run_for(3000, 100);
+        assert!(c.nodes().all(|n| n.values().contains(&json!(500))));
+    }
+}
+
+#[test]
+fn values_records_round_trip_and_reject_damage() {
+    let log: Vec<Value> = (0..1000).map(|i| json!([i, "é"])).collect();
+    let origin: Vec<u32> = (0..1000)
+        .map(|i| if i % 3 == 0 { FROM_CLIENT } else { i % 4 })
+        .collect();
+    let mut from = 0;
+    let mut back = Vec::new();
+    while from < log.len() {
+        let (rec, upto) = record::encode_values(from, &log, &origin, 4096);
+        assert!(upto > from && rec.len() < 4096 + 64);
+        let text = record::value_text_bytes(&rec);
+        let want: usize = log[from..upto].iter().map(|v| v.to_string().len()).sum();
+        assert_eq!(text, want as u64);
+        match record::decode(&rec) {
+            Ok(record::Record::Values {
+                at,
+                origins,
+                values,
+            }) => {
+                assert_eq!(at as usize, from);
+                back.extend(origins.into_iter().zip(values));
+            }
+            other => panic!("{other:?}"),
+        }
+        for cut in 0..rec.len() {
+            assert!(record::decode(&rec[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = rec.clone();
+        longer.insert(rec.len() - 1, b' ');
+        longer.insert(rec.len() - 1, b'1');
+        longer.insert(rec.len() - 1, b',');
+        assert!(record::decode(&longer).is_err(), "one value too many");
+        from = upto;
+    }
+    let want: Vec<(u32, Value)> = origin.into_iter().zip(log).collect();
+    assert_eq!(back, want);
 }

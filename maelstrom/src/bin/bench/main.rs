@@ -15,6 +15,10 @@
 //!   its pipes at growing set sizes and rates; writes `CAPACITY.md`.
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
 //!   the runner's own throughput under flooding fixture nodes; writes `RUNNER.md`.
+//! - **`bench --startup [--values N] [--repeats N]`** ([`startup`], `just startup`): a node's
+//!   start-up (spawn to `init_ok`) over a log of N values, uncompacted and compacted; writes the
+//!   "Start-up" section of `BENCHMARKS.md`, which the settings benchmark keeps when it rewrites
+//!   the rest.
 //!
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
@@ -23,6 +27,7 @@ mod faults;
 mod runner_capacity;
 mod settings;
 mod soak;
+mod startup;
 
 use clap::{ArgGroup, Parser};
 use serde_json::Value;
@@ -33,7 +38,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -50,12 +55,16 @@ struct Cli {
     /// Measure the runner itself under 25 flooding fixture nodes → RUNNER.md.
     #[arg(long)]
     runner_capacity: bool,
+    /// Time a node's start-up over a large log, uncompacted and compacted → BENCHMARKS.md's
+    /// "Start-up" section.
+    #[arg(long)]
+    startup: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
     quick: bool,
     /// Settings benchmark and soak run: the runner's `--seed` for every run.
-    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["faults", "capacity", "runner_capacity"])]
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["faults", "capacity", "runner_capacity", "startup"])]
     seed: u64,
     /// Settings benchmark: also run this broadcast binary (the solution the efficiency issue cites
     /// for its CPU target) as a fault-free row, and scale murmur's CPU to the issue's machine by it.
@@ -76,6 +85,17 @@ struct Cli {
         requires = "runner_capacity"
     )]
     fixture: String,
+    /// Start-up: values in the node's log.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        requires = "startup"
+    )]
+    values: u64,
+    /// Start-up: runs per log (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "startup")]
+    repeats: usize,
 
     /// The runner binary (its directory also holds `reference-star`).
     #[arg(long, value_name = "PATH", default_value = "target/release/maelstrom")]
@@ -93,6 +113,8 @@ fn main() {
     let scratch = cli.out.join("bench-runs");
     if cli.runner_capacity {
         runner_capacity::run(&cli.runner, &cli.fixture, &cli.out, &scratch);
+    } else if cli.startup {
+        startup::run(&cli.node, &cli.out, cli.values, cli.repeats.max(1));
     } else if cli.capacity {
         capacity::run(&cli.node, &cli.out);
     } else if cli.soak {
@@ -126,15 +148,17 @@ fn main() {
     }
 }
 
-/// Writes `text` to `out/name` (creating `out`), or exits with status 1.
 /// Sections measured by hand (not by this program) start at this line in a results file; writing
 /// the file again keeps everything from it on, so the bench does not erase them.
 const KEPT_MARKER: &str = "<!-- measured by hand, kept when the bench rewrites this file -->";
 
+/// Writes `text` to `out/name` (creating `out`), or exits with status 1. The old file's part from
+/// [`KEPT_MARKER`] on is appended, unless `text` already has it (rewritten from the old file).
 fn write_or_exit(out: &Path, name: &str, mut text: String) {
     let path = out.join(name);
-    if let Some(kept) = std::fs::read_to_string(&path)
-        .ok()
+    if let Some(kept) = (!text.contains(KEPT_MARKER))
+        .then(|| std::fs::read_to_string(&path).ok())
+        .flatten()
         .and_then(|old| old.find(KEPT_MARKER).map(|at| old[at..].to_string()))
     {
         text.push('\n');
@@ -230,6 +254,33 @@ mod tests {
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
         assert_eq!((c.node.as_str(), c.out.as_path()), ("n", Path::new("o")));
+        let c = parse(&["--startup"]).unwrap();
+        assert!(c.startup && c.values == 1_000_000 && c.repeats == 7);
+        let c = parse(&["--startup", "--values", "1000", "--repeats", "3"]).unwrap();
+        assert_eq!((c.values, c.repeats), (1000, 3));
+    }
+
+    #[test]
+    fn the_startup_section_is_replaced_or_appended_and_the_rest_kept() {
+        let doc = "# B\n\nintro\n\n## no faults\n\n| a |\n";
+        let section = "## Start-up\n\n| s |";
+        let with = startup::with_section(doc, section);
+        assert_eq!(with, format!("{}\n\n{section}\n", doc.trim_end()));
+        let (rest, taken) = startup::take_section(&with);
+        assert_eq!((rest.trim_end(), taken.as_str()), (doc.trim_end(), section));
+        // In the middle: replaced in place, the next section kept.
+        let mid = "# B\n\n## Start-up\n\nold\n\n## partition\n\nx\n";
+        let new = startup::with_section(mid, "## Start-up\n\nnew");
+        assert_eq!(new, "# B\n\n## Start-up\n\nnew\n\n## partition\n\nx\n");
+        assert_eq!(startup::take_section(mid).1, "## Start-up\n\nold");
+        // Before the hand-measured part: the section stops at its marker.
+        let kept = format!("# B\n\n## Start-up\n\nold\n\n{KEPT_MARKER}\n\n## by hand\n");
+        let new = startup::with_section(&kept, "## Start-up\n\nnew");
+        assert_eq!(
+            new,
+            format!("# B\n\n## Start-up\n\nnew\n\n{KEPT_MARKER}\n\n## by hand\n")
+        );
+        assert_eq!(startup::take_section(&kept).1, "## Start-up\n\nold");
     }
 
     #[test]
@@ -247,6 +298,8 @@ mod tests {
             &["--reuse"],
             &["--soak", "--faults"],
             &["--fixture", "f"],
+            &["--values", "5"],
+            &["--startup", "--capacity"],
         ] {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }

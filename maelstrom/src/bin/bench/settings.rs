@@ -241,7 +241,13 @@ pub fn run(
         eprintln!("bench: cannot create {}: {e}", out.display());
         std::process::exit(1);
     }
-    let md = markdown(&rows, &settings, seed, cost);
+    // The start-up section is `bench --startup`'s: kept as it was.
+    let kept = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap_or_default();
+    let (_, startup) = super::startup::take_section(&kept);
+    let mut md = markdown(&rows, &settings, seed, cost);
+    if !startup.is_empty() {
+        md = super::startup::with_section(&md, &startup);
+    }
     let svg = frontier::frontier_svg(&rows);
     for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {
         let path = out.join(name);
