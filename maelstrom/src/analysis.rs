@@ -78,7 +78,7 @@ mod tests {
             kind,
             process,
             f: f.into(),
-            value,
+            value: value.into(),
             error: None,
             exception: None,
             final_: false,

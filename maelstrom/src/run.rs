@@ -66,7 +66,7 @@ mod nodes;
 mod switchboard;
 mod workers;
 
-use nodes::{NodeCrashed, Nodes, RunCtx};
+use nodes::{History, NodeCrashed, Nodes, RunCtx};
 use switchboard::{router, RouterGuard, Routes, Switchboard};
 use workers::{phases, worker, Assignment, Done, Workers};
 
@@ -184,7 +184,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
             procs: HashMap::new(),
             killed: HashMap::new(),
         }),
-        history: Mutex::new(Vec::new()),
+        history: Mutex::new(History::default()),
         used: Mutex::new(ProcStats::default()),
     };
 
@@ -211,7 +211,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         }
     }
 
-    let history = std::mem::take(&mut *lock(&ctx.history));
+    let history = std::mem::take(&mut lock(&ctx.history).ops);
     let journal = lock(&shared.net).take_journal();
     let lag = lock(&shared.net).lag_stats();
     dir.write_history(&history)?;

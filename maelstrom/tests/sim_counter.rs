@@ -231,7 +231,7 @@ fn ok_adds(out: &SimOutcome) -> (usize, i64) {
         .history
         .iter()
         .filter(|o| o.is_client() && o.f == "add" && o.kind == maelstrom::history::OpType::Ok)
-        .filter_map(|o| o.value.as_i64())
+        .filter_map(|o| o.value.as_json()?.as_i64())
         .collect();
     (adds.len(), adds.iter().sum())
 }

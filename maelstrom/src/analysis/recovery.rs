@@ -10,7 +10,7 @@
 //!
 //! Client process `p` talks to node `nodes[(p mod concurrency) mod n]`, as the runner assigns them.
 
-use crate::history::{Op, OpType, Process};
+use crate::history::{Op, OpType, OpValue, Process};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -63,7 +63,10 @@ impl Recovery {
 }
 
 /// Nodes named by a nemesis completion value: `{node: word}` maps (ours) or `[word, [nodes]]`.
-fn nodes_in(value: &Value, word: &str) -> Vec<String> {
+fn nodes_in(value: &OpValue, word: &str) -> Vec<String> {
+    let Some(value) = value.as_json() else {
+        return Vec::new();
+    };
     match value {
         Value::Object(m) => m
             .iter()
@@ -116,12 +119,14 @@ pub fn recoveries(
     for op in history {
         match (op.process, op.kind) {
             (Process::Nemesis, OpType::Info)
-                if op.f == "start-partition" && !op.value.is_string() =>
+                if op.f == "start-partition"
+                    && !op.value.as_json().is_some_and(Value::is_string) =>
             {
                 partitioned = true;
             }
             (Process::Nemesis, OpType::Info)
-                if op.f == "stop-partition" && op.value.as_str() == Some("network-healed") =>
+                if op.f == "stop-partition"
+                    && op.value.as_json().and_then(Value::as_str) == Some("network-healed") =>
             {
                 partitioned = false;
                 for n in awaiting_heal.drain(..) {
@@ -185,13 +190,10 @@ pub fn recoveries(
                 let Some(w) = watching.get_mut(node_of(p)) else {
                     continue;
                 };
-                let have: HashSet<String> = op
-                    .value
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(Value::to_string)
-                    .collect();
+                let mut have: HashSet<String> = HashSet::new();
+                op.value.elements(|v| {
+                    have.insert(v.to_string());
+                });
                 let after = ms(op.time).saturating_sub(w.r.restarted_at_ms);
                 w.r.reads_after_restart += 1;
                 w.r.first_read_after_ms.get_or_insert(after);

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{in_index_order, CheckResult, Validity};
-use crate::history::{Op, OpType};
+use crate::history::{Op, OpType, OpValue};
 
 /// The workload result, with Maelstrom's keys.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,8 +77,8 @@ impl RangeSet {
     }
 }
 
-fn int(v: &Value) -> Option<i64> {
-    v.as_i64()
+fn int(v: &OpValue) -> Option<i64> {
+    v.as_json()?.as_i64()
 }
 
 /// Checks a g-counter or pn-counter history.
@@ -113,7 +113,10 @@ pub fn check(history: &[Op]) -> CounterResult {
             Validity::False
         },
         errors: (!errors.is_empty()).then_some(errors),
-        final_reads: reads.iter().map(|r| r.value.clone()).collect(),
+        final_reads: reads
+            .iter()
+            .map(|r| r.value.to_json().into_owned())
+            .collect(),
         acceptable: acceptable.0,
     }
 }

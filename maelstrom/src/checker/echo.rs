@@ -55,7 +55,7 @@ pub fn check(history: &[Op]) -> EchoResult {
                 done.kind,
                 done.error
             ])),
-            Some(done) if done.value.get("echo") != Some(&inv.value) => {
+            Some(done) if done.value.to_json().get("echo") != Some(&*inv.value.to_json()) => {
                 Some(json!([expected, inv.value, "But received", done.value]))
             }
             Some(_) => None,

@@ -206,7 +206,8 @@ pub fn check(history: &[Op], budget: Budget) -> LinearizableResult {
         if outcome == OpType::Fail || (op.f == "read" && outcome != OpType::Ok) {
             continue;
         }
-        let Some((key, arg)) = key_and_arg(&op.value) else {
+        let invoked = op.value.to_json();
+        let Some((key, arg)) = key_and_arg(&invoked) else {
             continue;
         };
         let (values, ops) = per_key
@@ -216,7 +217,8 @@ pub fn check(history: &[Op], budget: Budget) -> LinearizableResult {
             "read" => {
                 // The value read is in the completion.
                 let c = &history[comp.expect("an ok read has a completion")];
-                let Some((_, v)) = key_and_arg(&c.value) else {
+                let read = c.value.to_json();
+                let Some((_, v)) = key_and_arg(&read) else {
                     continue;
                 };
                 Action::Read(values.id(v))

@@ -147,7 +147,7 @@ pub(crate) mod testkit {
                 kind,
                 process,
                 f: f.to_owned(),
-                value,
+                value: value.into(),
                 error: None,
                 exception: None,
                 final_: false,

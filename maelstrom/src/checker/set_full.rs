@@ -40,7 +40,7 @@ use serde_json::Value;
 use super::json::{cmp_values, key, JsonKey};
 use super::pairing::Pairing;
 use super::{in_index_order, CheckResult, Validity};
-use crate::history::{Op, OpType};
+use crate::history::{Op, OpType, OpValue};
 
 /// How many stale elements `worst-stale` shows.
 const WORST_STALE: usize = 8;
@@ -225,13 +225,31 @@ impl Interner {
     }
 
     fn get(&self, v: &Value) -> Option<usize> {
-        if !self.dense.is_empty() {
-            if let Some(u) = v.as_u64() {
-                let id = *self.dense.get(usize::try_from(u).ok()?)?;
-                return (id != usize::MAX).then_some(id);
-            }
+        match v.as_u64() {
+            Some(u) => self.get_u64(u),
+            None => self.ids.get(&key(v)).copied(),
         }
-        self.ids.get(&key(v)).copied()
+    }
+
+    fn get_u64(&self, u: u64) -> Option<usize> {
+        if self.dense.is_empty() {
+            return self.ids.get(&JsonKey::Pos(u)).copied();
+        }
+        let id = *self.dense.get(usize::try_from(u).ok()?)?;
+        (id != usize::MAX).then_some(id)
+    }
+
+    /// Calls `each` with the id of every element of a read's result that is an element, in
+    /// order; `false` if the result is not a list.
+    fn each_id(&self, result: &OpValue, each: impl FnMut(usize)) -> bool {
+        match result {
+            OpValue::Ints(list) => list.iter().filter_map(|u| self.get_u64(u)).for_each(each),
+            OpValue::Json(Value::Array(items)) => {
+                items.iter().filter_map(|v| self.get(v)).for_each(each);
+            }
+            OpValue::Json(_) => return false,
+        }
+        true
     }
 }
 
@@ -250,10 +268,11 @@ fn element_states(history: &[Op], errors: &mut Errors) -> Vec<ElementState> {
     for (pos, op) in history.iter().enumerate() {
         if op.is_client() && op.kind == OpType::Invoke && is_add(&op.f) {
             let next = elems.len();
-            let id = *ids.entry(key(&op.value)).or_insert(next);
+            let value = op.value.to_json();
+            let id = *ids.entry(key(&value)).or_insert(next);
             if id == next {
                 elems.push(ElementState {
-                    value: op.value.clone(),
+                    value: value.into_owned(),
                     tracked_at: pos,
                     known: None,
                     last_present: None,
@@ -281,7 +300,7 @@ fn element_states(history: &[Op], errors: &mut Errors) -> Vec<ElementState> {
             continue;
         }
         if is_add(&op.f) {
-            if let Some(e) = interner.get(&op.value) {
+            if let Some(e) = interner.get(&op.value.to_json()) {
                 let el = &mut elems[e];
                 if el.tracked_at < pos && el.known.is_none() {
                     el.known = Some(pos);
@@ -292,21 +311,19 @@ fn element_states(history: &[Op], errors: &mut Errors) -> Vec<ElementState> {
                 errors.push(|| format!("ok read at index {} has no invocation", op.index));
                 continue;
             };
-            let Some(values) = op.value.as_array() else {
+            if !op.value.is_list() {
                 errors.push(|| format!("ok read at index {} did not return a list", op.index));
                 continue;
-            };
-            stamp += 1;
-            for v in values {
-                if let Some(e) = interner.get(v) {
-                    let el = &mut elems[e];
-                    if el.tracked_at < pos {
-                        el.known.get_or_insert(pos);
-                        el.last_present = max_opt(el.last_present, inv);
-                        stamps[e] = stamp;
-                    }
-                }
             }
+            stamp += 1;
+            interner.each_id(&op.value, |e| {
+                let el = &mut elems[e];
+                if el.tracked_at < pos {
+                    el.known.get_or_insert(pos);
+                    el.last_present = max_opt(el.last_present, inv);
+                    stamps[e] = stamp;
+                }
+            });
             let lo = tracking.partition_point(|&t| t <= inv);
             let hi = tracking.partition_point(|&t| t < pos);
             for &e in &by_tracking[lo..hi] {
@@ -339,18 +356,16 @@ fn element_states(history: &[Op], errors: &mut Errors) -> Vec<ElementState> {
         if active_count == 0 {
             break;
         }
-        let Some(values) = history[pos].value.as_array() else {
-            continue;
-        };
         stamp += 1;
         let mut hits = 0;
-        for v in values {
-            if let Some(e) = interner.get(v) {
-                if active[e] && stamps[e] != stamp {
-                    stamps[e] = stamp;
-                    hits += 1;
-                }
+        let listed = interner.each_id(&history[pos].value, |e| {
+            if active[e] && stamps[e] != stamp {
+                stamps[e] = stamp;
+                hits += 1;
             }
+        });
+        if !listed {
+            continue;
         }
         if hits < active_count {
             undecided.retain(|&e| {

@@ -49,8 +49,7 @@ pub fn check(history: &[Op]) -> UniqueIdsResult {
     let mut attempted_count = 0;
     let mut acknowledged_count = 0;
     // Key → (id, count); the first occurrence is kept for output.
-    let mut counts: HashMap<JsonKey, (&Value, usize)> = HashMap::new();
-    let mut range: Range = Range::Empty;
+    let mut acknowledged = Vec::new();
     for op in history {
         if !op.is_client() || op.f != "generate" {
             continue;
@@ -59,11 +58,16 @@ pub fn check(history: &[Op]) -> UniqueIdsResult {
             OpType::Invoke => attempted_count += 1,
             OpType::Ok => {
                 acknowledged_count += 1;
-                counts.entry(key(&op.value)).or_insert((&op.value, 0)).1 += 1;
-                range.include(&op.value);
+                acknowledged.push(op.value.to_json());
             }
             _ => {}
         }
+    }
+    let mut counts: HashMap<JsonKey, (&Value, usize)> = HashMap::new();
+    let mut range: Range = Range::Empty;
+    for id in &acknowledged {
+        counts.entry(key(id)).or_insert((id, 0)).1 += 1;
+        range.include(id);
     }
 
     let mut dups: Vec<(&Value, usize)> = counts.into_values().filter(|(_, n)| *n > 1).collect();

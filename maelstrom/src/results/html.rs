@@ -75,14 +75,15 @@ pub fn fault_intervals(history: &[Op], end_us: u64) -> Vec<FaultInterval> {
         .filter(|op| op.process == Process::Nemesis && op.kind != OpType::Invoke);
     for op in completions {
         let t = op.time / 1_000;
+        // Nemesis values are never compact lists: this borrows.
+        let value = op.value.to_json();
         match op.f.as_str() {
-            "start-partition" if op.value.is_array() => {
+            "start-partition" if value.is_array() => {
                 if let Some(mut p) = partition.take() {
                     p.end = t;
                     out.push(p);
                 }
-                let grudge = op
-                    .value
+                let grudge = value
                     .as_array()
                     .and_then(|a| a.get(1))
                     .and_then(Value::as_object);
@@ -106,7 +107,7 @@ pub fn fault_intervals(history: &[Op], end_us: u64) -> Vec<FaultInterval> {
                     from: Some(from),
                 });
             }
-            "stop-partition" if !op.value.is_null() => {
+            "stop-partition" if !value.is_null() => {
                 if let Some(mut p) = partition.take() {
                     p.end = t;
                     out.push(p);
@@ -114,13 +115,13 @@ pub fn fault_intervals(history: &[Op], end_us: u64) -> Vec<FaultInterval> {
             }
             f @ ("kill" | "pause") => {
                 let kind = if f == "kill" { "kill" } else { "pause" };
-                for node in named_nodes(&op.value) {
+                for node in named_nodes(&value) {
                     open.entry((kind, node)).or_insert(t);
                 }
             }
             f @ ("start" | "resume") => {
                 let kind = if f == "start" { "kill" } else { "pause" };
-                for node in named_nodes(&op.value) {
+                for node in named_nodes(&value) {
                     if let Some(start) = open.remove(&(kind, node.clone())) {
                         out.push(FaultInterval {
                             kind,

@@ -312,7 +312,12 @@ pub fn jepsen_line(op: &Op, out: &mut String) {
     });
     out.push_str(&op.f);
     out.push('\t');
-    edn(&op.value, op.process == Process::Nemesis, true, out);
+    edn(
+        &op.value.to_json(),
+        op.process == Process::Nemesis,
+        true,
+        out,
+    );
     if let Some(err) = &op.error {
         out.push('\t');
         // Maelstrom's error values are keywords (`:net-timeout`) or `[:code "text"]`.

@@ -3,7 +3,7 @@
 use super::report::WIDTH;
 use super::run_dir::format_in;
 use super::*;
-use crate::history::{JournalEvent, JournalKind, Op, OpType, Process};
+use crate::history::{ChunkPool, IntList, JournalEvent, JournalKind, Op, OpType, OpValue, Process};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::Path;
@@ -140,7 +140,7 @@ fn writers() {
             kind: OpType::Invoke,
             process: Process::Client(0),
             f: "echo".into(),
-            value: json!("Please echo 1"),
+            value: json!("Please echo 1").into(),
             error: None,
             exception: None,
             final_: false,
@@ -151,7 +151,7 @@ fn writers() {
             kind: OpType::Info,
             process: Process::Nemesis,
             f: "kill".into(),
-            value: json!(["n1"]),
+            value: json!(["n1"]).into(),
             error: Some(json!("net-timeout")),
             exception: None,
             final_: false,
@@ -171,6 +171,33 @@ fn writers() {
         txt,
         "0\t:invoke\t:echo\t\"Please echo 1\"\n:nemesis\t:info\t:kill\t[:n1]\t:net-timeout\n"
     );
+
+    // A read held as an IntList is written exactly as the same read held as JSON.
+    let read: Vec<u64> = (0..600)
+        .map(|i| i * 7 % 1000)
+        .chain([u64::MAX, 0])
+        .collect();
+    let mut as_json = ops.clone();
+    as_json.push(Op {
+        index: 2,
+        time: 12,
+        kind: OpType::Ok,
+        process: Process::Client(3),
+        f: "read".into(),
+        value: json!(read).into(),
+        error: None,
+        exception: None,
+        final_: true,
+    });
+    let mut compact = as_json.clone();
+    let list = IntList::new(read.iter().copied(), &mut ChunkPool::new());
+    compact[2].value = OpValue::Ints(list);
+    let written = |ops: &[Op], name: &str| {
+        let run = RunDir::create(&tmp.path().join(name), "broadcast", start()).unwrap();
+        run.write_history(ops).unwrap();
+        ["history.jsonl", "history.txt"].map(|f| fs::read(run.file(f)).unwrap())
+    };
+    assert_eq!(written(&compact, "compact"), written(&as_json, "json"));
 
     let events: Vec<JournalEvent> = (0..10_000)
         .map(|i| JournalEvent {
@@ -327,7 +354,7 @@ fn summary_of_a_lin_kv_failure() {
         kind,
         process: Process::Client(process),
         f: f.into(),
-        value,
+        value: crate::history::OpValue::Json(value),
         error: None,
         exception: None,
         final_: false,
@@ -405,7 +432,7 @@ fn op(index: usize, ms: u64, kind: OpType, process: Process, f: &str, value: Val
         kind,
         process,
         f: f.into(),
-        value,
+        value: value.into(),
         error: None,
         exception: None,
         final_: false,
@@ -427,7 +454,7 @@ fn jepsen_history_lines() {
     assert_eq!(line, "12\t:ok\t:read\t[1 2 3]\n");
     line.clear();
     read.kind = OpType::Fail;
-    read.value = Value::Null;
+    read.value = Value::Null.into();
     read.error = Some(json!(["timeout", "no reply in 5000 ms"]));
     jepsen_line(&read, &mut line);
     assert_eq!(

@@ -5,7 +5,7 @@ use super::switchboard::{stdout_sink, Switchboard};
 use super::{lock, GaveUp, INIT_TIMEOUT, INTERRUPTED};
 use crate::cli::TestOpts;
 use crate::coordinator::{apply_nemesis, NemesisActions, Started};
-use crate::history::{Op, OpType, Process};
+use crate::history::{ChunkPool, Op, OpType, OpValue, Process};
 use crate::nemesis::{NemesisOp, Partition};
 use crate::process::{kill_orphans, NodeCommand, NodeProcess, STOP_TIMEOUT};
 use crate::procstats::ProcStats;
@@ -28,9 +28,17 @@ pub(super) struct RunCtx<'a> {
     pub(super) shared: Arc<Switchboard>,
     pub(super) dir: &'a RunDir,
     pub(super) nodes: Mutex<Nodes>,
-    pub(super) history: Mutex<Vec<Op>>,
+    pub(super) history: Mutex<History>,
     /// CPU and peak memory of every node incarnation, read from `/proc` just before it is killed.
     pub(super) used: Mutex<ProcStats>,
+}
+
+/// The history as it is recorded, with the pool that set reads' chunks are shared through
+/// ([`OpValue::recorded`]).
+#[derive(Default)]
+pub(super) struct History {
+    pub(super) ops: Vec<Op>,
+    pool: ChunkPool,
 }
 
 impl RunCtx<'_> {
@@ -44,8 +52,9 @@ impl RunCtx<'_> {
         final_: bool,
     ) {
         let mut h = lock(&self.history);
-        let index = h.len();
-        h.push(Op {
+        let value = OpValue::recorded(kind, f, value, &mut h.pool);
+        let index = h.ops.len();
+        h.ops.push(Op {
             index,
             time: self.shared.now(),
             kind,

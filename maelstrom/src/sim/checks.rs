@@ -73,7 +73,7 @@ impl<W: Workload> Sim<'_, W> {
                 .history
                 .iter()
                 .filter(|o| o.is_client() && o.kind == OpType::Ok && o.f == add)
-                .map(|o| (o.value.to_string(), o.value.clone()))
+                .map(|o| (o.value.to_string(), o.value.to_json().into_owned()))
                 .collect();
             self.stats.acked = acked.len() as u64;
             if !aborted {
@@ -153,7 +153,7 @@ impl<W: Workload> Sim<'_, W> {
                     .errors
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|o| o.value)
+                    .map(|o| o.value.to_json().into_owned())
                     .collect(),
                 acceptable: result.acceptable,
             });

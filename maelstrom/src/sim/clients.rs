@@ -12,7 +12,7 @@ use super::phases::Phase;
 use super::scheduler::Event;
 use super::{Sim, MS};
 use crate::coordinator::process_after_info;
-use crate::history::{Op, OpType, Process};
+use crate::history::{Op, OpType, OpValue, Process};
 use crate::net::{Delivery, Packet};
 use crate::workload::{OpSpec, Reply};
 
@@ -193,7 +193,12 @@ impl<W: Workload> Sim<'_, W> {
             kind: completion.kind,
             process: Process::Client(process),
             f: op.f.to_string(),
-            value: completion.value.clone(),
+            value: OpValue::recorded(
+                completion.kind,
+                op.f,
+                completion.value.clone(),
+                &mut self.read_chunks,
+            ),
             error: completion.error.clone(),
             exception: completion.exception.clone(),
             final_: final_ && self.cfg.client.marks_final(),
@@ -252,7 +257,7 @@ impl<W: Workload> Sim<'_, W> {
             kind,
             process,
             f: f.to_string(),
-            value,
+            value: OpValue::recorded(kind, f, value, &mut self.read_chunks),
             error,
             exception: None,
             final_,

@@ -151,7 +151,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::coordinator::{OpSchedule, Seeds, CLIENT_TIMEOUT_MS, RECOVERY_MS};
-use crate::history::Op;
+use crate::history::{ChunkPool, Op};
 use crate::nemesis::{FaultSet, NemesisOp, NemesisPlan};
 use crate::net::{Delivery, Latency, Net};
 use crate::services::Services;
@@ -344,6 +344,8 @@ struct Sim<'a, W: Workload> {
     /// An op fell due while every worker was busy: the next free worker takes it.
     op_waiting: bool,
     history: Vec<Op>,
+    /// Shares the chunks of the set reads in `history`, as the real-time driver does.
+    read_chunks: ChunkPool,
     op_rng: ChaCha8Rng,
     disk_rng: ChaCha8Rng,
     sched_rng: ChaCha8Rng,
@@ -398,6 +400,7 @@ pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
         ops: None,
         op_waiting: false,
         history: Vec::new(),
+        read_chunks: ChunkPool::new(),
         op_rng: seeds.ops,
         disk_rng: seeds.disk,
         sched_rng: seeds.sched,

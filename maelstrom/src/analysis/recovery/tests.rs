@@ -8,7 +8,7 @@ fn op(index: usize, ms: u64, kind: OpType, process: Process, f: &str, value: Val
         kind,
         process,
         f: f.into(),
-        value,
+        value: value.into(),
         error: None,
         exception: None,
         final_: false,

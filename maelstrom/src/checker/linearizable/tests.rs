@@ -327,8 +327,8 @@ proptest! {
             .collect();
         prop_assume!(!reads.is_empty());
         let i = reads[pick % reads.len()];
-        let key = h.ops[i].value[0].clone();
-        h.ops[i].value = json!([key, 99]);
+        let key = h.ops[i].value.to_json()[0].clone();
+        h.ops[i].value = json!([key, 99]).into();
         let r = check(&h.ops, Budget::steps(10_000_000));
         prop_assert_eq!(r.valid, Validity::False);
         prop_assert_eq!(r.failures, vec![key.to_string()]);
