@@ -2,5 +2,6 @@
 //! tests. Adding a workload means adding a module here and a thin binary in `src/bin/`.
 
 pub mod broadcast;
+pub mod counter;
 pub mod echo;
 pub mod unique_ids;
