@@ -10,12 +10,17 @@
 //!   `--nemesis kill,pause,partition` at 5 and at 25 nodes; writes `FAULTS.md`.
 //! - **`bench --capacity`** ([`capacity`], `just capacity`): one broadcast node driven directly over
 //!   its pipes at growing set sizes and rates; writes `CAPACITY.md`.
+//! - **`bench --counters [--seed N]`** ([`counters`], `just bench-counters`): murmur's g-counter in
+//!   its CRDT and seq-kv designs side by side on challenge 4's configuration, without faults, with
+//!   partitions, with kills, pauses and partitions: msgs-per-op, latencies, read staleness, node
+//!   CPU; writes the "Counters" section of `BENCHMARKS.md` (the settings benchmark keeps it).
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
 //!   the runner's own throughput under flooding fixture nodes; writes `RUNNER.md`.
 //!
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
 mod capacity;
+mod counters;
 mod faults;
 mod runner_capacity;
 mod settings;
@@ -29,7 +34,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "capacity", "runner_capacity"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "capacity", "runner_capacity", "counters"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -40,12 +45,16 @@ struct Cli {
     /// Measure the runner itself under 25 flooding fixture nodes → RUNNER.md.
     #[arg(long)]
     runner_capacity: bool,
+    /// murmur's g-counter, CRDT against seq-kv design, on challenge 4's configuration → the
+    /// "Counters" section of BENCHMARKS.md (`--seed` applies).
+    #[arg(long)]
+    counters: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
     quick: bool,
-    /// Settings benchmark: the runner's `--seed` for every run.
-    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "mode")]
+    /// Settings and counter benchmarks: the runner's `--seed` for every run.
+    #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
     /// Settings benchmark: also run this broadcast binary (the solution the efficiency issue cites
     /// for its CPU target) as a fault-free row, and scale murmur's CPU to the issue's machine by it.
@@ -81,6 +90,8 @@ fn main() {
         runner_capacity::run(&cli.runner, &cli.fixture, &cli.out, &scratch);
     } else if cli.capacity {
         capacity::run(&cli.node, &cli.out);
+    } else if cli.counters {
+        counters::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
     } else if cli.faults {
         faults::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seeds);
     } else {
@@ -181,6 +192,8 @@ mod tests {
         let c = parse(&["--faults", "--seeds", "5"]).unwrap();
         assert!(c.faults && c.seeds == 5);
         assert!(parse(&["--capacity"]).unwrap().capacity);
+        let c = parse(&["--counters", "--seed", "4"]).unwrap();
+        assert!(c.counters && c.seed == 4);
         let c = parse(&["--runner-capacity", "--fixture", "f"]).unwrap();
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
@@ -196,6 +209,8 @@ mod tests {
             &["extra"],
             &["--faults", "--capacity"],
             &["--faults", "--quick"],
+            &["--counters", "--faults"],
+            &["--counters", "--quick"],
             &["--capacity", "--cited", "p"],
             &["--seeds", "3"],
             &["--fixture", "f"],

@@ -241,7 +241,12 @@ pub fn run(
         eprintln!("bench: cannot create {}: {e}", out.display());
         std::process::exit(1);
     }
-    let md = markdown(&rows, &settings, seed, cost);
+    let mut md = markdown(&rows, &settings, seed, cost);
+    // The counters' section (`bench --counters`) is kept as it was.
+    let old = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap_or_default();
+    if let Some(section) = super::counters::section(&old) {
+        md = super::counters::splice(&md, section);
+    }
     let svg = frontier::frontier_svg(&rows);
     for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {
         let path = out.join(name);
