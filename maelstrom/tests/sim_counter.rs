@@ -15,6 +15,11 @@
 //! g-set gets the same treatment with a node keeping its set in `lin-kv` (read, then cas from what
 //! it read to that plus the element), judged by set-full and the simulator's final-read checks.
 //!
+//! murmur's own nodes (`murmur::workload::counter`) are swept the same way: the CRDT design
+//! (g-counter, pn-counter, g-set over the broadcast node, persisting) must lose no acknowledged add
+//! on any seed, kills, pauses and torn flushes included; the same nodes without persistence must be
+//! caught losing adds to kills (so the sweep can fail); the seq-kv design must pass every seed.
+//!
 //! Replay one seed: `SIM_SEED=<seed> cargo test -p murmur-maelstrom --test sim_counter -- --nocapture`.
 
 use std::collections::HashMap;
