@@ -53,7 +53,10 @@
 //!   succeeds.
 //! - **SIGCONT** sets a flag that the shell checks before handling anything and passes on to
 //!   [`Host::resumed`], so the client guard learns of a pause before it sees the backlog that piled
-//!   up during it; see "Pauses" below.
+//!   up during it; see "Pauses" below. The handler also writes a byte into a socket pair whose
+//!   reader task wakes the shell for an empty pass, so a node that was idle through the pause
+//!   learns of the resume when it happens, not when its next message arrives (which the guard
+//!   would otherwise date back to before the pause, and drop if it came seconds later).
 //! - **writer** alone owns stdout, so lines never interleave; it serialises each line (off the
 //!   lock) and flushes whenever its queue is momentarily empty.
 //!
@@ -280,6 +283,24 @@ impl Records {
 /// Unregisters a signal handler when dropped.
 struct Unregister(Option<signal_hook::SigId>);
 
+/// A socket that becomes readable on every SIGCONT (see `run_io`), with its handler's
+/// registration; `None` (pauses then noticed on the next message only) if it cannot be set up.
+fn sigcont_waker() -> (Option<tokio::net::UnixStream>, Unregister) {
+    let setup = || -> std::io::Result<(tokio::net::UnixStream, signal_hook::SigId)> {
+        let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        let id = signal_hook::low_level::pipe::register(signal_hook::consts::SIGCONT, tx)?;
+        Ok((tokio::net::UnixStream::from_std(rx)?, id))
+    };
+    match setup() {
+        Ok((rx, id)) => (Some(rx), Unregister(Some(id))),
+        Err(e) => {
+            tracing::warn!("cannot wake on SIGCONT (an idle node notices a resume late): {e}");
+            (None, Unregister(None))
+        }
+    }
+}
+
 impl Drop for Unregister {
     fn drop(&mut self) {
         if let Some(id) = self.0.take() {
@@ -388,6 +409,11 @@ where
         .map_err(|e| tracing::warn!("cannot watch for SIGCONT (pauses will go unnoticed): {e}"))
         .ok();
     let _unregister = Unregister(sigcont);
+    // The flag is only looked at when the shell wakes for something else; a node idle through a
+    // pause would then notice the resume only when its next message arrives, maybe many seconds
+    // later, and date that fresh message back to before the pause (the client guard drops it).
+    // So SIGCONT also writes a byte into a socket pair that wakes the shell at once (phase 2).
+    let (sigcont_wake, _unregister_wake) = sigcont_waker();
 
     // Phase 1: wait for init. No other task touches the host yet.
     let mut store = None;
@@ -488,6 +514,34 @@ where
             }
         })
     };
+    let resume_watch = sigcont_wake.map(|wake| {
+        let shared = Arc::clone(&shared);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            loop {
+                tokio::select! {
+                    ready = wake.readable() => {
+                        if ready.is_err() {
+                            break;
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+                match wake.try_read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => break,
+                }
+                // An empty pass: the host takes the flag (if nothing took it first) at the
+                // resume's time.
+                if !shared.with_host(|_, _| {}).await {
+                    break;
+                }
+            }
+        })
+    });
     let (flush_stop_tx, flush_stop_rx) = watch::channel(false);
     let flusher = shared.records.as_ref().map(|_| {
         tokio::spawn(flush_loop(
@@ -547,6 +601,9 @@ where
     tracing::info!("stdin closed; shutting down");
     let _ = stop_tx.send(true);
     let _ = sync.await;
+    if let Some(w) = resume_watch {
+        let _ = w.await;
+    }
     let _ = flush_stop_tx.send(true);
     let flushed = match flusher {
         Some(f) => f.await?,
