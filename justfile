@@ -20,7 +20,8 @@ test:
     cargo test --workspace
 
 # Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
-# (g-set, g-counter, pn-counter, lin-kv have no murmur node yet: pass `--bin <your node>` in the flags).
+# (lin-kv has no murmur node: pass `--bin <your node>` in the flags). g-counter and pn-counter run the
+# CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the seq-kv design.
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -41,7 +42,7 @@ maelstrom-run workload="broadcast" *flags="": build
       *)
         if [ ! -x "target/release/{{workload}}" ]; then
           case "{{workload}}" in
-            g-set|g-counter|pn-counter|lin-kv) why="murmur has no {{workload}} node yet" ;;
+            lin-kv) why="murmur has no {{workload}} node" ;;
             *) why="was it built? \`just build\` builds it" ;;
           esac
           echo "error: no node binary for {{workload}}: target/release/{{workload}} does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
@@ -51,7 +52,7 @@ maelstrom-run workload="broadcast" *flags="": build
     esac
     exec {{runner}} test -w {{workload}} "${bin[@]}" $cfg {{flags}}
 
-# The Gossip Glomers challenge configurations, one after another.
+# The Gossip Glomers challenge configurations, one after another (g-counter in both designs).
 challenges: build
     {{runner}} test -w echo --bin target/release/echo --node-count 1 --time-limit 10
     {{runner}} test -w unique-ids --bin target/release/unique-ids --time-limit 30 --rate 1000 --node-count 3 --availability total --nemesis partition
@@ -60,11 +61,18 @@ challenges: build
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 5 --time-limit 20 --rate 10 --nemesis partition
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100 --nemesis partition
+    {{runner}} test -w g-counter --bin target/release/g-counter --node-count 3 --rate 100 --time-limit 20 --nemesis partition
+    MURMUR_DESIGN=seq-kv {{runner}} test -w g-counter --bin target/release/g-counter --node-count 3 --rate 100 --time-limit 20 --nemesis partition
 
 # Broadcast benchmarks (3d/3e configuration per setting and fault variant) → results/BENCHMARKS.md.
 # `just bench --quick` runs the fault-free settings only (about 3 minutes); the full run takes ~10.
 bench *flags="": build
     target/release/bench {{flags}}
+
+# Counters: murmur's g-counter, CRDT vs seq-kv design, challenge 4's configuration without faults,
+# with partitions, with kill+pause+partition → the "Counters" section of results/BENCHMARKS.md (~3 min).
+bench-counters seed="1": build
+    target/release/bench --counters --seed {{seed}}
 
 # Durability matrix: 20 seeds of kill,pause,partition at 5 and 25 nodes → results/FAULTS.md (~25 min).
 faults seeds="20": build

@@ -1,4 +1,5 @@
-//! murmur: Maelstrom nodes (echo, unique-ids, broadcast) over one shared library.
+//! murmur: Maelstrom nodes (echo, unique-ids, broadcast, g-set, g-counter, pn-counter) over one
+//! shared library.
 //!
 //! Module map, in reading order:
 //! - [`wire`]: the Maelstrom wire format (envelope, body, error codes), shared with the runner.
@@ -7,7 +8,8 @@
 //!   the client guard, error replies, ticks, durability and the outbox. The tokio shell, the
 //!   runner's simulator and the workloads' tests all drive it.
 //! - [`rpc`]: outstanding node-to-node calls with deadlines.
-//! - [`workload`]: one module per workload (echo, unique-ids, broadcast).
+//! - [`workload`]: one module per workload (echo, unique-ids, broadcast; `counter` for g-set,
+//!   g-counter and pn-counter, over the broadcast node or `seq-kv`).
 //! - [`store`]: the crash-safe append-only record log each node persists to (checksummed frames,
 //!   group commit, torn-tail repair, compaction by an atomic swap of files) and where it lives.
 //! - [`runtime`]: the thin tokio shell around the host (stdin reader, stdout writer, listen,

@@ -180,3 +180,51 @@ fn eof_before_init_exits_cleanly() {
     assert!(status.success());
     assert!(out.is_empty());
 }
+
+/// A node idle through a pause (SIGSTOP, SIGCONT) answers a request that arrives well after the
+/// resume. The shell must learn of the resume when it happens: if it noticed only when the request
+/// arrived, the client guard would date the request back to before the pause and drop it as stale
+/// (found in real runs of g-counter under kill,pause,partition: final reads dropped). The sleeps
+/// only bound from below how long after the resume the request comes; nothing is timed.
+#[test]
+fn an_idle_node_answers_a_request_sent_long_after_a_pause_ended() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_g-counter"))
+        .env("MURMUR_DATA_DIR", data.path())
+        .env("MURMUR_REPLY_DEADLINE_MS", "500")
+        .env("MURMUR_STALL_MS", "1000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "{}", init("n0", &["n0"])).unwrap();
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("init_ok"), "{first}");
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: signals to our own child, which has not been reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Longer than the stall window (1000 ms) after the resume.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    writeln!(
+        stdin,
+        "{}",
+        line("c1", "n0", json!({"type":"read","msg_id":2}))
+    )
+    .unwrap();
+    drop(stdin);
+    let rest: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    child.wait().unwrap();
+    assert_eq!(
+        bodies_to(&rest, "c1"),
+        vec![json!({"type":"read_ok","value":0,"in_reply_to":2})]
+    );
+}

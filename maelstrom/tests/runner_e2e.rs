@@ -4,8 +4,8 @@
 //!   them: invalid (exit 1) or aborted (exit 255).
 //! - The bench's cost baseline (`src/bin/reference-star.rs`) must be valid without faults and
 //!   lose values under partition, as its docs say.
-//! - murmur's own nodes (the root crate's `echo`, `unique-ids`, `broadcast`) must pass the Gossip
-//!   Glomers configurations, with shorter time limits, and the run folder must hold what
+//! - murmur's own nodes (the root crate's `echo`, `unique-ids`, `broadcast`, `g-set`, `g-counter`,
+//!   `pn-counter`) must pass the Gossip Glomers configurations, with shorter time limits, and the run folder must hold what
 //!   Maelstrom's store does, with the message counts Maelstrom's `net` checker would report.
 //! - The `maelstrom` binary maps outcomes to Maelstrom's exit codes (0, 1, 254, 255).
 //!
@@ -983,4 +983,88 @@ fn lin_kv_with_too_little_concurrency_is_a_bad_argument() {
     );
     assert_eq!(out.status.code(), Some(254));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--concurrency 2n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// murmur's g-counter, pn-counter and g-set nodes
+
+/// Runs murmur's `workload` node with `flags` and node arguments, expects it valid, and checks
+/// that every final read is the sum of the acknowledged adds (every run here ends with every
+/// fault healed, so a complete node converges). Returns the run and its server msgs-per-op.
+fn murmur_counter(workload: &str, flags: &[&str], node_args: &[&str]) -> (Run, f64) {
+    let r = run_test(workload, &node_bin(workload), flags, node_args);
+    let o = r.expect_valid();
+    let w = &o.results["workload"];
+    let (sum, count) = ok_adds(&r);
+    assert!(count >= 10, "too few adds to mean anything: {count}");
+    let reads = w["final-reads"].as_array().expect("final-reads");
+    assert!(!reads.is_empty(), "{w}");
+    assert!(
+        reads.iter().all(|v| v.as_i64() == Some(sum)),
+        "{w} vs {sum}"
+    );
+    let per_op = o.results["net"]["servers"]["msgs-per-op"]
+        .as_f64()
+        .expect("msgs-per-op");
+    (r, per_op)
+}
+
+/// Challenge 4's shape (shorter): both designs of the g-counter are valid under partitions, and
+/// the CRDT, whose nodes talk only to each other, sends fewer messages per op than the seq-kv
+/// design, whose every op is two round trips to the service.
+#[test]
+fn murmur_g_counter_is_valid_in_both_designs_and_the_crdt_sends_fewer_messages() {
+    let (crdt, crdt_per_op) = murmur_counter("g-counter", &COUNTER_FLAGS, &[]);
+    let (kv, kv_per_op) = murmur_counter("g-counter", &COUNTER_FLAGS, &["--design", "seq-kv"]);
+    assert!(
+        crdt_per_op < kv_per_op,
+        "crdt {crdt_per_op} vs seq-kv {kv_per_op} msgs-per-op"
+    );
+    let journal = |r: &Run| jsonl(&r.run_dir().join("messages.jsonl"));
+    assert!(
+        journal(&crdt).iter().all(|e| e["src"] != "seq-kv"),
+        "the crdt uses no service"
+    );
+    assert!(journal(&kv)
+        .iter()
+        .any(|e| e["src"] == "seq-kv" && e["body_type"] == "cas_ok"));
+}
+
+/// The CRDT promises durability: valid with kills and pauses as well as partitions.
+#[test]
+fn murmur_pn_counter_is_valid_under_kills_pauses_and_partitions() {
+    let mut flags = COUNTER_FLAGS.to_vec();
+    let n = flags.iter().position(|f| *f == "partition").unwrap();
+    flags[n] = "kill,pause,partition";
+    let (r, _) = murmur_counter("pn-counter", &flags, &[]);
+    let history = jsonl(&r.run_dir().join("history.jsonl"));
+    assert!(history
+        .iter()
+        .any(|op| op["process"] == "nemesis" && op["f"] == "kill"));
+}
+
+/// g-set's challenge configuration (shorter): valid under partitions, nothing lost.
+#[test]
+fn murmur_g_set_is_valid_under_partitions() {
+    let flags = [
+        "--node-count",
+        "3",
+        "--time-limit",
+        "3",
+        "--rate",
+        "20",
+        "--nemesis",
+        "partition",
+        "--nemesis-interval",
+        "1",
+    ];
+    let r = run_test("g-set", &node_bin("g-set"), &flags, &[]);
+    let o = r.expect_valid();
+    let w = &o.results["workload"];
+    assert_eq!(w["lost-count"], 0, "{w}");
+    assert!(
+        int(&o.results, "/stats/ok-count") >= 10,
+        "{}",
+        o.results["stats"]
+    );
 }

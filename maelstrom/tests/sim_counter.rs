@@ -15,6 +15,11 @@
 //! g-set gets the same treatment with a node keeping its set in `lin-kv` (read, then cas from what
 //! it read to that plus the element), judged by set-full and the simulator's final-read checks.
 //!
+//! murmur's own nodes (`murmur::workload::counter`) are swept the same way: the CRDT design
+//! (g-counter, pn-counter, g-set over the broadcast node, persisting) must lose no acknowledged add
+//! on any seed, kills, pauses and torn flushes included; the same nodes without persistence must be
+//! caught losing adds to kills (so the sweep can fail); the seq-kv design must pass every seed.
+//!
 //! Replay one seed: `SIM_SEED=<seed> cargo test -p murmur-maelstrom --test sim_counter -- --nocapture`.
 
 use std::collections::HashMap;
@@ -443,5 +448,114 @@ fn a_g_set_that_loses_elements_is_caught() {
             caught * 4 > runs * 3,
             "caught in only {caught} of {runs} seeds"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// murmur's own nodes (`murmur::workload::counter`): the CRDT design over the broadcast node, and
+// the seq-kv design.
+
+use murmur::workload::broadcast::BroadcastConfig;
+use murmur::workload::counter::{Crdt, CrdtConfig, Kind, KvConfig, KvCounter};
+
+fn kind_of(client: ClientWorkload) -> Kind {
+    match client {
+        ClientWorkload::GSet => Kind::GSet,
+        ClientWorkload::GCounter => Kind::GCounter,
+        _ => Kind::PnCounter,
+    }
+}
+
+/// murmur's CRDT node for `client`'s workload, `persist` on or off; Maelstrom's 10 s recovery
+/// wait, so that the node's retransmissions after the last partition (`rto_ms` 2.5 s) are done
+/// before the idle check.
+fn simulate_crdt(seed: u64, client: ClientWorkload, persist: bool) -> SimOutcome {
+    let cfg = SimConfig {
+        recovery_ms: 10_000,
+        ..config(seed, client)
+    };
+    let node = CrdtConfig {
+        kind: kind_of(client),
+        broadcast: BroadcastConfig {
+            seed,
+            persist,
+            ..BroadcastConfig::default()
+        },
+    };
+    sim::run::<Crdt>(&cfg, &node)
+}
+
+#[test]
+fn murmur_crdt_nodes_lose_no_acknowledged_add_under_kills_pauses_and_partitions() {
+    let (mut adds, mut kills) = (0, 0);
+    for client in [
+        ClientWorkload::GCounter,
+        ClientWorkload::PnCounter,
+        ClientWorkload::GSet,
+    ] {
+        for seed in seeds(100) {
+            let out = simulate_crdt(seed, client, true);
+            if let Some(report) = out.failure_report() {
+                panic!("{report}");
+            }
+            if let Some(sf) = &out.set_full {
+                assert_eq!(sf.lost_count, 0, "seed {seed}");
+            }
+            adds += match client {
+                ClientWorkload::GSet => out.stats.acked as usize,
+                _ => ok_adds(&out).0,
+            };
+            kills += out.stats.kills;
+            if seed % 25 == 0 {
+                let again = simulate_crdt(seed, client, true);
+                assert_eq!(out.fingerprint(), again.fingerprint(), "seed {seed}");
+            }
+        }
+    }
+    eprintln!("murmur crdt: {adds} acknowledged adds, {kills} kills, none lost");
+    if seeds(2).len() > 1 {
+        assert!(adds > 5_000 && kills > 100, "{adds} adds, {kills} kills");
+    }
+}
+
+/// The same nodes keeping nothing on disk must be caught losing acknowledged adds to kills: the
+/// sweep above can fail.
+#[test]
+fn murmur_crdt_nodes_without_persistence_are_caught_losing_adds() {
+    let (mut caught, mut runs) = (0, 0);
+    for seed in seeds(100) {
+        let out = simulate_crdt(seed, ClientWorkload::GCounter, false);
+        if !out.config.faults.contains(Fault::Kill) {
+            continue;
+        }
+        runs += 1;
+        if out.violations.iter().any(|v| v.kind() == "unacceptable") {
+            caught += 1;
+        }
+    }
+    eprintln!("crdt without persistence caught in {caught} of {runs} seeds with kills");
+    if runs > 1 {
+        assert!(caught * 5 > runs, "caught in only {caught} of {runs} seeds");
+    }
+}
+
+#[test]
+fn murmur_seq_kv_counters_pass_every_seed() {
+    let mut adds = 0;
+    for client in [ClientWorkload::GCounter, ClientWorkload::PnCounter] {
+        for seed in seeds(100) {
+            let node = KvConfig {
+                kind: kind_of(client),
+            };
+            let out = sim::run::<KvCounter>(&config(seed, client), &node);
+            if let Some(report) = out.failure_report() {
+                panic!("{report}");
+            }
+            adds += ok_adds(&out).0;
+        }
+    }
+    eprintln!("murmur seq-kv counter: {adds} acknowledged adds");
+    if seeds(2).len() > 1 {
+        assert!(adds > 5_000, "{adds} adds");
     }
 }

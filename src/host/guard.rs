@@ -25,7 +25,9 @@ use std::collections::HashMap;
 /// queued during it plus the requests of the first `stall_ms` after it: availability, never safety.
 ///
 /// Knowing about a pause from the signal rather than from a clock gap means no heartbeat timer: an
-/// idle node does not wake up at all.
+/// idle node does not wake up at all, except once per SIGCONT, which the shell takes as a wake-up so
+/// that [`ClientGuard::resumed`] gets the resume's own time (a request arriving long after the
+/// resume is then not dated back into the pause).
 #[derive(Debug)]
 pub struct ClientGuard {
     stall_ms: Millis,

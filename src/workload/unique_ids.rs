@@ -40,7 +40,17 @@ pub struct UniqueIds {
 }
 
 impl UniqueIds {
-    fn next_id(&mut self, now: Millis) -> Option<u64> {
+    /// Makes every later id larger than `id` if `id` is one of this node's: a node that recovers
+    /// ids it issued before a restart (the counters' durable adds) then never repeats one, whatever
+    /// the clock says.
+    pub(crate) fn issued(&mut self, id: u64) {
+        if id % self.count == self.index {
+            self.seq = self.seq.max(id / self.count);
+        }
+    }
+
+    /// The next id, or `None` once the id space is exhausted.
+    pub(crate) fn next_id(&mut self, now: Millis) -> Option<u64> {
         let clock = self
             .base_micros
             .saturating_add(now.saturating_sub(self.boot_ms).saturating_mul(1000));

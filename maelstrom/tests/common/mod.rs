@@ -14,7 +14,14 @@ pub fn node_bin(name: &str) -> PathBuf {
     }
 }
 
-const NODE_BINS: [&str; 3] = ["echo", "unique-ids", "broadcast"];
+const NODE_BINS: [&str; 6] = [
+    "echo",
+    "unique-ids",
+    "broadcast",
+    "g-set",
+    "g-counter",
+    "pn-counter",
+];
 
 /// Where the root crate's binaries are: `target/<profile>/`, i.e. the parent of the `deps/`
 /// folder holding this test executable. Builds them when missing or stale.

@@ -13,6 +13,10 @@
 //!   soak section of `FAULTS.md`.
 //! - **`bench --capacity`** ([`capacity`], `just capacity`): one broadcast node driven directly over
 //!   its pipes at growing set sizes and rates; writes `CAPACITY.md`.
+//! - **`bench --counters [--seed N]`** ([`counters`], `just bench-counters`): murmur's g-counter in
+//!   its CRDT and seq-kv designs side by side on challenge 4's configuration, without faults, with
+//!   partitions, with kills, pauses and partitions: msgs-per-op, latencies, read staleness, node
+//!   CPU; writes the "Counters" section of `BENCHMARKS.md` (the settings benchmark keeps it).
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
 //!   the runner's own throughput under flooding fixture nodes; writes `RUNNER.md`.
 //! - **`bench --startup [--values N] [--repeats N]`** ([`startup`], `just startup`): a node's
@@ -23,6 +27,7 @@
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
 mod capacity;
+mod counters;
 mod faults;
 mod runner_capacity;
 mod settings;
@@ -38,7 +43,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -59,11 +64,15 @@ struct Cli {
     /// "Start-up" section.
     #[arg(long)]
     startup: bool,
+    /// murmur's g-counter, CRDT against seq-kv design, on challenge 4's configuration → the
+    /// "Counters" section of BENCHMARKS.md (`--seed` applies).
+    #[arg(long)]
+    counters: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
     quick: bool,
-    /// Settings benchmark and soak run: the runner's `--seed` for every run.
+    /// Settings, counter and soak benchmarks: the runner's `--seed` for every run.
     #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["faults", "capacity", "runner_capacity", "startup"])]
     seed: u64,
     /// Settings benchmark: also run this broadcast binary (the solution the efficiency issue cites
@@ -126,6 +135,8 @@ fn main() {
             cli.soak_secs,
             cli.seed,
         );
+    } else if cli.counters {
+        counters::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
     } else if cli.faults {
         faults::run(
             &cli.runner,
@@ -250,6 +261,8 @@ mod tests {
         let c = parse(&["--soak", "--soak-secs", "60", "--seed", "2"]).unwrap();
         assert!(c.soak && c.soak_secs == 60 && c.seed == 2);
         assert_eq!(parse(&["--soak"]).unwrap().soak_secs, 600);
+        let c = parse(&["--counters", "--seed", "4"]).unwrap();
+        assert!(c.counters && c.seed == 4);
         let c = parse(&["--runner-capacity", "--fixture", "f"]).unwrap();
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
@@ -292,6 +305,8 @@ mod tests {
             &["extra"],
             &["--faults", "--capacity"],
             &["--faults", "--quick"],
+            &["--counters", "--faults"],
+            &["--counters", "--quick"],
             &["--capacity", "--cited", "p"],
             &["--seeds", "3"],
             &["--soak-secs", "3"],

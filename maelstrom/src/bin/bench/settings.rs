@@ -241,12 +241,16 @@ pub fn run(
         eprintln!("bench: cannot create {}: {e}", out.display());
         std::process::exit(1);
     }
-    // The start-up section is `bench --startup`'s: kept as it was.
+    // The sections of other modes are kept as they were: `bench --startup`'s and
+    // `bench --counters`'s.
     let kept = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap_or_default();
     let (_, startup) = super::startup::take_section(&kept);
     let mut md = markdown(&rows, &settings, seed, cost);
     if !startup.is_empty() {
         md = super::startup::with_section(&md, &startup);
+    }
+    if let Some(section) = super::counters::section(&kept) {
+        md = super::counters::splice(&md, section);
     }
     let svg = frontier::frontier_svg(&rows);
     for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {

@@ -195,18 +195,15 @@ fn find_heading(doc: &str) -> Option<usize> {
     doc.find(&format!("\n{HEADING}")).map(|i| i + 1)
 }
 
-/// Where the section starting at `start` ends: at the next heading, or at the hand-measured part
-/// (`KEPT_MARKER`), whichever comes first.
+/// Where the section starting at `start` ends: at the next heading, or at the next marker comment
+/// (another mode's section, or the hand-measured part), whichever comes first.
 fn next_heading(doc: &str, start: usize) -> usize {
     let rest = &doc[start + HEADING.len()..];
-    [
-        rest.find("\n## "),
-        rest.find(&format!("\n{}", super::KEPT_MARKER)),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .map_or(doc.len(), |i| start + HEADING.len() + i + 1)
+    [rest.find("\n## "), rest.find("\n<!-- ")]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(doc.len(), |i| start + HEADING.len() + i + 1)
 }
 
 /// Builds the uncompacted log under `plain/n0/` and the compacted one under `compacted/n0/`.
