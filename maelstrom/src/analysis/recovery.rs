@@ -47,6 +47,10 @@ pub struct Recovery {
     /// until then the node may be cut off from the values it missed.
     #[serde(rename = "partitioned-for-ms")]
     pub partitioned_for_ms: u64,
+    /// From the restart to the first `ok` read it served at or after that heal (the first read
+    /// that can show whether it caught up).
+    #[serde(rename = "first-read-after-heal-ms")]
+    pub first_read_after_heal_ms: Option<u64>,
     /// From the restart to the first `ok` read it served containing every value acknowledged
     /// before the kill; `None` if none did.
     #[serde(rename = "recovered-after-ms")]
@@ -102,6 +106,8 @@ pub fn recoveries(
         need: HashSet<String>,
         own: HashSet<String>,
         caught_up: bool,
+        /// The partition in force at the restart has not healed yet.
+        cut_off: bool,
     }
     let mut done = Vec::new();
     if nodes.is_empty() || concurrency == 0 {
@@ -132,6 +138,7 @@ pub fn recoveries(
                 for n in awaiting_heal.drain(..) {
                     if let Some(w) = watching.get_mut(&n) {
                         w.r.partitioned_for_ms = ms(op.time).saturating_sub(w.r.restarted_at_ms);
+                        w.cut_off = false;
                     }
                 }
             }
@@ -163,6 +170,7 @@ pub fn recoveries(
                             reads_missing_own: 0,
                             first_read_after_ms: None,
                             partitioned_for_ms: 0,
+                            first_read_after_heal_ms: None,
                             recovered_after_ms: None,
                         };
                         let caught_up = need.is_empty();
@@ -171,6 +179,7 @@ pub fn recoveries(
                             need,
                             own,
                             caught_up,
+                            cut_off: partitioned,
                         };
                         if caught_up {
                             w.r.recovered_after_ms = Some(0);
@@ -197,6 +206,9 @@ pub fn recoveries(
                 let after = ms(op.time).saturating_sub(w.r.restarted_at_ms);
                 w.r.reads_after_restart += 1;
                 w.r.first_read_after_ms.get_or_insert(after);
+                if !w.cut_off {
+                    w.r.first_read_after_heal_ms.get_or_insert(after);
+                }
                 if !w.own.is_subset(&have) {
                     w.r.reads_missing_own += 1;
                 }

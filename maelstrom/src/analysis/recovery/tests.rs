@@ -50,6 +50,11 @@ fn recovery_is_measured_from_restart_to_the_first_complete_read() {
     assert_eq!((r.reads_after_restart, r.reads_missing_own), (2, 0));
     assert_eq!(r.first_read_after_ms, Some(50));
     assert_eq!(
+        r.first_read_after_heal_ms,
+        Some(50),
+        "no partition at the restart"
+    );
+    assert_eq!(
         (r.recovered_after_ms, r.catch_up_ms()),
         (Some(300), Some(300))
     );
@@ -107,6 +112,8 @@ fn catch_up_counts_from_the_heal_of_the_partition_in_force_at_the_restart() {
     ];
     let r = &recoveries(&h, &nodes, 2, 5_000)[0];
     assert_eq!(r.partitioned_for_ms, 901);
+    assert_eq!(r.first_read_after_ms, Some(100));
+    assert_eq!(r.first_read_after_heal_ms, Some(1_200));
     assert_eq!(
         (r.recovered_after_ms, r.catch_up_ms()),
         (Some(1_200), Some(299))

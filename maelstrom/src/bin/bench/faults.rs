@@ -61,8 +61,8 @@ pub fn run(runner: &str, node: &str, out: &Path, scratch: &Path, seeds: u64, reu
          acknowledged before its kill (the durability promise: must be 0).\n\
          - *first read*: p50 over main-phase restarts of the time from the restart to the first read the \
          node served: the read sampling that bounds the catch-up figures below from beneath.\n\
-         - *catch-up*: over main-phase restarts that the node served a read for during the main phase \
-         (their count in brackets), the time from the restart (or from the heal of the partition in \
+         - *catch-up*: over main-phase restarts that the node served a read for during the main phase, \
+         after the heal of the partition in force at the restart (their count in brackets), the time from the restart (or from the heal of the partition in \
          force at the restart) to the first read served by the node that held every value acknowledged \
          anywhere before its kill; p50 / max. An upper bound: a read only shows the state when one \
          arrives, and a client whose request went to the killed node waits out its 5 s timeout first. \
@@ -102,7 +102,19 @@ pub fn run(runner: &str, node: &str, out: &Path, scratch: &Path, seeds: u64, reu
             };
             t.runs += 1;
             match read_results(&results) {
-                Some(v) => row(&mut s, &mut t, seed, &v, &command),
+                Some(mut v) => {
+                    // Recomputed from the history, so that a re-render (`--reuse`) uses this
+                    // build's analysis even for runs made by an older runner.
+                    let nodes = if flags.contains("--node-count 25") {
+                        25
+                    } else {
+                        5
+                    };
+                    if let Some(r) = recompute_recoveries(&results, nodes) {
+                        v["runner"]["recoveries"] = r;
+                    }
+                    row(&mut s, &mut t, seed, &v, &command)
+                }
                 None => {
                     let _ = writeln!(
                         s,
@@ -119,6 +131,19 @@ pub fn run(runner: &str, node: &str, out: &Path, scratch: &Path, seeds: u64, reu
         s = format!("{}\n\n{soak}", s.trim_end());
     }
     write_or_exit(out, "FAULTS.md", s);
+}
+
+/// `runner.recoveries` recomputed from the `history.jsonl` beside `results` (nodes `n0`… with one
+/// client per node, as both configurations run), or `None` if it cannot be read.
+fn recompute_recoveries(results: &Path, nodes: usize) -> Option<Value> {
+    let text = std::fs::read_to_string(results.with_file_name("history.jsonl")).ok()?;
+    let history: Vec<maelstrom::history::Op> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
+    let r = maelstrom::analysis::recoveries(&history, &names, nodes, TIME_LIMIT_SECS * 1_000);
+    serde_json::to_value(r).ok()
 }
 
 /// One run's row; adds it to the totals.
@@ -148,7 +173,7 @@ fn row(s: &mut String, t: &mut Totals, seed: u64, v: &Value, command: &str) {
         .copied()
         .filter(|r| {
             let at = field(r, "restarted-at-ms").unwrap_or(0);
-            field(r, "first-read-after-ms").is_some_and(|f| at + f < main_end_ms)
+            field(r, "first-read-after-heal-ms").is_some_and(|f| at + f < main_end_ms)
         })
         .collect();
     let missing_own: u64 = recoveries
@@ -235,10 +260,12 @@ mod tests {
                 "no-live-node-ms": 19_500,
                 "recoveries": [
                     {"final-phase?": false, "reads-missing-own": 0, "first-read-after-ms": 40,
+                     "first-read-after-heal-ms": 600,
                      "recovered-after-ms": 900, "partitioned-for-ms": 500, "restarted-at-ms": 1000},
                     {"final-phase?": false, "reads-missing-own": 1, "first-read-after-ms": 60,
-                     "restarted-at-ms": 2000},
-                    {"final-phase?": false, "reads-missing-own": 0, "first-read-after-ms": 10_000,
+                     "first-read-after-heal-ms": 60, "restarted-at-ms": 2000},
+                    {"final-phase?": false, "reads-missing-own": 0, "first-read-after-ms": 1_000,
+                     "first-read-after-heal-ms": 10_000,
                      "recovered-after-ms": 10_000, "restarted-at-ms": 15_000},
                     {"final-phase?": true, "reads-missing-own": 0, "recovered-after-ms": 10_000},
                 ]
