@@ -72,17 +72,7 @@ mod tests {
     use serde_json::json;
 
     fn op(index: usize, ms: u64, kind: OpType, process: Process, f: &str, value: Value) -> Op {
-        Op {
-            index,
-            time: ms * 1_000_000,
-            kind,
-            process,
-            f: f.into(),
-            value: value.into(),
-            error: None,
-            exception: None,
-            final_: false,
-        }
+        Op::new(index, ms * 1_000_000, kind, process, f, value)
     }
 
     /// An invoke and its completion by client `p`.

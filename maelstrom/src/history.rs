@@ -77,6 +77,28 @@ pub struct Op {
 }
 
 impl Op {
+    /// An op with no error, exception or final mark (what checkers' tests and tools build).
+    pub fn new(
+        index: usize,
+        time: u64,
+        kind: OpType,
+        process: Process,
+        f: &str,
+        value: impl Into<OpValue>,
+    ) -> Op {
+        Op {
+            index,
+            time,
+            kind,
+            process,
+            f: f.into(),
+            value: value.into(),
+            error: None,
+            exception: None,
+            final_: false,
+        }
+    }
+
     pub fn is_client(&self) -> bool {
         matches!(self.process, Process::Client(_))
     }

@@ -134,17 +134,14 @@ fn writers() {
     assert_eq!(back, results);
 
     let ops = vec![
-        Op {
-            index: 0,
-            time: 5,
-            kind: OpType::Invoke,
-            process: Process::Client(0),
-            f: "echo".into(),
-            value: json!("Please echo 1").into(),
-            error: None,
-            exception: None,
-            final_: false,
-        },
+        Op::new(
+            0,
+            5,
+            OpType::Invoke,
+            Process::Client(0),
+            "echo",
+            json!("Please echo 1"),
+        ),
         Op {
             index: 1,
             time: 9,
@@ -348,16 +345,15 @@ fn summary_verdicts_and_other_workloads() {
 fn summary_of_a_lin_kv_failure() {
     use crate::checker::linearizable::{check, Budget};
     use crate::history::{Op, OpType, Process};
-    let op = |index: usize, kind, process, f: &str, value| Op {
-        index,
-        time: index as u64,
-        kind,
-        process: Process::Client(process),
-        f: f.into(),
-        value: crate::history::OpValue::Json(value),
-        error: None,
-        exception: None,
-        final_: false,
+    let op = |index: usize, kind, process, f: &str, value| {
+        Op::new(
+            index,
+            index as u64,
+            kind,
+            Process::Client(process),
+            f,
+            crate::history::OpValue::Json(value),
+        )
     };
     let history = [
         op(0, OpType::Invoke, 0, "write", json!([4, 1])),
@@ -426,17 +422,7 @@ fn progress_is_hidden_off_a_terminal_and_counts() {
 }
 
 fn op(index: usize, ms: u64, kind: OpType, process: Process, f: &str, value: Value) -> Op {
-    Op {
-        index,
-        time: ms * 1_000_000,
-        kind,
-        process,
-        f: f.into(),
-        value: value.into(),
-        error: None,
-        exception: None,
-        final_: false,
-    }
+    Op::new(index, ms * 1_000_000, kind, process, f, value)
 }
 
 #[test]

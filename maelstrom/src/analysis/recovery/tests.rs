@@ -2,17 +2,7 @@ use super::*;
 use serde_json::json;
 
 fn op(index: usize, ms: u64, kind: OpType, process: Process, f: &str, value: Value) -> Op {
-    Op {
-        index,
-        time: ms * 1_000_000,
-        kind,
-        process,
-        f: f.into(),
-        value: value.into(),
-        error: None,
-        exception: None,
-        final_: false,
-    }
+    Op::new(index, ms * 1_000_000, kind, process, f, value)
 }
 
 fn nemesis(index: usize, ms: u64, f: &str, value: Value) -> Op {

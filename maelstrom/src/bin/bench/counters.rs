@@ -226,17 +226,14 @@ mod tests {
     use super::*;
 
     fn op(time: u64, kind: OpType, process: u64, f: &str, value: Value) -> Op {
-        Op {
-            index: 0,
-            time: time * 1_000_000,
+        Op::new(
+            0,
+            time * 1_000_000,
             kind,
-            process: Process::Client(process),
-            f: f.into(),
-            value: value.into(),
-            error: None,
-            exception: None,
-            final_: false,
-        }
+            Process::Client(process),
+            f,
+            value,
+        )
     }
 
     #[test]
