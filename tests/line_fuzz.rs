@@ -9,8 +9,8 @@
 //! - a line that is not a JSON envelope with an object body is skipped (`Err(Malformed)`), never
 //!   answered.
 //!
-//! Cases per property: `MURMUR_FUZZ_CASES` (default 500: a few seconds for the file in a debug build); the RNG seed is
-//! fixed (`MURMUR_FUZZ_SEED`, default 12) so a run can be replayed, and printed when a property
+//! Cases per property: `MURMUR_TEST_FUZZ_CASES` (default 500: a few seconds for the file in a debug build); the RNG seed is
+//! fixed (`MURMUR_TEST_FUZZ_SEED`, default 12) so a run can be replayed, and printed when a property
 //! fails. The maelstrom crate's `tests/line_fuzz.rs` does the same for the runner's scanner.
 
 use murmur::node::{parse_line, Inbound, Message};
@@ -29,11 +29,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn fuzz_config() -> Config {
     let (cases, seed) = (
-        env_u64("MURMUR_FUZZ_CASES", 500),
-        env_u64("MURMUR_FUZZ_SEED", 12),
+        env_u64("MURMUR_TEST_FUZZ_CASES", 500),
+        env_u64("MURMUR_TEST_FUZZ_SEED", 12),
     );
     // Shown (with the failing input) when a property fails.
-    println!("MURMUR_FUZZ_SEED={seed} MURMUR_FUZZ_CASES={cases}");
+    println!("MURMUR_TEST_FUZZ_SEED={seed} MURMUR_TEST_FUZZ_CASES={cases}");
     Config {
         cases: u32::try_from(cases).unwrap_or(u32::MAX),
         rng_seed: RngSeed::Fixed(seed),

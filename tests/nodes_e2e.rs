@@ -17,6 +17,8 @@ fn exchange(
         .args(args)
         .env("RUST_LOG", "debug")
         .env("MURMUR_DATA_DIR", data.path())
+        // As under CI, which sets the test suite's own `MURMUR_TEST_*` budgets: not node knobs.
+        .env("MURMUR_TEST_FUZZ_CASES", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

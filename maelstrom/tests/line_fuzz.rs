@@ -8,7 +8,7 @@
 //!   it accepts reads back as the oracle reads it (src, dest, body);
 //! - each kind of damage is rejected with its own [`LineError`].
 //!
-//! Cases per property: `MURMUR_FUZZ_CASES` (default 500); fixed RNG seed `MURMUR_FUZZ_SEED`
+//! Cases per property: `MURMUR_TEST_FUZZ_CASES` (default 500); fixed RNG seed `MURMUR_TEST_FUZZ_SEED`
 //! (default 12), printed when a property fails. The root crate's `tests/line_fuzz.rs` does the
 //! same for the node's parser.
 
@@ -26,11 +26,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn fuzz_config() -> Config {
     let (cases, seed) = (
-        env_u64("MURMUR_FUZZ_CASES", 500),
-        env_u64("MURMUR_FUZZ_SEED", 12),
+        env_u64("MURMUR_TEST_FUZZ_CASES", 500),
+        env_u64("MURMUR_TEST_FUZZ_SEED", 12),
     );
     // Shown (with the failing input) when a property fails.
-    println!("MURMUR_FUZZ_SEED={seed} MURMUR_FUZZ_CASES={cases}");
+    println!("MURMUR_TEST_FUZZ_SEED={seed} MURMUR_TEST_FUZZ_CASES={cases}");
     Config {
         cases: u32::try_from(cases).unwrap_or(u32::MAX),
         rng_seed: RngSeed::Fixed(seed),

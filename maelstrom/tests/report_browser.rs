@@ -7,7 +7,7 @@
 //! message's body from `messages.jsonl`, and the page's script raised no error.
 //!
 //! Chromium is Debian's `chromium` (or `$CHROMIUM`). Where it is not installed the test says so
-//! and passes, unless `MURMUR_REQUIRE_BROWSER` is set (`.ci/run` installs Chromium and sets it),
+//! and passes, unless `MURMUR_TEST_REQUIRE_BROWSER` is set (`.ci/run` installs Chromium and sets it),
 //! so a missing browser cannot pass CI silently. Screenshots of the page are kept in
 //! `target/tmp/report-browser/` for a human to look at; they are not compared.
 
@@ -92,8 +92,8 @@ fn inner<'a>(dom: &'a str, marker: &str, end: &str) -> &'a str {
 fn report_renders_in_headless_chromium() {
     let Some(browser) = chromium() else {
         assert!(
-            std::env::var_os("MURMUR_REQUIRE_BROWSER").is_none(),
-            "MURMUR_REQUIRE_BROWSER is set but no chromium was found (install Debian's `chromium`)"
+            std::env::var_os("MURMUR_TEST_REQUIRE_BROWSER").is_none(),
+            "MURMUR_TEST_REQUIRE_BROWSER is set but no chromium was found (install Debian's `chromium`)"
         );
         eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium; or set CHROMIUM)");
         return;

@@ -18,7 +18,7 @@
 //!
 //! The node binaries are found next to this test's executable (`target/<profile>/`); they are
 //! built with `cargo build -p murmur --bins` when missing or older than the root crate's sources.
-//! Set `MURMUR_E2E_BIN_DIR` to use binaries from another directory instead (no build then).
+//! Set `MURMUR_TEST_E2E_BIN_DIR` to use binaries from another directory instead (no build then).
 
 use clap::Parser;
 use maelstrom::cli::{Cli, Command, TestOpts};

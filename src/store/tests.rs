@@ -364,14 +364,14 @@ fn a_refused_compaction_leaves_the_log_in_use() {
 // ---------------------------------------------------------------------------------------------
 // Fuzzing (property tests): `Store::open` over arbitrary bytes, over damaged valid logs, and over
 // every state a compaction can leave behind. `cargo-fuzz` needs a nightly toolchain; these run on
-// stable with the rest of the tests. `MURMUR_STORE_FUZZ_CASES` sets the cases per property
+// stable with the rest of the tests. `MURMUR_TEST_STORE_FUZZ_CASES` sets the cases per property
 // (default 64, a few seconds in all; CI raises it).
 
 use proptest::prelude::*;
 
-/// Cases per property: `MURMUR_STORE_FUZZ_CASES`, else 64.
+/// Cases per property: `MURMUR_TEST_STORE_FUZZ_CASES`, else 64.
 fn fuzz_cases() -> u32 {
-    std::env::var("MURMUR_STORE_FUZZ_CASES")
+    std::env::var("MURMUR_TEST_STORE_FUZZ_CASES")
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(64)

@@ -26,12 +26,12 @@ const NODE_BINS: [&str; 6] = [
 /// Where the root crate's binaries are: `target/<profile>/`, i.e. the parent of the `deps/`
 /// folder holding this test executable. Builds them when missing or stale.
 fn node_bin_dir() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("MURMUR_E2E_BIN_DIR") {
+    if let Some(dir) = std::env::var_os("MURMUR_TEST_E2E_BIN_DIR") {
         let dir = PathBuf::from(dir);
         return match NODE_BINS.iter().find(|b| !dir.join(b).is_file()) {
             None => Ok(dir),
             Some(b) => Err(format!(
-                "MURMUR_E2E_BIN_DIR={}: no `{b}` binary there",
+                "MURMUR_TEST_E2E_BIN_DIR={}: no `{b}` binary there",
                 dir.display()
             )),
         };
@@ -43,7 +43,7 @@ fn node_bin_dir() -> Result<PathBuf, String> {
         .and_then(Path::parent)
         .ok_or_else(|| {
             format!(
-                "the test binary {} is not in target/<profile>/deps/; set MURMUR_E2E_BIN_DIR to \
+                "the test binary {} is not in target/<profile>/deps/; set MURMUR_TEST_E2E_BIN_DIR to \
                  the folder holding the echo, unique-ids and broadcast binaries",
                 exe.display()
             )
@@ -117,7 +117,7 @@ fn build_node_bins(workspace: &Path, profile_dir: &Path) -> Result<(), String> {
     let out = cmd.output().map_err(|e| {
         format!(
             "cannot run {shown} to build the node binaries: {e} (is `cargo` on PATH? or set \
-             MURMUR_E2E_BIN_DIR)"
+             MURMUR_TEST_E2E_BIN_DIR)"
         )
     })?;
     if !out.status.success() {

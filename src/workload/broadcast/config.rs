@@ -121,6 +121,9 @@ impl Default for BroadcastConfig {
 ///
 /// Doing that with clap would take an alias list per knob and a pass of our own over the
 /// environment anyway, and would add clap to the node's dependencies, for ten knobs.
+/// `MURMUR_TEST_*` variables are the test suite's (e.g. `MURMUR_TEST_FUZZ_CASES`), never knobs.
+pub const TEST_ENV_PREFIX: &str = "TEST_";
+
 impl BroadcastConfig {
     /// Applies one knob by name (`overlay`, `sync-ms` or `sync_ms`, ...).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
@@ -150,7 +153,8 @@ impl BroadcastConfig {
     }
 
     /// Defaults, then `MURMUR_*` environment variables (except the shell's own,
-    /// [`crate::host::SHELL_ENV`]), then `--name value` or `--name=value` arguments.
+    /// [`crate::host::SHELL_ENV`], and the test suite's `MURMUR_TEST_*`), then `--name value` or
+    /// `--name=value` arguments.
     pub fn from_env_and_args(
         env: impl IntoIterator<Item = (String, String)>,
         args: impl IntoIterator<Item = String>,
@@ -158,7 +162,9 @@ impl BroadcastConfig {
         let mut cfg = BroadcastConfig::default();
         for (k, v) in env {
             if let Some(name) = k.strip_prefix("MURMUR_") {
-                if crate::host::SHELL_ENV.contains(&name) {
+                // `MURMUR_TEST_*` belongs to the test suite (fuzz budgets and the like), which
+                // spawns nodes with it in their environment.
+                if crate::host::SHELL_ENV.contains(&name) || name.starts_with(TEST_ENV_PREFIX) {
                     continue;
                 }
                 cfg.set(name, &v).map_err(|e| format!("{k}: {e}"))?;

@@ -630,6 +630,8 @@ fn config_from_env_and_args() {
         ("MURMUR_OVERLAY".to_string(), "tree3".to_string()),
         ("MURMUR_SYNC_MS".into(), "50".into()),
         ("PATH".into(), "x".into()),
+        // The test suite's own variables are not knobs.
+        ("MURMUR_TEST_FUZZ_CASES".into(), "4000".into()),
     ];
     let args = vec![
         "--sync-ms".to_string(),
