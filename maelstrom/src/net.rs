@@ -19,7 +19,10 @@
 //!   partition check; every delivery as [`JournalKind::Recv`] at its intended delivery time.
 //!   Dropped messages get no `Recv`. With [`Net::set_journal_bodies`] the `Send` event also keeps
 //!   a copy of the body text (off by default: the simulator's sweeps do not need it; the
-//!   real-time driver turns it on unless `--no-journal-bodies`).
+//!   real-time driver turns it on unless `--no-journal-bodies`), up to [`JOURNAL_BODY_BUDGET`]
+//!   bytes in all: past it, later sends are journaled without their body
+//!   ([`Net::bodies_not_kept`]), so a long run's memory stays bounded (a broadcast `read_ok`
+//!   carries the whole set, so bodies add up to the square of the run's length).
 //! - **Latency.** 0 ms if `src` or `dest` is a client (`murmur::wire::is_client`: first character
 //!   `c`); otherwise a sample from [`Latency`]. Service traffic gets latency.
 //! - **Queues and head-of-line blocking.** Each receiver has a priority queue ordered by
@@ -401,7 +404,15 @@ pub struct Net {
     dropped: u64,
     lag: LagHistogram,
     journal_bodies: bool,
+    /// Body bytes the journal may still keep.
+    body_budget: usize,
+    /// Sends journaled without their body because the budget ran out.
+    bodies_not_kept: u64,
 }
+
+/// The most body text the journal keeps over a run, bytes (256 MiB: a 25-node, 100 ops/s
+/// broadcast run reaches it after about five minutes).
+pub const JOURNAL_BODY_BUDGET: usize = 256 << 20;
 
 impl Net {
     /// An empty network with no receivers and no partition.
@@ -421,6 +432,8 @@ impl Net {
             dropped: 0,
             lag: LagHistogram::default(),
             journal_bodies: false,
+            body_budget: JOURNAL_BODY_BUDGET,
+            bodies_not_kept: 0,
         }
     }
 
@@ -431,6 +444,36 @@ impl Net {
     /// Whether `Send` journal events keep a copy of the message body (default: no).
     pub fn set_journal_bodies(&mut self, on: bool) {
         self.journal_bodies = on;
+    }
+
+    /// Replaces [`JOURNAL_BODY_BUDGET`] for this network (tests use a small one).
+    pub fn set_journal_body_budget(&mut self, bytes: usize) {
+        self.body_budget = bytes;
+    }
+
+    /// Sends journaled without their body because [`JOURNAL_BODY_BUDGET`] was spent.
+    pub fn bodies_not_kept(&self) -> u64 {
+        self.bodies_not_kept
+    }
+
+    /// A copy of `body` for the journal, if bodies are journaled and the budget allows.
+    fn journal_body(&mut self, body: &str) -> Option<std::sync::Arc<str>> {
+        if !self.journal_bodies {
+            return None;
+        }
+        if body.len() > self.body_budget {
+            if self.bodies_not_kept == 0 {
+                tracing::warn!(
+                    "the journal has kept {} MiB of message bodies, its budget: later messages are \
+                     journaled without their body (--no-journal-bodies keeps none)",
+                    JOURNAL_BODY_BUDGET >> 20
+                );
+            }
+            self.bodies_not_kept += 1;
+            return None;
+        }
+        self.body_budget -= body.len();
+        Some(std::sync::Arc::from(body))
     }
 
     /// Registers a receiver with an empty queue. Ids are never silently replaced: registering a
@@ -548,6 +591,7 @@ impl Net {
             } else {
                 self.latency.sample_ms(&mut self.rng)
             };
+        let body = self.journal_body(&packet.body);
         self.journal.push(JournalEvent {
             kind: JournalKind::Send,
             time: now,
@@ -555,9 +599,7 @@ impl Net {
             src: packet.src.clone(),
             dest: packet.dest.clone(),
             body_type: packet.body_type.clone(),
-            body: self
-                .journal_bodies
-                .then(|| std::sync::Arc::from(packet.body.as_str())),
+            body,
         });
         let src_is_node = self.slots[src_slot]
             .as_ref()

@@ -214,6 +214,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     let history = std::mem::take(&mut lock(&ctx.history).ops);
     let journal = lock(&shared.net).take_journal();
     let lag = lock(&shared.net).lag_stats();
+    let bodies_not_kept = lock(&shared.net).bodies_not_kept();
     dir.write_history(&history)?;
     dir.write_journal(&journal)?;
 
@@ -253,6 +254,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "workload": workload.name(),
         "command": opts.command,
         "journal-bodies": opts.journal_bodies,
+        "journal-bodies-not-kept": bodies_not_kept,
     });
     if workload == ClientWorkload::Broadcast && opts.has_fault(Fault::Kill) {
         let main_end_ms = opts.time_limit_secs * 1_000;

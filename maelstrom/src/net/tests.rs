@@ -360,6 +360,27 @@ fn journal_records_sends_then_recvs() {
 }
 
 #[test]
+fn journal_bodies_stop_at_the_budget() {
+    let mut net = mk_net(0);
+    net.send(0, pkt("c0", "n0", "read")).unwrap();
+    assert_eq!(net.take_journal()[0].body, None, "off by default");
+    net.set_journal_bodies(true);
+    // Each body is `{"type":"read"}`, 15 bytes: room for two.
+    net.set_journal_body_budget(30);
+    for _ in 0..3 {
+        net.send(0, pkt("c0", "n0", "read")).unwrap();
+    }
+    let kept: Vec<Option<&str>> = net
+        .take_journal()
+        .iter()
+        .filter(|e| e.kind == JournalKind::Send)
+        .map(|e| e.body.as_deref().map(|_| "kept"))
+        .collect();
+    assert_eq!(kept, [Some("kept"), Some("kept"), None]);
+    assert_eq!(net.bodies_not_kept(), 1);
+}
+
+#[test]
 fn registration_rules() {
     let mut net = mk_net(100);
     assert_eq!(
