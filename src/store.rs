@@ -228,6 +228,21 @@ pub struct Opened {
     pub repaired: Option<(Damage, u64)>,
 }
 
+/// `records` as one run of frames, or an error if one exceeds [`MAX_RECORD`] (nothing written).
+fn frames(records: &[Vec<u8>]) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + HEADER).sum());
+    for r in records {
+        if r.len() > MAX_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a record of {} bytes exceeds {MAX_RECORD}", r.len()),
+            ));
+        }
+        encode(r, &mut buf);
+    }
+    Ok(buf)
+}
+
 impl Store {
     /// Opens (creating if needed) the log in `dir`, loads every intact record, and truncates a torn
     /// or corrupt tail (logging a warning). Errors are I/O failures only (permissions, a full disk
@@ -341,16 +356,7 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + HEADER).sum());
-        for r in records {
-            if r.len() > MAX_RECORD {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("a record of {} bytes exceeds {MAX_RECORD}", r.len()),
-                ));
-            }
-            encode(r, &mut buf);
-        }
+        let buf = frames(records)?;
         if self.dir_unsynced {
             sync_dir(self.dir())?;
             self.dir_unsynced = false;
@@ -380,16 +386,7 @@ impl Store {
     /// is in use even if the directory sync after it failed (that sync is then retried before the
     /// next append, see `dir_unsynced`), since the old file is no longer the log.
     pub fn compact(&mut self, records: &[Vec<u8>]) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + HEADER).sum());
-        for r in records {
-            if r.len() > MAX_RECORD {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("a record of {} bytes exceeds {MAX_RECORD}", r.len()),
-                ));
-            }
-            encode(r, &mut buf);
-        }
+        let buf = frames(records)?;
         let dir = self.dir().to_path_buf();
         let tmp = dir.join(COMPACT_NAME);
         let written = (|| {
