@@ -146,6 +146,7 @@ mod scheduler;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use murmur::host::Host;
 use murmur::node::{Millis, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -327,6 +328,8 @@ impl SimConfig {
 /// One simulated run: all its state. Its methods live in the submodules, by concern.
 struct Sim<'a, W: Workload> {
     cfg: &'a SimConfig,
+    /// Told of every step and fault; sees, never changes.
+    probe: &'a mut dyn Probe<W>,
     node_cfg: &'a W::Config,
     persistent: bool,
     now: u64,
@@ -371,8 +374,52 @@ struct Sim<'a, W: Workload> {
     services: Services,
 }
 
+/// A change of the run's faults, as a [`Probe`] is told of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeEvent {
+    /// Node `i` was killed (it was running or starting).
+    Killed(usize),
+    /// Node `i` was paused (it was not paused already).
+    Paused(usize),
+    /// Node `i`, paused, was resumed.
+    Resumed(usize),
+    /// A partition was installed.
+    Partitioned,
+    /// The network healed.
+    Healed,
+}
+
+/// Watches a run from inside, for what the history cannot show: the exact moment a node holds
+/// something, say (the catch-up sweep in `tests/sim.rs`). It is told after every step of a running
+/// node's host ([`Probe::step`]) and at every fault ([`Probe::event`]). It gets shared references
+/// only, so a probed run is the same run as an unprobed one.
+pub trait Probe<W: Workload> {
+    /// Node `i`'s host (initialised or not) has just handled something at `at_ms`.
+    fn step(&mut self, at_ms: Millis, i: usize, host: &Host<W>);
+    /// A fault changed at `at_ms`.
+    fn event(&mut self, at_ms: Millis, event: ProbeEvent) {
+        let _ = (at_ms, event);
+    }
+}
+
+/// The probe of an unprobed run.
+struct NoProbe;
+
+impl<W: Workload> Probe<W> for NoProbe {
+    fn step(&mut self, _: Millis, _: usize, _: &Host<W>) {}
+}
+
 /// Runs one simulated test of node workload `W` with node config `node_cfg`.
 pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
+    run_probed::<W>(cfg, node_cfg, &mut NoProbe)
+}
+
+/// [`run`], with `probe` watching.
+pub fn run_probed<W: Workload>(
+    cfg: &SimConfig,
+    node_cfg: &W::Config,
+    probe: &mut dyn Probe<W>,
+) -> SimOutcome {
     let seeds = Seeds::derive(cfg.seed);
 
     let node_ids: Vec<String> = (0..cfg.nodes).map(|i| format!("n{i}")).collect();
@@ -381,6 +428,7 @@ pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
         .expect("a positive nemesis interval");
     let mut sim = Sim::<W> {
         cfg,
+        probe,
         node_cfg,
         persistent: W::persistent(node_cfg),
         now: 0,

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::clients::Purpose;
 use super::scheduler::Event;
-use super::{Sim, TraceLevel, Violation, INIT_TIMEOUT_MS, MS, PIPE_CAPACITY};
+use super::{ProbeEvent, Sim, TraceLevel, Violation, INIT_TIMEOUT_MS, MS, PIPE_CAPACITY};
 use crate::net::{Delivery, NetError, Packet};
 
 /// A node's process.
@@ -70,6 +70,7 @@ impl<W: Workload> Sim<'_, W> {
         };
         let before = host.stats();
         f(host, now_ms);
+        self.probe.step(now_ms, i, host);
         let out = host.drain();
         let dropped = host.stats();
         node.dirty = true;
@@ -282,6 +283,7 @@ impl<W: Workload> Sim<'_, W> {
         let id = node.id.clone();
         let _ = self.net.set_down(self.now, &id, true);
         self.stats.kills += 1;
+        self.probe.event(self.now / MS, ProbeEvent::Killed(i));
         self.note(TraceLevel::Events, || {
             format!("{id}: killed ({lost} records of its flush in flight lost, {kept} kept)")
         });
@@ -314,7 +316,8 @@ impl<W: Workload> Sim<'_, W> {
         }
         node.paused = true;
         self.stats.pauses += 1;
-        let id = node.id.clone();
+        self.probe.event(self.now / MS, ProbeEvent::Paused(i));
+        let id = self.nodes[i].id.clone();
         self.note(TraceLevel::Events, || format!("{id}: paused"));
     }
 
@@ -330,6 +333,7 @@ impl<W: Workload> Sim<'_, W> {
             return;
         }
         self.nodes[i].paused = false;
+        self.probe.event(self.now_ms(), ProbeEvent::Resumed(i));
         let id = self.nodes[i].id.clone();
         let piped = self.nodes[i].pipe.len();
         self.note(TraceLevel::Events, || {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::clients::{Purpose, Worker};
 use super::node::{Proc, SimNode};
 use super::scheduler::Event;
-use super::{Sim, TraceLevel, Violation, INIT_TIMEOUT_MS, MS};
+use super::{ProbeEvent, Sim, TraceLevel, Violation, INIT_TIMEOUT_MS, MS};
 use crate::coordinator::{
     apply_nemesis, next_nemesis_op, started_value, NemesisActions, OpSchedule, Started,
 };
@@ -293,10 +293,12 @@ impl<W: Workload> NemesisActions for Sim<'_, W> {
     fn install_grudge(&mut self, partition: &Partition) {
         self.net.set_grudge(self.now, partition.grudge.clone());
         self.stats.partitions += 1;
+        self.probe.event(self.now / MS, ProbeEvent::Partitioned);
     }
 
     fn heal(&mut self) {
         self.net.heal(self.now);
+        self.probe.event(self.now / MS, ProbeEvent::Healed);
     }
 
     fn kill_node(&mut self, node: &str) {
