@@ -235,6 +235,16 @@ impl Broadcast {
         let len = self.log.len();
         // Everything recovered is on disk: durable, and already recorded if the log continues.
         self.durable = len;
+        // What the overlay neighbours sent the previous incarnation after its last durable
+        // acknowledgement is gone, whether or not it had learned their log ids (a neighbour
+        // whose gossip reached it only before its `init` was dropped unread): ask each to resend
+        // from what we acknowledged (a request naming no log id, if we know none, see
+        // `Msg::GossipOk`), rather than wait out its retransmission timeout.
+        for &p in &self.peers {
+            let link = &mut self.links[p];
+            link.resync = true;
+            link.ack_due = Some(0);
+        }
         let recovered_topology = seg.topology.is_some();
         let seg_topology = seg.topology.clone();
         if let (Some(peers), Overlay::Given) = (seg.topology, self.cfg.overlay) {

@@ -128,6 +128,13 @@ impl Broadcast {
         link.ack_due = None;
         link.note_direct_ack();
         let id = ctx.send(&self.nodes[p], msg);
+        if retry {
+            // The retransmission covers every earlier call to `p` that ended at or before its
+            // `upto`: forget them, or each would time out in turn (they were sent a slot apart,
+            // say all through a partition) and resend everything from `acked` once per slot.
+            // If the retransmission is lost too, its own call times out.
+            self.calls.retain(|c| c.peer != p || c.upto > upto);
+        }
         self.calls
             .register(id, now + self.cfg.rto_ms, GossipCall { peer: p, upto });
     }
@@ -144,9 +151,10 @@ impl Broadcast {
     }
 
     /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for an overlay
-    /// neighbour (gossip going back may carry it first), at once otherwise.
+    /// neighbour (gossip going back may carry it first), at once otherwise, and at once after the
+    /// peer resent (`direct_ack`): it has waited `rto_ms` for this acknowledgement already.
     pub(super) fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
-        if self.cfg.ack_delay_ms == 0 || !self.peers.contains(&p) {
+        if self.cfg.ack_delay_ms == 0 || !self.peers.contains(&p) || self.links[p].direct_ack {
             now
         } else {
             now + self.cfg.ack_delay_ms

@@ -51,7 +51,9 @@ pub enum Msg {
     },
     /// A stand-alone cumulative acknowledgement, sent when no gossip goes back soon enough.
     /// `resync`: the sender may have lost what the receiver sent past `ack` (it restarted, or saw
-    /// a gap), so the receiver resends from `ack` at once; absent on the wire when false.
+    /// a gap), so the receiver resends from `ack` at once; absent on the wire when false. A
+    /// resync with `to_log` 0 (the sender knows no log id of the receiver: it restarted before
+    /// learning it) is honoured too.
     GossipOk {
         log: u64,
         to_log: u64,

@@ -13,9 +13,12 @@
 //! The sync task sends each peer only the **delta** `log[sent_upto..]` (filtered by the overlay: a
 //! value is never sent back to the peer it came from), and resends from `acked` when a gossip call
 //! times out, so a value is retried until the peer confirms it: nothing acknowledged is lost to a
-//! partition. Acknowledgements are cumulative (`recv_upto`), ride on gossip already going the other
+//! partition. A resend covers every earlier call to the peer, which is then forgotten (calls sent
+//! a slot apart through a partition would otherwise time out, and resend everything, a slot
+//! apart). Acknowledgements are cumulative (`recv_upto`), ride on gossip already going the other
 //! way, and otherwise leave as a `gossip_ok` after `ack_delay_ms` (or, in overlay `total`, through
-//! the ack relay below). Nothing is sent when nothing is pending.
+//! the ack relay below), or at once for a resend, whose sender has waited long enough. Nothing is
+//! sent when nothing is pending.
 //!
 //! A range holding nothing for the peer (values it sent us, or, without forwarding, values learned
 //! from others) is counted as acknowledged without a message, and the next gossip's `base` moves
@@ -29,7 +32,8 @@
 //! once, and the node then asks the peer to resend from the acknowledged cursor (a `gossip_ok`
 //! with `resync`, sent directly at the next slot; the peer drops its calls in flight and resends
 //! from `acked`): a **restart** (whatever the peers sent while the node was down is gone; the
-//! request goes to every peer whose log id it recovered), and a **gap** (a trusted gossip whose
+//! request goes to every overlay neighbour and every peer whose log id it recovered, naming no
+//! log id where it knows none), and a **gap** (a trusted gossip whose
 //! `from` lies past `recv_upto`: something in between was lost, typically to a partition that
 //! has just healed; asked once per gap). A restarted node thus catches up within a slot and a
 //! round trip of reaching its peers instead of up to `rto_ms` later.
@@ -461,7 +465,9 @@ impl Workload for Broadcast {
                     self.calls.resolve(id);
                 }
                 let p = self.ack_from(&src, log, to_log, ack, now);
-                if let Some(p) = p.filter(|_| resync && to_log == self.log_id) {
+                // A request naming no log id comes from a restarted peer that never learned ours:
+                // whatever we had in flight to it is as lost as if it had named ours.
+                if let Some(p) = p.filter(|_| resync && (to_log == self.log_id || to_log == 0)) {
                     self.resend_from_acked(p);
                 }
             }

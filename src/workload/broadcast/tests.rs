@@ -941,6 +941,129 @@ fn a_gap_after_a_heal_is_filled_at_once() {
     assert_eq!(c.sent_between_nodes, mark);
 }
 
+/// Gossip sent across a partition slot after slot is lost, one call per slot. When the calls
+/// time out, the first brings a retransmission from `acked` that covers all the others: they must
+/// not bring one each (slot after slot, while the peer's acknowledgement is still on its way or,
+/// here, lost).
+#[test]
+fn calls_lost_to_a_partition_bring_one_retransmission_not_one_per_call() {
+    let mut c = Cluster::new(3, &cfg(Overlay::Star));
+    c.client(1, 1, Msg::Broadcast { message: json!(0) });
+    c.client(2, 2, Msg::Broadcast { message: json!(1) });
+    c.run_for(1000, 100);
+    c.partition(&[2]);
+    // A new value each slot: the hub sends n2 a gossip (and starts a call) each slot.
+    for k in 0..10 {
+        c.client(
+            1,
+            10 + k,
+            Msg::Broadcast {
+                message: json!(10 + k),
+            },
+        );
+        c.run_for(100, 100);
+    }
+    c.cut.clear();
+    // Past every call's timeout, with n2's acknowledgements lost: count the retransmissions.
+    let mut to_n2 = Vec::new();
+    for _ in 0..30 {
+        c.now += 100;
+        for i in 0..3 {
+            c.tick(i, c.now);
+            c.collect(i);
+        }
+        while let Some(m) = c.in_flight.pop_front() {
+            if m.src == "n2" {
+                continue;
+            }
+            if m.dest == "n2" && matches!(m.body.payload, Msg::Gossip { retry: true, .. }) {
+                to_n2.push(c.now);
+            }
+            let to = Cluster::idx(&m.dest);
+            c.receive(to, m);
+        }
+    }
+    assert!(c.sets()[2].contains(&19), "{:?}", c.sets());
+    assert_eq!(to_n2.len(), 1, "retransmissions to n2 at {to_n2:?}");
+}
+
+/// A peer that retransmits has waited `rto_ms` for its acknowledgement: the acknowledgement
+/// goes at once, not after `ack_delay_ms`.
+#[test]
+fn a_retransmission_is_acknowledged_at_once() {
+    let mut c = Cluster::new(2, &cfg(Overlay::Star));
+    c.client(0, 1, Msg::Broadcast { message: json!(0) });
+    c.client(1, 2, Msg::Broadcast { message: json!(1) });
+    c.run_for(1000, 100);
+    c.partition(&[1]);
+    c.client(0, 3, Msg::Broadcast { message: json!(2) });
+    c.run_for(300, 100);
+    c.cut.clear();
+    // The hub's call times out and it retransmits; n1 must acknowledge within a slot of that.
+    let mut retried_at = None;
+    let mut acked_at = None;
+    for _ in 0..40 {
+        c.now += 100;
+        for i in 0..2 {
+            c.tick(i, c.now);
+            c.collect(i);
+        }
+        while let Some(m) = c.in_flight.pop_front() {
+            if let Msg::Gossip { retry: true, .. } = m.body.payload {
+                retried_at.get_or_insert(c.now);
+            }
+            if let (Some(_), Msg::GossipOk { .. }) = (retried_at, &m.body.payload) {
+                acked_at.get_or_insert(c.now);
+            }
+            let to = Cluster::idx(&m.dest);
+            c.receive(to, m);
+        }
+    }
+    let (retried, acked) = (
+        retried_at.expect("a retransmission"),
+        acked_at.expect("an ack"),
+    );
+    assert!(
+        acked - retried <= 100,
+        "retried at {retried}, acknowledged at {acked}"
+    );
+}
+
+/// A node killed before it learned a peer's log id still asks it to resend: the peer's gossip
+/// that reached it before (or while) it was down would otherwise wait out `rto_ms`.
+#[test]
+fn a_restarted_node_that_never_learned_a_log_id_still_asks_for_a_resend() {
+    let mut c = Cluster::new(3, &cfg(Overlay::Star));
+    // n2 has written its start record, but has heard from nobody.
+    c.partition(&[2]);
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    c.run_for(300, 100);
+    assert!(c.node(2).values().is_empty());
+    c.crash(2);
+    c.cut.clear();
+    let resync = c
+        .in_flight
+        .iter()
+        .chain(c.outbox(2))
+        .filter(|m| m.src == "n2")
+        .any(|m| {
+            matches!(
+                m.body.payload,
+                Msg::GossipOk {
+                    to_log: 0,
+                    resync: true,
+                    ..
+                }
+            )
+        });
+    c.run_for(300, 100);
+    assert!(
+        c.sets()[2].contains(&1),
+        "{:?} (resync sent: {resync})",
+        c.sets()
+    );
+}
+
 /// Random crashes at random points, with flushes at random points: every value a client saw
 /// acknowledged survives, and after the faults stop every node holds all of them.
 #[test]
