@@ -22,9 +22,13 @@ test:
 # Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
 # (lin-kv has no murmur node: pass `--bin <your node>` in the flags). g-counter and pn-counter run the
 # CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the seq-kv design.
+# kafka: `kafka` (or `kafka-5a`) is challenge 5a (one node), `kafka-5b` and `kafka-5c` are 5b and 5c
+# (two nodes, the same configuration; 5c's goal is efficiency, see README); the node runs its local
+# design, `MURMUR_DESIGN=lin-kv` runs the lin-kv design.
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
+    w="{{workload}}"
     case "{{workload}}" in
       echo)       cfg="--node-count 1 --time-limit 10" ;;
       unique-ids) cfg="--time-limit 30 --rate 1000 --node-count 3 --availability total --nemesis partition" ;;
@@ -33,26 +37,28 @@ maelstrom-run workload="broadcast" *flags="": build
       g-counter)  cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       pn-counter) cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       lin-kv)     cfg="--node-count 3 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
-      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv)" >&2; exit 254 ;;
+      kafka|kafka-5a)     w=kafka; cfg="--node-count 1 --concurrency 2n --time-limit 20 --rate 1000" ;;
+      kafka-5b|kafka-5c)  w=kafka; cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000" ;;
+      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv, kafka, kafka-5a, kafka-5b, kafka-5c)" >&2; exit 254 ;;
     esac
     # The node: target/release/<workload>, unless the flags name one with --bin.
     bin=()
     case " {{flags}} " in
       *" --bin "*|*" --bin="*) ;;
       *)
-        if [ ! -x "target/release/{{workload}}" ]; then
-          case "{{workload}}" in
-            lin-kv) why="murmur has no {{workload}} node" ;;
+        if [ ! -x "target/release/$w" ]; then
+          case "$w" in
+            lin-kv) why="murmur has no $w node" ;;
             *) why="was it built? \`just build\` builds it" ;;
           esac
-          echo "error: no node binary for {{workload}}: target/release/{{workload}} does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
+          echo "error: no node binary for $w: target/release/$w does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
           exit 254
         fi
-        bin=(--bin "target/release/{{workload}}") ;;
+        bin=(--bin "target/release/$w") ;;
     esac
-    exec {{runner}} test -w {{workload}} "${bin[@]}" $cfg {{flags}}
+    exec {{runner}} test -w "$w" "${bin[@]}" $cfg {{flags}}
 
-# The Gossip Glomers challenge configurations, one after another (g-counter in both designs).
+# The Gossip Glomers challenge configurations, one after another (g-counter and kafka 5b in both designs).
 challenges: build
     {{runner}} test -w echo --bin target/release/echo --node-count 1 --time-limit 10
     {{runner}} test -w unique-ids --bin target/release/unique-ids --time-limit 30 --rate 1000 --node-count 3 --availability total --nemesis partition
@@ -63,6 +69,9 @@ challenges: build
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100 --nemesis partition
     {{runner}} test -w g-counter --bin target/release/g-counter --node-count 3 --rate 100 --time-limit 20 --nemesis partition
     MURMUR_DESIGN=seq-kv {{runner}} test -w g-counter --bin target/release/g-counter --node-count 3 --rate 100 --time-limit 20 --nemesis partition
+    {{runner}} test -w kafka --bin target/release/kafka --node-count 1 --concurrency 2n --time-limit 20 --rate 1000
+    {{runner}} test -w kafka --bin target/release/kafka --node-count 2 --concurrency 2n --time-limit 20 --rate 1000
+    MURMUR_DESIGN=lin-kv {{runner}} test -w kafka --bin target/release/kafka --node-count 2 --concurrency 2n --time-limit 20 --rate 1000
 
 # Broadcast benchmarks (3d/3e configuration per setting and fault variant) → results/BENCHMARKS.md.
 # `just bench --quick` runs the fault-free settings only (about 3 minutes); the full run takes ~10.

@@ -5,7 +5,7 @@
 
 use crate::checker::linearizable::{self, Budget};
 use crate::checker::{
-    self, availability, counter, echo, exceptions, net, set_full, stats, unique_ids,
+    self, availability, counter, echo, exceptions, kafka, net, set_full, stats, unique_ids,
     AvailabilityTarget,
 };
 use std::time::{Duration, Instant};
@@ -41,6 +41,7 @@ pub fn analyse(
             let budget = Budget::until(Instant::now() + LIN_KV_CHECK_BUDGET);
             checker::part("workload", &linearizable::check(history, budget))
         }
+        ClientWorkload::Kafka => checker::part("workload", &kafka::check(history)),
     };
     // Maelstrom's `perf` (latency and rate graphs) and `timeline` (timeline.html) checkers only
     // draw; they are always valid. Scripts read these keys, so they are here with that shape;

@@ -326,11 +326,12 @@ pub enum WorkloadName {
 
 impl WorkloadName {
     /// The workloads this runner can drive today.
-    pub const IMPLEMENTED: [WorkloadName; 7] = [
+    pub const IMPLEMENTED: [WorkloadName; 8] = [
         WorkloadName::Broadcast,
         WorkloadName::Echo,
         WorkloadName::GCounter,
         WorkloadName::GSet,
+        WorkloadName::Kafka,
         WorkloadName::LinKv,
         WorkloadName::PnCounter,
         WorkloadName::UniqueIds,

@@ -473,6 +473,8 @@ fn drive(
         process: (0..opts.concurrency as u64).collect(),
         counters: Arc::new(ProgressCounters::default()),
         timeout,
+        schedule: None,
+        workload,
     };
     let result = phases(ctx, workload, op_rng, nemesis_seed, &mut workers);
     if result.is_err() {

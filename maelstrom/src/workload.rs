@@ -9,6 +9,8 @@
 
 use crate::history::OpType;
 use murmur::wire::describe_code;
+
+pub mod kafka;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
@@ -28,6 +30,9 @@ pub enum ClientWorkload {
     /// Maelstrom's default workload: a compare-and-set register per integer key, `read {key}`,
     /// `write {key, value}`, `cas {key, from, to}`; judged linearizable per key.
     LinKv,
+    /// Append-only logs per key: `send`, `poll`, `commit_offsets`, `list_committed_offsets`,
+    /// client crashes, final catch-up polls ([`kafka`]); judged by [`crate::checker::kafka`].
+    Kafka,
 }
 
 impl FromStr for ClientWorkload {
@@ -41,9 +46,10 @@ impl FromStr for ClientWorkload {
             "g-counter" => Ok(ClientWorkload::GCounter),
             "pn-counter" => Ok(ClientWorkload::PnCounter),
             "lin-kv" => Ok(ClientWorkload::LinKv),
+            "kafka" => Ok(ClientWorkload::Kafka),
             _ => Err(format!(
                 "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast, \
-                 g-set, g-counter, pn-counter, lin-kv)"
+                 g-set, g-counter, pn-counter, lin-kv, kafka)"
             )),
         }
     }
@@ -81,6 +87,8 @@ pub struct Generator {
     next_key: u64,
     /// lin-kv: per group of 2n workers, its key and the processes that have used it.
     groups: std::collections::BTreeMap<usize, (u64, std::collections::BTreeSet<u64>)>,
+    /// kafka: keys, messages, what has been seen.
+    pub kafka: kafka::KafkaGen,
 }
 
 /// lin-kv retires a key once this many distinct processes have used it (Jepsen's
@@ -115,6 +123,7 @@ impl ClientWorkload {
             ClientWorkload::GCounter => "g-counter",
             ClientWorkload::PnCounter => "pn-counter",
             ClientWorkload::LinKv => "lin-kv",
+            ClientWorkload::Kafka => "kafka",
         }
     }
 
@@ -127,10 +136,10 @@ impl ClientWorkload {
         )
     }
 
-    /// Whether final ops are recorded with `final?` set: g-set's final generator does not mark
-    /// them (Maelstrom's `g_set.clj`); the others do.
+    /// Whether final ops are recorded with `final?` set: g-set's and kafka's final generators
+    /// do not mark them (Maelstrom's `g_set.clj`, `kafka.clj`); the others do.
     pub fn marks_final(self) -> bool {
-        self != ClientWorkload::GSet
+        !matches!(self, ClientWorkload::GSet | ClientWorkload::Kafka)
     }
 
     /// Whether errors and timeouts follow Maelstrom's `with-errors` rules. g-set and the
@@ -236,12 +245,51 @@ impl ClientWorkload {
                 };
             },
             ClientWorkload::LinKv => lin_kv_op(gen, rng, slot),
+            ClientWorkload::Kafka => gen.kafka.next_op(rng),
         }
     }
 
-    /// The final op each client thread performs, if the workload has a final phase.
+    /// The final op each client thread performs once, if the workload has a final phase of
+    /// one read (kafka's final polls are [`kafka::FinalThread`]).
     pub fn final_op(self) -> Option<OpSpec> {
-        self.has_final_phase().then(read_op)
+        (self.has_final_phase() && self != ClientWorkload::Kafka).then(read_op)
+    }
+
+    /// Starts an op on a client whose state is `session`: the first request to send, or the
+    /// completion if the op needs none (kafka's `crash`, final `assign`s). Every workload but
+    /// kafka makes one request per op.
+    pub fn begin(self, op: OpSpec, final_: bool, session: &mut Session) -> (Call, Step) {
+        if self != ClientWorkload::Kafka {
+            let body = self.request(&op);
+            return (
+                Call {
+                    op,
+                    final_,
+                    stage: None,
+                },
+                Step::Send(body),
+            );
+        }
+        let next = kafka::begin(&op, final_, &mut session.kafka);
+        let mut call = Call {
+            op,
+            final_,
+            stage: None,
+        };
+        let step = call.take(next);
+        (call, step)
+    }
+
+    /// The reply to `call`'s last request (or its timeout): the next request, or the op's
+    /// completion.
+    pub fn advance(self, call: &mut Call, session: &mut Session, reply: &Reply) -> Step {
+        match call.stage.take() {
+            Some(stage) => {
+                let next = kafka::step(&call.op, stage, reply, &mut session.kafka);
+                call.take(next)
+            }
+            None => Step::Done(self.complete(&call.op, reply)),
+        }
     }
 
     /// The request body (without `msg_id`) for an op.
@@ -270,6 +318,10 @@ impl ClientWorkload {
                     _ => json!({"type": "read", "key": key}),
                 }
             }
+            (ClientWorkload::Kafka, _) => match kafka::begin(op, false, &mut Default::default()) {
+                kafka::Next::Call(_, body) => body,
+                kafka::Next::Done(_) => Value::Null,
+            },
             _ => json!({"type": "read"}),
         }
     }
@@ -285,6 +337,11 @@ impl ClientWorkload {
             (ClientWorkload::LinKv, "write") => ("write_ok", &[]),
             (ClientWorkload::LinKv, "cas") => ("cas_ok", &[]),
             (ClientWorkload::LinKv, _) => ("read_ok", &[("value", FieldKind::Any)]),
+            (ClientWorkload::Kafka, "send") => ("send_ok", &[("offset", FieldKind::Int)]),
+            (ClientWorkload::Kafka, "assign") => {
+                ("list_committed_offsets_ok", &[("offsets", FieldKind::Any)])
+            }
+            (ClientWorkload::Kafka, _) => ("poll_ok", &[("msgs", FieldKind::Any)]),
             (_, "add") => ("add_ok", &[]),
             (ClientWorkload::GSet, _) => ("read_ok", &[("value", FieldKind::Array)]),
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, _) => {
@@ -373,22 +430,10 @@ impl ClientWorkload {
     /// is `info`, with Jepsen's `indeterminate: …` error and the exception. `None` for a reply
     /// body that is not an error.
     fn indeterminate(self, op: &OpSpec, reply: &Reply) -> Option<Completion> {
-        let what = match reply {
-            Reply::Timeout => "client timed out waiting for a reply (net-timeout)".to_string(),
-            Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("error") => {
-                let code = b.get("code").and_then(Value::as_u64).unwrap_or(u64::MAX);
-                let (name, _) = describe_code(code);
-                let text = b.get("text").map_or(String::new(), |t| format!(": {t}"));
-                format!("rpc-error {name} (code {code}){text}")
-            }
-            Reply::Body(_) => return None,
-        };
-        Some(Completion {
-            kind: OpType::Info,
-            value: op.value.clone(),
-            error: Some(json!(format!("indeterminate: {what}"))),
-            exception: Some(what),
-        })
+        match reply {
+            Reply::Body(b) if b.get("type").and_then(Value::as_str) != Some("error") => None,
+            _ => Some(indeterminate(op, reply)),
+        }
     }
 
     /// Checks a reply against Maelstrom's closed response schema for `f`: the listed fields, an
@@ -396,6 +441,27 @@ impl ClientWorkload {
     pub fn check_schema(self, f: &str, body: &Map<String, Value>) -> Result<(), SchemaError> {
         let (want_type, fields) = self.reply_schema(f);
         check_closed(body, want_type, fields)
+    }
+}
+
+/// Without `with-errors`, a timeout or an error reply is an exception in the client: the op is
+/// `info`, with Jepsen's `indeterminate: …` error and the exception.
+pub(crate) fn indeterminate(op: &OpSpec, reply: &Reply) -> Completion {
+    let what = match reply {
+        Reply::Timeout => "client timed out waiting for a reply (net-timeout)".to_string(),
+        Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("error") => {
+            let code = b.get("code").and_then(Value::as_u64).unwrap_or(u64::MAX);
+            let (name, _) = describe_code(code);
+            let text = b.get("text").map_or(String::new(), |t| format!(": {t}"));
+            format!("rpc-error {name} (code {code}){text}")
+        }
+        Reply::Body(_) => "reply".to_string(),
+    };
+    Completion {
+        kind: OpType::Info,
+        value: op.value.clone(),
+        error: Some(json!(format!("indeterminate: {what}"))),
+        exception: Some(what),
     }
 }
 
@@ -517,9 +583,58 @@ fn check_closed(
     Ok(())
 }
 
+/// Checks the envelope of a reply and that it has exactly the fields `fields` (their contents
+/// are the caller's to check).
+pub(crate) fn check_envelope(
+    body: &Map<String, Value>,
+    want_type: &str,
+    fields: &[&str],
+) -> Result<(), SchemaError> {
+    let fields: Vec<(&str, FieldKind)> = fields.iter().map(|f| (*f, FieldKind::Any)).collect();
+    check_closed(body, want_type, &fields)
+}
+
 /// Checks a `topology_ok` during setup (a failure aborts the test).
 pub fn check_topology_ok(body: &Map<String, Value>) -> Result<(), SchemaError> {
     check_closed(body, "topology_ok", &[])
+}
+
+/// A client's state between ops: kafka's positions (other workloads keep none). A fresh client
+/// starts with a fresh session.
+#[derive(Debug, Default, Clone)]
+pub struct Session {
+    kafka: kafka::Session,
+}
+
+/// An op in flight on a client ([`ClientWorkload::begin`]).
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub op: OpSpec,
+    /// A final-phase op.
+    pub final_: bool,
+    /// kafka: the request in flight.
+    stage: Option<kafka::Stage>,
+}
+
+impl Call {
+    fn take(&mut self, next: kafka::Next) -> Step {
+        match next {
+            kafka::Next::Call(stage, body) => {
+                self.stage = Some(stage);
+                Step::Send(body)
+            }
+            kafka::Next::Done(c) => Step::Done(c),
+        }
+    }
+}
+
+/// What a client does next with its op.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this request body (without `msg_id`) and wait for its reply.
+    Send(Value),
+    /// The op is complete.
+    Done(Completion),
 }
 
 /// The completion of an op, ready to record.
@@ -676,7 +791,8 @@ mod tests {
             "unique-ids".parse::<ClientWorkload>(),
             Ok(ClientWorkload::UniqueIds)
         );
-        assert!("kafka"
+        assert_eq!("kafka".parse::<ClientWorkload>(), Ok(ClientWorkload::Kafka));
+        assert!("txn-rw-register"
             .parse::<ClientWorkload>()
             .unwrap_err()
             .contains("not implemented"));

@@ -266,6 +266,7 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
             "g-counter",
             "pn-counter",
             "lin-kv",
+            "kafka",
         ]
         .contains(&name);
         assert_eq!(
@@ -274,7 +275,7 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
             "{name}"
         );
     }
-    let err = WorkloadName::Kafka.check_implemented().unwrap_err();
+    let err = WorkloadName::TxnRwRegister.check_implemented().unwrap_err();
     assert!(err.to_string().contains("does not implement"));
     assert!(parse(&["-w", "nope", "--bin", "x"]).is_err());
 }

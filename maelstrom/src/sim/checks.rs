@@ -1,7 +1,8 @@
 //! The verdict once a simulated run is over: nodes silent during the idle check, and then per
 //! workload: for broadcast and g-set, every final read holding every acknowledged value and
 //! `set-full` reporting nothing lost; for the counters, every final read succeeding and the
-//! counter checker accepting them. Violations found
+//! counter checker accepting them; for kafka, the kafka checker finding nothing that
+//! invalidates the run. Violations found
 //! during the run (wedged nodes, failed `init`s, aborts) are already in [`Sim::violations`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +13,7 @@ use serde_json::Value;
 
 use super::node::Proc;
 use super::{Sim, SimOutcome, Violation};
-use crate::checker::{counter, set_full, Validity};
+use crate::checker::{counter, kafka, set_full, Validity};
 use crate::history::{JournalKind, OpType};
 use crate::workload::ClientWorkload;
 
@@ -116,6 +117,15 @@ impl<W: Workload> Sim<'_, W> {
         }
         if matches!(client, ClientWorkload::GCounter | ClientWorkload::PnCounter) {
             self.check_counter(aborted);
+        }
+        if client == ClientWorkload::Kafka && !aborted {
+            let result = kafka::check(&self.history);
+            if result.valid != Validity::True {
+                self.violations.push(Violation::Kafka {
+                    bad_error_types: result.bad_error_types.clone(),
+                    result: serde_json::to_value(&result).unwrap_or_default(),
+                });
+            }
         }
 
         SimOutcome {

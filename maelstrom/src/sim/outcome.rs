@@ -174,11 +174,16 @@ pub enum Violation {
         reads: Vec<Value>,
         acceptable: Vec<[i64; 2]>,
     },
+    /// The kafka checker found anomalies that make the run invalid.
+    Kafka {
+        bad_error_types: Vec<String>,
+        result: Value,
+    },
 }
 
 impl Violation {
     /// A short name for grouping failures: `missing`, `final-read-failed`, `lost`, `chatty`,
-    /// `wedged`, `init-failed`, `aborted` or `unacceptable`.
+    /// `wedged`, `init-failed`, `aborted`, `unacceptable` or `kafka`.
     pub fn kind(&self) -> &'static str {
         match self {
             Violation::Missing { .. } => "missing",
@@ -189,6 +194,7 @@ impl Violation {
             Violation::InitFailed { .. } => "init-failed",
             Violation::Aborted(_) => "aborted",
             Violation::Unacceptable { .. } => "unacceptable",
+            Violation::Kafka { .. } => "kafka",
         }
     }
 }
@@ -244,6 +250,14 @@ impl fmt::Display for Violation {
                 "counter: final reads {} outside the acceptable set {acceptable:?}",
                 list(reads, 12)
             ),
+            Violation::Kafka {
+                bad_error_types,
+                result,
+            } => {
+                let text = result.to_string();
+                let cut: String = text.chars().take(2000).collect();
+                write!(f, "kafka: {bad_error_types:?} in {cut}")
+            }
         }
     }
 }

@@ -24,11 +24,15 @@
 //!   "Start-up" section of `BENCHMARKS.md`, which the settings benchmark keeps when it rewrites
 //!   the rest.
 //!
+//! - **`bench --kafka-checker [--seed N] [--repeats N]`** ([`kafka_checker`]): the kafka
+//!   checker's time on a 30 s `--rate 1000` history made in the simulator; prints it.
+//!
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
 mod capacity;
 mod counters;
 mod faults;
+mod kafka_checker;
 mod runner_capacity;
 mod settings;
 mod soak;
@@ -43,7 +47,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -68,6 +72,10 @@ struct Cli {
     /// "Counters" section of BENCHMARKS.md (`--seed` applies).
     #[arg(long)]
     counters: bool,
+    /// Time the kafka checker on a 30 s `--rate 1000` history made in the simulator (`--seed`
+    /// and `--repeats` apply); prints the times.
+    #[arg(long)]
+    kafka_checker: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
@@ -102,8 +110,8 @@ struct Cli {
         requires = "startup"
     )]
     values: u64,
-    /// Start-up: runs per log (the median is reported).
-    #[arg(long, value_name = "N", default_value_t = 7, requires = "startup")]
+    /// Start-up: runs per log; kafka checker: checks of the history (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 7)]
     repeats: usize,
 
     /// The runner binary (its directory also holds `reference-star`).
@@ -120,7 +128,9 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     let scratch = cli.out.join("bench-runs");
-    if cli.runner_capacity {
+    if cli.kafka_checker {
+        kafka_checker::run(cli.seed, 30, 1000.0, cli.repeats.max(1));
+    } else if cli.runner_capacity {
         runner_capacity::run(&cli.runner, &cli.fixture, &cli.out, &scratch);
     } else if cli.startup {
         startup::run(&cli.node, &cli.out, cli.values, cli.repeats.max(1));
@@ -267,6 +277,8 @@ mod tests {
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
         assert_eq!((c.node.as_str(), c.out.as_path()), ("n", Path::new("o")));
+        let c = parse(&["--kafka-checker", "--seed", "2", "--repeats", "3"]).unwrap();
+        assert!(c.kafka_checker && c.seed == 2 && c.repeats == 3);
         let c = parse(&["--startup"]).unwrap();
         assert!(c.startup && c.values == 1_000_000 && c.repeats == 7);
         let c = parse(&["--startup", "--values", "1000", "--repeats", "3"]).unwrap();
@@ -315,6 +327,7 @@ mod tests {
             &["--fixture", "f"],
             &["--values", "5"],
             &["--startup", "--capacity"],
+            &["--kafka-checker", "--faults"],
         ] {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }
