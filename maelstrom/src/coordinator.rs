@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use crate::nemesis::{NemesisOp, NemesisPlan, Partition};
-use crate::workload::{ClientWorkload, Generator, OpSpec, Slot};
+use crate::workload::{ClientWorkload, Generator, OpSpec, Slot, TxnOpts};
 
 /// `init` must be answered within this (Maelstrom's `db.clj`), in ms.
 pub const INIT_TIMEOUT_MS: u64 = 10_000;
@@ -122,6 +122,13 @@ impl OpSchedule {
     #[must_use]
     pub fn for_nodes(mut self, nodes: usize) -> OpSchedule {
         self.generator = Generator::for_nodes(nodes);
+        self
+    }
+
+    /// Tells the generator the txn workloads' flags.
+    #[must_use]
+    pub fn with_txn(mut self, opts: TxnOpts) -> OpSchedule {
+        self.generator = std::mem::take(&mut self.generator).with_txn(opts);
         self
     }
 

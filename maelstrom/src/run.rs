@@ -242,7 +242,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         crate::cli::Availability::Total => AvailabilityTarget::Total,
         crate::cli::Availability::Fraction(x) => AvailabilityTarget::Fraction(x),
     });
-    let mut results = analyse(workload, &history, &journal, target);
+    let mut results = analyse(workload, &history, &journal, target, &opts.txn);
     let overloaded = lag.p99_us > LAG_P99_LIMIT_US;
     results["runner"] = json!({
         "seed": opts.seed,

@@ -13,6 +13,9 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
 
+pub mod txn;
+pub use txn::{TxnKind, TxnOpts};
+
 /// The workloads this runner implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientWorkload {
@@ -28,6 +31,9 @@ pub enum ClientWorkload {
     /// Maelstrom's default workload: a compare-and-set register per integer key, `read {key}`,
     /// `write {key, value}`, `cas {key, from, to}`; judged linearizable per key.
     LinKv,
+    /// Transactions over registers (`txn-rw-register`) or lists (`txn-list-append`), judged by
+    /// the Elle-style checker ([`txn`]).
+    Txn(TxnKind),
 }
 
 impl FromStr for ClientWorkload {
@@ -41,9 +47,11 @@ impl FromStr for ClientWorkload {
             "g-counter" => Ok(ClientWorkload::GCounter),
             "pn-counter" => Ok(ClientWorkload::PnCounter),
             "lin-kv" => Ok(ClientWorkload::LinKv),
+            "txn-rw-register" => Ok(ClientWorkload::Txn(TxnKind::RwRegister)),
+            "txn-list-append" => Ok(ClientWorkload::Txn(TxnKind::ListAppend)),
             _ => Err(format!(
                 "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast, \
-                 g-set, g-counter, pn-counter, lin-kv)"
+                 g-set, g-counter, pn-counter, lin-kv, txn-rw-register, txn-list-append)"
             )),
         }
     }
@@ -81,6 +89,10 @@ pub struct Generator {
     next_key: u64,
     /// lin-kv: per group of 2n workers, its key and the processes that have used it.
     groups: std::collections::BTreeMap<usize, (u64, std::collections::BTreeSet<u64>)>,
+    /// The txn workloads' flags.
+    txn_opts: TxnOpts,
+    /// The txn workloads' generator, made from `txn_opts` at the first transaction.
+    txn: Option<txn::TxnGen>,
 }
 
 /// lin-kv retires a key once this many distinct processes have used it (Jepsen's
@@ -94,6 +106,14 @@ impl Generator {
             nodes: Some(nodes),
             ..Generator::default()
         }
+    }
+
+    /// Sets the txn workloads' flags (before the first op).
+    #[must_use]
+    pub fn with_txn(mut self, opts: TxnOpts) -> Generator {
+        self.txn_opts = opts;
+        self.txn = None;
+        self
     }
 }
 
@@ -115,6 +135,8 @@ impl ClientWorkload {
             ClientWorkload::GCounter => "g-counter",
             ClientWorkload::PnCounter => "pn-counter",
             ClientWorkload::LinKv => "lin-kv",
+            ClientWorkload::Txn(TxnKind::RwRegister) => "txn-rw-register",
+            ClientWorkload::Txn(TxnKind::ListAppend) => "txn-list-append",
         }
     }
 
@@ -123,7 +145,10 @@ impl ClientWorkload {
     pub fn has_final_phase(self) -> bool {
         !matches!(
             self,
-            ClientWorkload::Echo | ClientWorkload::UniqueIds | ClientWorkload::LinKv
+            ClientWorkload::Echo
+                | ClientWorkload::UniqueIds
+                | ClientWorkload::LinKv
+                | ClientWorkload::Txn(_)
         )
     }
 
@@ -142,6 +167,7 @@ impl ClientWorkload {
                 | ClientWorkload::UniqueIds
                 | ClientWorkload::Broadcast
                 | ClientWorkload::LinKv
+                | ClientWorkload::Txn(_)
         )
     }
 
@@ -179,9 +205,9 @@ impl ClientWorkload {
     }
 
     /// A reusable client keeps its id after an `info` op; others are closed and reopened with a
-    /// fresh `c<k>`.
+    /// fresh `c<k>`. unique-ids' and the txn workloads' clients are reusable.
     pub fn reusable_client(self) -> bool {
-        self == ClientWorkload::UniqueIds
+        matches!(self, ClientWorkload::UniqueIds | ClientWorkload::Txn(_))
     }
 
     /// The next main-phase op, for worker `slot`.
@@ -236,6 +262,16 @@ impl ClientWorkload {
                 };
             },
             ClientWorkload::LinKv => lin_kv_op(gen, rng, slot),
+            ClientWorkload::Txn(kind) => {
+                let opts = gen.txn_opts;
+                OpSpec {
+                    f: "txn",
+                    value: gen
+                        .txn
+                        .get_or_insert_with(|| txn::TxnGen::new(opts))
+                        .next_txn(kind, rng),
+                }
+            }
         }
     }
 
@@ -256,6 +292,7 @@ impl ClientWorkload {
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, "add") => {
                 json!({"type": "add", "delta": op.value})
             }
+            (ClientWorkload::Txn(_), _) => json!({"type": "txn", "txn": op.value}),
             (ClientWorkload::LinKv, f) => {
                 let key = op.value.get(0).cloned().unwrap_or(Value::Null);
                 let arg = op.value.get(1).cloned().unwrap_or(Value::Null);
@@ -285,6 +322,12 @@ impl ClientWorkload {
             (ClientWorkload::LinKv, "write") => ("write_ok", &[]),
             (ClientWorkload::LinKv, "cas") => ("cas_ok", &[]),
             (ClientWorkload::LinKv, _) => ("read_ok", &[("value", FieldKind::Any)]),
+            (ClientWorkload::Txn(TxnKind::RwRegister), _) => {
+                ("txn_ok", &[("txn", FieldKind::Txn(TxnKind::RwRegister))])
+            }
+            (ClientWorkload::Txn(TxnKind::ListAppend), _) => {
+                ("txn_ok", &[("txn", FieldKind::Txn(TxnKind::ListAppend))])
+            }
             (_, "add") => ("add_ok", &[]),
             (ClientWorkload::GSet, _) => ("read_ok", &[("value", FieldKind::Array)]),
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, _) => {
@@ -355,6 +398,7 @@ impl ClientWorkload {
                 .and_then(as_int)
                 .map_or(Value::Null, |v| json!(v)),
             // `[key, value read]`, as Jepsen's independent ops carry it.
+            (ClientWorkload::Txn(_), _) => body.get("txn").cloned().unwrap_or(Value::Null),
             (ClientWorkload::LinKv, "read") => json!([
                 op.value.get(0).cloned().unwrap_or(Value::Null),
                 body.get("value").cloned().unwrap_or(Value::Null)
@@ -406,6 +450,8 @@ enum FieldKind {
     Array,
     /// A whole number: an integer, or a float with no fractional part (`5.0`).
     Int,
+    /// A completed transaction ([`txn::check_txn_field`]).
+    Txn(TxnKind),
 }
 
 /// A JSON number with an integral value, as an `i64`.
@@ -498,6 +544,9 @@ fn check_closed(
             }
             (Some(v), FieldKind::Int) if as_int(v).is_none() => {
                 return Err(SchemaError(format!("{name:?} must be an integer, got {v}")))
+            }
+            (Some(v), FieldKind::Txn(kind)) => {
+                txn::check_txn_field(*kind, v).map_err(SchemaError)?
             }
             _ => {}
         }

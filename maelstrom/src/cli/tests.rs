@@ -266,6 +266,8 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
             "g-counter",
             "pn-counter",
             "lin-kv",
+            "txn-list-append",
+            "txn-rw-register",
         ]
         .contains(&name);
         assert_eq!(
@@ -338,10 +340,35 @@ fn maelstrom_compat_flags_are_accepted() {
     ])
     .unwrap();
     assert!(o.warnings.iter().any(|w| w.contains("--test-count 3")));
-    assert!(o
+    // The txn flags are honoured now, not ignored.
+    assert!(!o
         .warnings
         .iter()
         .any(|w| w.contains("--consistency-models")));
+    assert_eq!(o.txn.key_count, 3);
+    assert_eq!(o.txn.consistency_models.to_string(), "read-committed");
+}
+
+#[test]
+fn txn_flags_are_checked_like_maelstrom() {
+    let o = resolve(&["-w", "txn-rw-register"]).unwrap();
+    assert_eq!(o.txn, crate::workload::TxnOpts::default());
+    assert_eq!(o.txn.consistency_models.to_string(), "strict-serializable");
+    let o = resolve(&["--consistency-models", "read-uncommitted, serializable"]).unwrap();
+    assert_eq!(
+        o.txn.consistency_models.to_string(),
+        "read-uncommitted,serializable"
+    );
+    for flags in [
+        ["--key-count", "0"],
+        ["--max-txn-length", "0"],
+        ["--max-writes-per-key", "0"],
+        ["--test-count", "0"],
+        ["--consistency-models", "snapshot-isolation"],
+    ] {
+        let err = resolve(&flags).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_BAD_ARGS, "{flags:?}");
+    }
 }
 
 #[test]

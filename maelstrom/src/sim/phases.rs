@@ -178,7 +178,8 @@ impl<W: Workload> Sim<'_, W> {
             self.main_start,
             &mut self.op_rng,
         )
-        .for_nodes(self.cfg.nodes);
+        .for_nodes(self.cfg.nodes)
+        .with_txn(self.cfg.txn);
         if ops.next_at() < self.cutoff {
             self.at(ops.next_at(), Event::NextOp);
         }
