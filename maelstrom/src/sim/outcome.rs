@@ -174,11 +174,14 @@ pub enum Violation {
         reads: Vec<Value>,
         acceptable: Vec<[i64; 2]>,
     },
+    /// txn workloads: the Elle-style checker judged the history not valid under the run's
+    /// consistency models.
+    Txn { anomaly_types: Vec<String> },
 }
 
 impl Violation {
     /// A short name for grouping failures: `missing`, `final-read-failed`, `lost`, `chatty`,
-    /// `wedged`, `init-failed`, `aborted` or `unacceptable`.
+    /// `wedged`, `init-failed`, `aborted`, `unacceptable` or `txn`.
     pub fn kind(&self) -> &'static str {
         match self {
             Violation::Missing { .. } => "missing",
@@ -189,6 +192,7 @@ impl Violation {
             Violation::InitFailed { .. } => "init-failed",
             Violation::Aborted(_) => "aborted",
             Violation::Unacceptable { .. } => "unacceptable",
+            Violation::Txn { .. } => "txn",
         }
     }
 }
@@ -243,6 +247,11 @@ impl fmt::Display for Violation {
                 f,
                 "counter: final reads {} outside the acceptable set {acceptable:?}",
                 list(reads, 12)
+            ),
+            Violation::Txn { anomaly_types } => write!(
+                f,
+                "txn: the history is not valid under the models: {}",
+                anomaly_types.join(", ")
             ),
         }
     }
