@@ -20,8 +20,10 @@ test:
     cargo test --workspace
 
 # Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
-# (lin-kv has no murmur node: pass `--bin <your node>` in the flags). g-counter and pn-counter run the
-# CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the seq-kv design.
+# (lin-kv and txn-list-append have no murmur node: pass `--bin <your node>` in the flags). g-counter
+# and pn-counter run the CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the
+# seq-kv design. txn-rw-register's challenges are 6a, 6b (its partitioned run) and 6c; the plain
+# name runs 6c.
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -33,24 +35,32 @@ maelstrom-run workload="broadcast" *flags="": build
       g-counter)  cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       pn-counter) cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       lin-kv)     cfg="--node-count 3 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
-      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv)" >&2; exit 254 ;;
+      6a)         cfg="--node-count 1 --time-limit 20 --rate 1000 --concurrency 2n --consistency-models read-uncommitted --availability total" ;;
+      6b)         cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-uncommitted --availability total --nemesis partition" ;;
+      6c|txn-rw-register) cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-committed --availability total --nemesis partition" ;;
+      txn-list-append) cfg="--node-count 1 --time-limit 10" ;;
+      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv, txn-rw-register or 6a/6b/6c, txn-list-append)" >&2; exit 254 ;;
+    esac
+    case "{{workload}}" in
+      6a|6b|6c) w=txn-rw-register ;;
+      *) w="{{workload}}" ;;
     esac
     # The node: target/release/<workload>, unless the flags name one with --bin.
     bin=()
     case " {{flags}} " in
       *" --bin "*|*" --bin="*) ;;
       *)
-        if [ ! -x "target/release/{{workload}}" ]; then
-          case "{{workload}}" in
-            lin-kv) why="murmur has no {{workload}} node" ;;
+        if [ ! -x "target/release/$w" ]; then
+          case "$w" in
+            lin-kv|txn-list-append) why="murmur has no $w node" ;;
             *) why="was it built? \`just build\` builds it" ;;
           esac
-          echo "error: no node binary for {{workload}}: target/release/{{workload}} does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
+          echo "error: no node binary for $w: target/release/$w does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
           exit 254
         fi
-        bin=(--bin "target/release/{{workload}}") ;;
+        bin=(--bin "target/release/$w") ;;
     esac
-    exec {{runner}} test -w {{workload}} "${bin[@]}" $cfg {{flags}}
+    exec {{runner}} test -w "$w" "${bin[@]}" $cfg {{flags}}
 
 # The Gossip Glomers challenge configurations, one after another (g-counter in both designs).
 challenges: build
@@ -63,6 +73,10 @@ challenges: build
     {{runner}} test -w broadcast --bin target/release/broadcast --node-count 25 --time-limit 20 --rate 100 --latency 100 --nemesis partition
     {{runner}} test -w g-counter --bin target/release/g-counter --node-count 3 --rate 100 --time-limit 20 --nemesis partition
     MURMUR_DESIGN=seq-kv {{runner}} test -w g-counter --bin target/release/g-counter --node-count 3 --rate 100 --time-limit 20 --nemesis partition
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 1 --time-limit 20 --rate 1000 --concurrency 2n --consistency-models read-uncommitted --availability total
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-uncommitted
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-uncommitted --availability total --nemesis partition
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-committed --availability total --nemesis partition
 
 # Broadcast benchmarks (3d/3e configuration per setting and fault variant) → results/BENCHMARKS.md.
 # `just bench --quick` runs the fault-free settings only (about 3 minutes); the full run takes ~10.

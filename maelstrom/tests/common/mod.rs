@@ -14,13 +14,14 @@ pub fn node_bin(name: &str) -> PathBuf {
     }
 }
 
-const NODE_BINS: [&str; 6] = [
+const NODE_BINS: [&str; 7] = [
     "echo",
     "unique-ids",
     "broadcast",
     "g-set",
     "g-counter",
     "pn-counter",
+    "txn-rw-register",
 ];
 
 /// Where the root crate's binaries are: `target/<profile>/`, i.e. the parent of the `deps/`
