@@ -24,10 +24,15 @@
 //!   "Start-up" section of `BENCHMARKS.md`, which the settings benchmark keeps when it rewrites
 //!   the rest.
 //!
+//! - **`bench --elle [--txns N]`** ([`elle`]): the txn workloads' checker over a seeded history of N
+//!   transactions (default 10,000); writes the "Elle checker" section of `BENCHMARKS.md`, which
+//!   the settings benchmark keeps.
+//!
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
 mod capacity;
 mod counters;
+mod elle;
 mod faults;
 mod runner_capacity;
 mod settings;
@@ -43,7 +48,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "elle"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -68,6 +73,13 @@ struct Cli {
     /// "Counters" section of BENCHMARKS.md (`--seed` applies).
     #[arg(long)]
     counters: bool,
+    /// Time the txn workloads' checker over a seeded history → the "Elle checker" section of
+    /// BENCHMARKS.md.
+    #[arg(long)]
+    elle: bool,
+    /// Elle checker: transactions in the history.
+    #[arg(long, value_name = "N", default_value_t = 10_000, requires = "elle")]
+    txns: usize,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
@@ -120,7 +132,9 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     let scratch = cli.out.join("bench-runs");
-    if cli.runner_capacity {
+    if cli.elle {
+        elle::run(&cli.out, cli.txns);
+    } else if cli.runner_capacity {
         runner_capacity::run(&cli.runner, &cli.fixture, &cli.out, &scratch);
     } else if cli.startup {
         startup::run(&cli.node, &cli.out, cli.values, cli.repeats.max(1));
