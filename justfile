@@ -101,6 +101,11 @@ capacity: build
 startup values="1000000": build
     target/release/bench --startup --values {{values}}
 
+# The txn workloads' checker over a seeded 10k-transaction history → the "Elle checker" section of
+# results/BENCHMARKS.md (~10 s).
+bench-elle txns="10000": build
+    target/release/bench --elle --txns {{txns}}
+
 # The runner's own capacity: 25 flooding fixture nodes at 25k–100k msgs/s → results/RUNNER.md (~1 min).
 runner-capacity: build
     target/release/bench --runner-capacity
