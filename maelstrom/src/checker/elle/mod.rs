@@ -254,8 +254,9 @@ impl Mop {
 pub struct Txn {
     pub outcome: Outcome,
     pub process: u64,
-    /// Invocation and completion times (ns); `None`: never completed, or not `ok`.
+    /// Invocation time (ns).
     pub invoked: u64,
+    /// Completion time (ns) of an `ok` transaction; `None` for the others.
     pub completed: Option<u64>,
     /// The op that describes it in reports (the completion, or the invocation).
     pub op: usize,
@@ -468,13 +469,7 @@ pub fn result_map(models: Models, anomalies: Anomalies) -> ElleResult {
 }
 
 /// The cycle search over a finished graph, its anomalies added to `anomalies`; then the result.
-fn finish(
-    txns: &Txns<'_>,
-    mut g: Graph,
-    models: Models,
-    write_f: &str,
-    mut anomalies: Anomalies,
-) -> ElleResult {
+fn finish(txns: &Txns<'_>, mut g: Graph, models: Models, mut anomalies: Anomalies) -> ElleResult {
     if g.edge_count() == 0 {
         anomalies.add("empty-transaction-graph", json!(true));
     }
@@ -513,7 +508,6 @@ fn finish(
             json!({"components-not-searched": found.timed_out}),
         );
     }
-    let _ = write_f;
     result_map(models, anomalies)
 }
 
@@ -523,7 +517,7 @@ fn finish(
 pub fn check_rw_register(history: &[Op], models: Models) -> ElleResult {
     let txns = Txns::new(history, "w");
     let (g, anomalies) = rw_register::analyse(&txns);
-    let mut res = finish(&txns, g, models, "w", anomalies);
+    let mut res = finish(&txns, g, models, anomalies);
     if let Some(Value::Object(a)) = res.map.get_mut("anomalies") {
         a.remove("cycle-search-timeout");
     }
@@ -546,7 +540,7 @@ pub fn check_rw_register(history: &[Op], models: Models) -> ElleResult {
 pub fn check_list_append(history: &[Op], models: Models) -> ElleResult {
     let txns = Txns::new(history, "append");
     let (g, anomalies) = list_append::analyse(&txns);
-    finish(&txns, g, models, "append", anomalies)
+    finish(&txns, g, models, anomalies)
 }
 
 #[cfg(test)]
