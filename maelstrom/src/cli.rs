@@ -560,6 +560,12 @@ pub enum CliError {
     NotImplemented(WorkloadName),
     #[error("{flag} must be positive")]
     NotPositive { flag: &'static str },
+    #[error("{flag} {value} is more than this runner supports ({max})")]
+    TooLarge {
+        flag: &'static str,
+        value: u64,
+        max: u64,
+    },
     #[error("--consistency-models: {0}")]
     BadConsistencyModels(String),
     #[error(
@@ -593,6 +599,10 @@ impl TestOpts {
         Ok(())
     }
 }
+
+/// The largest `--key-count` and `--max-txn-length` accepted: far past any useful test (Maelstrom's
+/// defaults are 10 and 4), small enough that the key pool and one transaction fit in memory.
+pub const MAX_TXN_KNOB: u64 = 1 << 20;
 
 /// A validated, resolved test configuration: what the driver runs.
 ///
@@ -743,10 +753,18 @@ impl TestArgs {
     /// The txn flags, checked as Maelstrom checks them: `--key-count`, `--max-txn-length` and
     /// `--test-count` must be positive (Maelstrom exits 254 on 0). `--max-writes-per-key 0` is
     /// refused too: Elle's generator would retire every key before writing it, for ever.
+    /// `--key-count` and `--max-txn-length` above [`MAX_TXN_KNOB`] are refused rather than
+    /// allocated (the generator holds the key pool and each transaction in memory).
     fn txn_opts(&self) -> Result<TxnOpts, CliError> {
         let positive = |v: u64, flag: &'static str| {
             if v == 0 {
                 Err(CliError::NotPositive { flag })
+            } else if v > MAX_TXN_KNOB && flag != "--max-writes-per-key" && flag != "--test-count" {
+                Err(CliError::TooLarge {
+                    flag,
+                    value: v,
+                    max: MAX_TXN_KNOB,
+                })
             } else {
                 Ok(v)
             }

@@ -365,6 +365,8 @@ fn txn_flags_are_checked_like_maelstrom() {
         ["--max-writes-per-key", "0"],
         ["--test-count", "0"],
         ["--consistency-models", "snapshot-isolation"],
+        ["--key-count", "1000000000000"],
+        ["--max-txn-length", "18446744073709551615"],
     ] {
         let err = resolve(&flags).unwrap_err();
         assert_eq!(err.exit_code(), EXIT_BAD_ARGS, "{flags:?}");
