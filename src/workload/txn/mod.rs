@@ -154,12 +154,15 @@ impl TxnRwRegister {
         }
         self.clock += 1;
         let stamp = (self.clock, self.index);
-        // The transaction's own writes, in first-write order: (key text, key, value).
+        // The transaction's own writes, in first-write order: (key text, key, value), indexed
+        // by key text (so a long transaction costs linear time).
         let mut own: Vec<(String, Value, Value)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(txn.len());
         for (f, k, v) in txn {
             let text = k.to_string();
-            let mine = own.iter_mut().find(|(t, _, _)| *t == text);
+            let at = index.get(&text).copied();
+            let mine = at.and_then(|i| own.get_mut(i));
             if f == "r" {
                 let value = match mine {
                     Some((_, _, v)) => v.clone(),
@@ -172,7 +175,10 @@ impl TxnRwRegister {
             } else {
                 match mine {
                     Some((_, _, old)) => *old = v.clone(),
-                    None => own.push((text, k.clone(), v.clone())),
+                    None => {
+                        index.insert(text.clone(), own.len());
+                        own.push((text, k.clone(), v.clone()));
+                    }
                 }
                 out.push((f, k, v));
             }
