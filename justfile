@@ -20,11 +20,12 @@ test:
     cargo test --workspace
 
 # Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
-# (lin-kv has no murmur node: pass `--bin <your node>` in the flags). g-counter and pn-counter run the
-# CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the seq-kv design.
-# kafka: `kafka` (or `kafka-5a`) is challenge 5a (one node), `kafka-5b` and `kafka-5c` are 5b and 5c
-# (two nodes, the same configuration; 5c's goal is efficiency, see README); the node runs its local
-# design, `MURMUR_DESIGN=lin-kv` runs the lin-kv design.
+# (lin-kv and txn-list-append have no murmur node: pass `--bin <your node>` in the flags). g-counter
+# and pn-counter run the CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the
+# seq-kv design. kafka: `kafka` (or `kafka-5a`) is challenge 5a (one node), `kafka-5b` and `kafka-5c`
+# are 5b and 5c (two nodes, the same configuration; 5c's goal is efficiency, see README); the node runs
+# its local design, `MURMUR_DESIGN=lin-kv` runs the lin-kv design. txn-rw-register's challenges are 6a,
+# 6b (its partitioned run) and 6c; the plain name runs 6c.
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -37,9 +38,18 @@ maelstrom-run workload="broadcast" *flags="": build
       g-counter)  cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       pn-counter) cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       lin-kv)     cfg="--node-count 3 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
-      kafka|kafka-5a)     w=kafka; cfg="--node-count 1 --concurrency 2n --time-limit 20 --rate 1000" ;;
-      kafka-5b|kafka-5c)  w=kafka; cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000" ;;
-      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv, kafka, kafka-5a, kafka-5b, kafka-5c)" >&2; exit 254 ;;
+      kafka|kafka-5a)     cfg="--node-count 1 --concurrency 2n --time-limit 20 --rate 1000" ;;
+      kafka-5b|kafka-5c)  cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000" ;;
+      6a)         cfg="--node-count 1 --time-limit 20 --rate 1000 --concurrency 2n --consistency-models read-uncommitted --availability total" ;;
+      6b)         cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-uncommitted --availability total --nemesis partition" ;;
+      6c|txn-rw-register) cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-committed --availability total --nemesis partition" ;;
+      txn-list-append) cfg="--node-count 1 --time-limit 10" ;;
+      *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv, kafka or kafka-5a/5b/5c, txn-rw-register or 6a/6b/6c, txn-list-append)" >&2; exit 254 ;;
+    esac
+    case "{{workload}}" in
+      kafka*) w=kafka ;;
+      6a|6b|6c) w=txn-rw-register ;;
+      *) w="{{workload}}" ;;
     esac
     # The node: target/release/<workload>, unless the flags name one with --bin.
     bin=()
@@ -48,7 +58,7 @@ maelstrom-run workload="broadcast" *flags="": build
       *)
         if [ ! -x "target/release/$w" ]; then
           case "$w" in
-            lin-kv) why="murmur has no $w node" ;;
+            lin-kv|txn-list-append) why="murmur has no $w node" ;;
             *) why="was it built? \`just build\` builds it" ;;
           esac
           echo "error: no node binary for $w: target/release/$w does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
@@ -72,6 +82,10 @@ challenges: build
     {{runner}} test -w kafka --bin target/release/kafka --node-count 1 --concurrency 2n --time-limit 20 --rate 1000
     {{runner}} test -w kafka --bin target/release/kafka --node-count 2 --concurrency 2n --time-limit 20 --rate 1000
     MURMUR_DESIGN=lin-kv {{runner}} test -w kafka --bin target/release/kafka --node-count 2 --concurrency 2n --time-limit 20 --rate 1000
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 1 --time-limit 20 --rate 1000 --concurrency 2n --consistency-models read-uncommitted --availability total
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-uncommitted
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-uncommitted --availability total --nemesis partition
+    {{runner}} test -w txn-rw-register --bin target/release/txn-rw-register --node-count 2 --concurrency 2n --time-limit 20 --rate 1000 --consistency-models read-committed --availability total --nemesis partition
 
 # Broadcast benchmarks (3d/3e configuration per setting and fault variant) → results/BENCHMARKS.md.
 # `just bench --quick` runs the fault-free settings only (about 3 minutes); the full run takes ~10.
@@ -95,6 +109,11 @@ capacity: build
 # "Start-up" section of results/BENCHMARKS.md (~1 min).
 startup values="1000000": build
     target/release/bench --startup --values {{values}}
+
+# The txn workloads' checker over a seeded 10k-transaction history → the "Elle checker" section of
+# results/BENCHMARKS.md (~10 s).
+bench-elle txns="10000": build
+    target/release/bench --elle --txns {{txns}}
 
 # The runner's own capacity: 25 flooding fixture nodes at 25k–100k msgs/s → results/RUNNER.md (~1 min).
 runner-capacity: build

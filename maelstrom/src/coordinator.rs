@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 use crate::nemesis::{NemesisOp, NemesisPlan, Partition};
 use crate::workload::kafka::{self, FinalThread};
-use crate::workload::{ClientWorkload, Completion, Generator, OpSpec, Slot};
+use crate::workload::{ClientWorkload, Completion, Generator, OpSpec, Slot, TxnOpts};
 
 /// `init` must be answered within this (Maelstrom's `db.clj`), in ms.
 pub const INIT_TIMEOUT_MS: u64 = 10_000;
@@ -128,6 +128,13 @@ impl OpSchedule {
     #[must_use]
     pub fn for_nodes(mut self, nodes: usize) -> OpSchedule {
         self.generator = Generator::for_nodes(nodes);
+        self
+    }
+
+    /// Tells the generator the txn workloads' flags.
+    #[must_use]
+    pub fn with_txn(mut self, opts: TxnOpts) -> OpSchedule {
+        self.generator = std::mem::take(&mut self.generator).with_txn(opts);
         self
     }
 

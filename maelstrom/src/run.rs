@@ -117,13 +117,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs one test end to end and writes its results. Errors are aborts (exit 255), except a
-/// workload this runner does not implement, which is a [`crate::cli::CliError`] (exit 254).
+/// workload the options cannot drive (lin-kv's concurrency), which is a
+/// [`crate::cli::CliError`] (exit 254).
 ///
 /// Once the run folder exists, whatever happens, every node process is stopped before this
 /// returns, the history and the journal are written, and the nodes' data directory
 /// (`<run>/data`, their working directory) is removed unless `--keep-data`.
 pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
-    // Before anything touches the disk: an unimplemented workload is a bad argument.
+    // Before anything touches the disk: options the workload cannot run with are bad arguments.
     opts.check_workload()?;
     let workload: ClientWorkload = opts
         .workload
@@ -242,7 +243,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         crate::cli::Availability::Total => AvailabilityTarget::Total,
         crate::cli::Availability::Fraction(x) => AvailabilityTarget::Fraction(x),
     });
-    let mut results = analyse(workload, &history, &journal, target);
+    let mut results = analyse(workload, &history, &journal, target, &opts.txn);
     let overloaded = lag.p99_us > LAG_P99_LIMIT_US;
     results["runner"] = json!({
         "seed": opts.seed,

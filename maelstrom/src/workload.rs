@@ -15,6 +15,9 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
 
+pub mod txn;
+pub use txn::{TxnKind, TxnOpts};
+
 /// The workloads this runner implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientWorkload {
@@ -33,6 +36,9 @@ pub enum ClientWorkload {
     /// Append-only logs per key: `send`, `poll`, `commit_offsets`, `list_committed_offsets`,
     /// client crashes, final catch-up polls ([`kafka`]); judged by [`crate::checker::kafka`].
     Kafka,
+    /// Transactions over registers (`txn-rw-register`) or lists (`txn-list-append`), judged by
+    /// the Elle-style checker ([`txn`]).
+    Txn(TxnKind),
 }
 
 impl FromStr for ClientWorkload {
@@ -47,9 +53,11 @@ impl FromStr for ClientWorkload {
             "pn-counter" => Ok(ClientWorkload::PnCounter),
             "lin-kv" => Ok(ClientWorkload::LinKv),
             "kafka" => Ok(ClientWorkload::Kafka),
+            "txn-rw-register" => Ok(ClientWorkload::Txn(TxnKind::RwRegister)),
+            "txn-list-append" => Ok(ClientWorkload::Txn(TxnKind::ListAppend)),
             _ => Err(format!(
-                "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast, \
-                 g-set, g-counter, pn-counter, lin-kv, kafka)"
+                "`{s}` is not a workload (workloads: echo, unique-ids, broadcast, g-set, \
+                 g-counter, pn-counter, lin-kv, kafka, txn-rw-register, txn-list-append)"
             )),
         }
     }
@@ -89,6 +97,10 @@ pub struct Generator {
     groups: std::collections::BTreeMap<usize, (u64, std::collections::BTreeSet<u64>)>,
     /// kafka: keys, messages, what has been seen.
     pub kafka: kafka::KafkaGen,
+    /// The txn workloads' flags.
+    txn_opts: TxnOpts,
+    /// The txn workloads' generator, made from `txn_opts` at the first transaction.
+    txn: Option<txn::TxnGen>,
 }
 
 /// lin-kv retires a key once this many distinct processes have used it (Jepsen's
@@ -102,6 +114,14 @@ impl Generator {
             nodes: Some(nodes),
             ..Generator::default()
         }
+    }
+
+    /// Sets the txn workloads' flags (before the first op).
+    #[must_use]
+    pub fn with_txn(mut self, opts: TxnOpts) -> Generator {
+        self.txn_opts = opts;
+        self.txn = None;
+        self
     }
 }
 
@@ -124,6 +144,8 @@ impl ClientWorkload {
             ClientWorkload::PnCounter => "pn-counter",
             ClientWorkload::LinKv => "lin-kv",
             ClientWorkload::Kafka => "kafka",
+            ClientWorkload::Txn(TxnKind::RwRegister) => "txn-rw-register",
+            ClientWorkload::Txn(TxnKind::ListAppend) => "txn-list-append",
         }
     }
 
@@ -132,7 +154,10 @@ impl ClientWorkload {
     pub fn has_final_phase(self) -> bool {
         !matches!(
             self,
-            ClientWorkload::Echo | ClientWorkload::UniqueIds | ClientWorkload::LinKv
+            ClientWorkload::Echo
+                | ClientWorkload::UniqueIds
+                | ClientWorkload::LinKv
+                | ClientWorkload::Txn(_)
         )
     }
 
@@ -151,6 +176,7 @@ impl ClientWorkload {
                 | ClientWorkload::UniqueIds
                 | ClientWorkload::Broadcast
                 | ClientWorkload::LinKv
+                | ClientWorkload::Txn(_)
         )
     }
 
@@ -188,9 +214,9 @@ impl ClientWorkload {
     }
 
     /// A reusable client keeps its id after an `info` op; others are closed and reopened with a
-    /// fresh `c<k>`.
+    /// fresh `c<k>`. unique-ids' and the txn workloads' clients are reusable.
     pub fn reusable_client(self) -> bool {
-        self == ClientWorkload::UniqueIds
+        matches!(self, ClientWorkload::UniqueIds | ClientWorkload::Txn(_))
     }
 
     /// The next main-phase op, for worker `slot`.
@@ -246,6 +272,16 @@ impl ClientWorkload {
             },
             ClientWorkload::LinKv => lin_kv_op(gen, rng, slot),
             ClientWorkload::Kafka => gen.kafka.next_op(rng),
+            ClientWorkload::Txn(kind) => {
+                let opts = gen.txn_opts;
+                OpSpec {
+                    f: "txn",
+                    value: gen
+                        .txn
+                        .get_or_insert_with(|| txn::TxnGen::new(opts))
+                        .next_txn(kind, rng),
+                }
+            }
         }
     }
 
@@ -304,6 +340,7 @@ impl ClientWorkload {
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, "add") => {
                 json!({"type": "add", "delta": op.value})
             }
+            (ClientWorkload::Txn(_), _) => json!({"type": "txn", "txn": op.value}),
             (ClientWorkload::LinKv, f) => {
                 let key = op.value.get(0).cloned().unwrap_or(Value::Null);
                 let arg = op.value.get(1).cloned().unwrap_or(Value::Null);
@@ -342,6 +379,12 @@ impl ClientWorkload {
                 ("list_committed_offsets_ok", &[("offsets", FieldKind::Any)])
             }
             (ClientWorkload::Kafka, _) => ("poll_ok", &[("msgs", FieldKind::Any)]),
+            (ClientWorkload::Txn(TxnKind::RwRegister), _) => {
+                ("txn_ok", &[("txn", FieldKind::Txn(TxnKind::RwRegister))])
+            }
+            (ClientWorkload::Txn(TxnKind::ListAppend), _) => {
+                ("txn_ok", &[("txn", FieldKind::Txn(TxnKind::ListAppend))])
+            }
             (_, "add") => ("add_ok", &[]),
             (ClientWorkload::GSet, _) => ("read_ok", &[("value", FieldKind::Array)]),
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, _) => {
@@ -412,6 +455,7 @@ impl ClientWorkload {
                 .and_then(as_int)
                 .map_or(Value::Null, |v| json!(v)),
             // `[key, value read]`, as Jepsen's independent ops carry it.
+            (ClientWorkload::Txn(_), _) => body.get("txn").cloned().unwrap_or(Value::Null),
             (ClientWorkload::LinKv, "read") => json!([
                 op.value.get(0).cloned().unwrap_or(Value::Null),
                 body.get("value").cloned().unwrap_or(Value::Null)
@@ -472,6 +516,8 @@ enum FieldKind {
     Array,
     /// A whole number: an integer, or a float with no fractional part (`5.0`).
     Int,
+    /// A completed transaction ([`txn::check_txn_field`]).
+    Txn(TxnKind),
 }
 
 /// A JSON number with an integral value, as an `i64`.
@@ -564,6 +610,9 @@ fn check_closed(
             }
             (Some(v), FieldKind::Int) if as_int(v).is_none() => {
                 return Err(SchemaError(format!("{name:?} must be an integer, got {v}")))
+            }
+            (Some(v), FieldKind::Txn(kind)) => {
+                txn::check_txn_field(*kind, v).map_err(SchemaError)?
             }
             _ => {}
         }
@@ -792,10 +841,14 @@ mod tests {
             Ok(ClientWorkload::UniqueIds)
         );
         assert_eq!("kafka".parse::<ClientWorkload>(), Ok(ClientWorkload::Kafka));
-        assert!("txn-rw-register"
+        assert_eq!(
+            "txn-rw-register".parse::<ClientWorkload>(),
+            Ok(ClientWorkload::Txn(TxnKind::RwRegister))
+        );
+        assert!("nope"
             .parse::<ClientWorkload>()
             .unwrap_err()
-            .contains("not implemented"));
+            .contains("not a workload"));
     }
 
     #[test]

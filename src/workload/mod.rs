@@ -7,4 +7,5 @@ pub mod broadcast;
 pub mod counter;
 pub mod echo;
 pub mod kafka;
+pub mod txn;
 pub mod unique_ids;

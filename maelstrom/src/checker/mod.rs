@@ -11,7 +11,7 @@
 //! - [`set_full`]: the broadcast and g-set workload checker.
 //! - [`stats`], [`availability`], [`exceptions`]: the workload-independent checkers.
 //! - [`echo`], [`unique_ids`], [`counter`] (g-counter and pn-counter), [`linearizable`] (lin-kv),
-//!   [`kafka`]: the other workloads' checkers.
+//!   [`kafka`], [`elle`] (txn-rw-register and txn-list-append): the other workloads' checkers.
 //! - [`net`]: message counts from the network journal, plus our per-type and per-node
 //!   breakdown.
 //! - [`compose`] and [`part`]: assemble the top-level results object.
@@ -25,6 +25,7 @@
 pub mod availability;
 pub mod counter;
 pub mod echo;
+pub mod elle;
 pub mod exceptions;
 pub(crate) mod json;
 pub mod kafka;

@@ -243,7 +243,7 @@ fn bin_must_exist_and_be_executable() {
 }
 
 #[test]
-fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
+fn every_maelstrom_workload_parses() {
     for name in [
         "broadcast",
         "echo",
@@ -258,25 +258,12 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
     ] {
         let t = parse(&["-w", name, "--bin", "x"]).unwrap();
         assert_eq!(t.workload.as_str(), name);
-        let implemented = [
-            "echo",
-            "unique-ids",
-            "broadcast",
-            "g-set",
-            "g-counter",
-            "pn-counter",
-            "lin-kv",
-            "kafka",
-        ]
-        .contains(&name);
         assert_eq!(
-            t.workload.check_implemented().is_ok(),
-            implemented,
-            "{name}"
+            name.parse::<crate::workload::ClientWorkload>()
+                .map(|w| w.name()),
+            Ok(name)
         );
     }
-    let err = WorkloadName::TxnRwRegister.check_implemented().unwrap_err();
-    assert!(err.to_string().contains("does not implement"));
     assert!(parse(&["-w", "nope", "--bin", "x"]).is_err());
 }
 
@@ -339,10 +326,37 @@ fn maelstrom_compat_flags_are_accepted() {
     ])
     .unwrap();
     assert!(o.warnings.iter().any(|w| w.contains("--test-count 3")));
-    assert!(o
+    // The txn flags are honoured now, not ignored.
+    assert!(!o
         .warnings
         .iter()
         .any(|w| w.contains("--consistency-models")));
+    assert_eq!(o.txn.key_count, 3);
+    assert_eq!(o.txn.consistency_models.to_string(), "read-committed");
+}
+
+#[test]
+fn txn_flags_are_checked_like_maelstrom() {
+    let o = resolve(&["-w", "txn-rw-register"]).unwrap();
+    assert_eq!(o.txn, crate::workload::TxnOpts::default());
+    assert_eq!(o.txn.consistency_models.to_string(), "strict-serializable");
+    let o = resolve(&["--consistency-models", "read-uncommitted, serializable"]).unwrap();
+    assert_eq!(
+        o.txn.consistency_models.to_string(),
+        "read-uncommitted,serializable"
+    );
+    for flags in [
+        ["--key-count", "0"],
+        ["--max-txn-length", "0"],
+        ["--max-writes-per-key", "0"],
+        ["--test-count", "0"],
+        ["--consistency-models", "snapshot-isolation"],
+        ["--key-count", "1000000000000"],
+        ["--max-txn-length", "18446744073709551615"],
+    ] {
+        let err = resolve(&flags).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_BAD_ARGS, "{flags:?}");
+    }
 }
 
 #[test]

@@ -337,8 +337,11 @@ pub(super) fn main_phase(
     let opts = ctx.opts;
     let shared = &ctx.shared;
     let n = workers.busy.len();
-    workers.schedule =
-        Some(OpSchedule::start(opts.rate, n, main_start, op_rng).for_nodes(opts.nodes.len()));
+    workers.schedule = Some(
+        OpSchedule::start(opts.rate, n, main_start, op_rng)
+            .for_nodes(opts.nodes.len())
+            .with_txn(opts.txn),
+    );
     let mut last_crash_check = Instant::now();
     loop {
         let now = shared.now();

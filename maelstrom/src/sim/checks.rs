@@ -2,7 +2,8 @@
 //! workload: for broadcast and g-set, every final read holding every acknowledged value and
 //! `set-full` reporting nothing lost; for the counters, every final read succeeding and the
 //! counter checker accepting them; for kafka, the kafka checker finding nothing that
-//! invalidates the run. Violations found
+//! invalidates the run; for the txn workloads, the Elle-style checker's verdict under the
+//! configured consistency models. Violations found
 //! during the run (wedged nodes, failed `init`s, aborts) are already in [`Sim::violations`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,9 +14,9 @@ use serde_json::Value;
 
 use super::node::Proc;
 use super::{Sim, SimOutcome, Violation};
-use crate::checker::{counter, kafka, set_full, Validity};
+use crate::checker::{counter, elle, kafka, set_full, CheckResult, Validity};
 use crate::history::{JournalKind, OpType};
-use crate::workload::ClientWorkload;
+use crate::workload::{ClientWorkload, TxnKind};
 
 /// What a final read found.
 pub(super) struct FinalRead {
@@ -124,6 +125,18 @@ impl<W: Workload> Sim<'_, W> {
                 self.violations.push(Violation::Kafka {
                     bad_error_types: result.bad_error_types.clone(),
                     result: serde_json::to_value(&result).unwrap_or_default(),
+                });
+            }
+        }
+        if let ClientWorkload::Txn(kind) = client {
+            let models = self.cfg.txn.consistency_models;
+            let result = match kind {
+                TxnKind::RwRegister => elle::check_rw_register(&self.history, models),
+                TxnKind::ListAppend => elle::check_list_append(&self.history, models),
+            };
+            if result.validity() != Validity::True && !aborted {
+                self.violations.push(Violation::Txn {
+                    anomaly_types: result.anomaly_types(),
                 });
             }
         }

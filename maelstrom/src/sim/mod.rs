@@ -224,6 +224,8 @@ pub struct SimConfig {
     pub client: ClientWorkload,
     /// Client workers (Maelstrom's `--concurrency`; `1n` = `nodes`).
     pub concurrency: usize,
+    /// The txn workloads' generator flags and consistency models.
+    pub txn: crate::workload::TxnOpts,
     /// Client ops per second across all workers (`--rate`); 0 issues none.
     pub rate: f64,
     /// Length of the main phase (`--time-limit`).
@@ -273,6 +275,7 @@ impl SimConfig {
             topology: TopologyKind::Grid,
             client: ClientWorkload::Broadcast,
             concurrency: nodes,
+            txn: crate::workload::TxnOpts::default(),
             rate: 10.0,
             time_limit_ms: 10_000,
             faults: FaultSet::default(),

@@ -179,11 +179,14 @@ pub enum Violation {
         bad_error_types: Vec<String>,
         result: Value,
     },
+    /// txn workloads: the Elle-style checker judged the history not valid under the run's
+    /// consistency models.
+    Txn { anomaly_types: Vec<String> },
 }
 
 impl Violation {
     /// A short name for grouping failures: `missing`, `final-read-failed`, `lost`, `chatty`,
-    /// `wedged`, `init-failed`, `aborted`, `unacceptable` or `kafka`.
+    /// `wedged`, `init-failed`, `aborted`, `unacceptable`, `kafka` or `txn`.
     pub fn kind(&self) -> &'static str {
         match self {
             Violation::Missing { .. } => "missing",
@@ -195,6 +198,7 @@ impl Violation {
             Violation::Aborted(_) => "aborted",
             Violation::Unacceptable { .. } => "unacceptable",
             Violation::Kafka { .. } => "kafka",
+            Violation::Txn { .. } => "txn",
         }
     }
 }
@@ -258,6 +262,11 @@ impl fmt::Display for Violation {
                 let cut: String = text.chars().take(2000).collect();
                 write!(f, "kafka: {bad_error_types:?} in {cut}")
             }
+            Violation::Txn { anomaly_types } => write!(
+                f,
+                "txn: the history is not valid under the models: {}",
+                anomaly_types.join(", ")
+            ),
         }
     }
 }

@@ -174,7 +174,8 @@ impl<W: Workload> Sim<'_, W> {
             self.main_start,
             &mut self.op_rng,
         )
-        .for_nodes(self.cfg.nodes);
+        .for_nodes(self.cfg.nodes)
+        .with_txn(self.cfg.txn);
         if ops.next_at() < self.cutoff {
             self.at(ops.next_at(), Event::NextOp);
         }
@@ -296,7 +297,10 @@ impl<W: Workload> Sim<'_, W> {
         match self.nemesis_queue.pop_front() {
             Some(op) => self.nemesis_step(op),
             None => {
-                if self.cfg.client.has_final_phase() {
+                // txn nodes replicate in the background and have no final reads: they get the
+                // recovery wait too, to catch up after the last heal before the idle check.
+                let catch_up = matches!(self.cfg.client, crate::workload::ClientWorkload::Txn(_));
+                if self.cfg.client.has_final_phase() || catch_up {
                     self.at(self.now + self.cfg.recovery_ms * MS, Event::FinalReads);
                 } else {
                     self.begin_idle();

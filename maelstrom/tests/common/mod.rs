@@ -14,7 +14,7 @@ pub fn node_bin(name: &str) -> PathBuf {
     }
 }
 
-const NODE_BINS: [&str; 7] = [
+const NODE_BINS: [&str; 8] = [
     "echo",
     "unique-ids",
     "broadcast",
@@ -22,6 +22,7 @@ const NODE_BINS: [&str; 7] = [
     "g-counter",
     "pn-counter",
     "kafka",
+    "txn-rw-register",
 ];
 
 /// Where the root crate's binaries are: `target/<profile>/`, i.e. the parent of the `deps/`

@@ -26,11 +26,15 @@
 //!
 //! - **`bench --kafka-checker [--seed N] [--repeats N]`** ([`kafka_checker`]): the kafka
 //!   checker's time on a 30 s `--rate 1000` history made in the simulator; prints it.
+//! - **`bench --elle [--txns N]`** ([`elle`]): the txn workloads' checker over a seeded history of N
+//!   transactions (default 10,000); writes the "Elle checker" section of `BENCHMARKS.md`, which
+//!   the settings benchmark keeps.
 //!
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
 mod capacity;
 mod counters;
+mod elle;
 mod faults;
 mod kafka_checker;
 mod runner_capacity;
@@ -47,7 +51,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "elle"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -76,6 +80,13 @@ struct Cli {
     /// and `--repeats` apply); prints the times.
     #[arg(long)]
     kafka_checker: bool,
+    /// Time the txn workloads' checker over a seeded history → the "Elle checker" section of
+    /// BENCHMARKS.md.
+    #[arg(long)]
+    elle: bool,
+    /// Elle checker: transactions in the history.
+    #[arg(long, value_name = "N", default_value_t = 10_000, requires = "elle")]
+    txns: usize,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
@@ -130,6 +141,8 @@ fn main() {
     let scratch = cli.out.join("bench-runs");
     if cli.kafka_checker {
         kafka_checker::run(cli.seed, 30, 1000.0, cli.repeats.max(1));
+    } else if cli.elle {
+        elle::run(&cli.out, cli.txns);
     } else if cli.runner_capacity {
         runner_capacity::run(&cli.runner, &cli.fixture, &cli.out, &scratch);
     } else if cli.startup {
