@@ -27,6 +27,12 @@ pub struct LinKvConfig {
     /// How long an accepted request waits for its entry to commit (or a read for its
     /// confirmation) before it is forgotten unanswered. Default 5000 ms.
     pub pending_timeout_ms: Millis,
+    /// Client requests that have waited this long are never answered (the host's client guard
+    /// drops the late reply; [`crate::node::Workload::reply_deadline_ms`]). Default 800 ms:
+    /// lin-kv's client gives up after max(10 × mean latency, 1000) ms and closes its id, and a
+    /// reply to a closed client cuts the node's output off; 800 ms leaves room for up to 100 ms
+    /// of latency on the request's way in.
+    pub reply_deadline_ms: Millis,
     /// At most this many entries in one `append_entries` (a follower far behind catches up in
     /// several). Default 256.
     pub max_batch: usize,
@@ -67,6 +73,7 @@ impl Default for LinKvConfig {
             rpc_timeout_ms: 200,
             proxy_timeout_ms: 1000,
             pending_timeout_ms: 5000,
+            reply_deadline_ms: 800,
             max_batch: 256,
             persist: true,
             mutant: None,
@@ -87,6 +94,7 @@ impl LinKvConfig {
             "rpc_timeout_ms" => self.rpc_timeout_ms = num::<Millis>(name, value)?.max(1),
             "proxy_timeout_ms" => self.proxy_timeout_ms = num(name, value)?,
             "pending_timeout_ms" => self.pending_timeout_ms = num(name, value)?,
+            "reply_deadline_ms" => self.reply_deadline_ms = num::<Millis>(name, value)?.max(1),
             "max_batch" => self.max_batch = num::<usize>(name, value)?.max(1),
             "persist" => {
                 self.persist = crate::host::parse_bool(value).ok_or_else(|| {

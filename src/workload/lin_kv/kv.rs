@@ -55,5 +55,8 @@ impl Kv {
 }
 
 fn missing() -> Msg {
-    Msg::Error(ErrorBody::new(ErrorCode::KeyDoesNotExist, "key does not exist"))
+    Msg::Error(ErrorBody::new(
+        ErrorCode::KeyDoesNotExist,
+        "key does not exist",
+    ))
 }

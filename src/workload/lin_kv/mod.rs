@@ -148,8 +148,15 @@ impl From<ErrorBody> for Msg {
 pub enum Op {
     /// A new leader's first entry.
     Noop,
-    Write { key: Value, value: Value },
-    Cas { key: Value, from: Value, to: Value },
+    Write {
+        key: Value,
+        value: Value,
+    },
+    Cas {
+        key: Value,
+        from: Value,
+        to: Value,
+    },
 }
 
 /// One log entry: the term of the leader that created it and its op.
@@ -1003,6 +1010,10 @@ impl Workload for LinKv {
                 .min(),
             Role::Follower | Role::Candidate => Some(self.election_at),
         }
+    }
+
+    fn reply_deadline_ms(config: &LinKvConfig) -> Option<Millis> {
+        Some(config.reply_deadline_ms)
     }
 
     fn persistent(config: &LinKvConfig) -> bool {

@@ -34,7 +34,10 @@ fn info(me: usize, n: usize, recovered: Vec<Vec<u8>>) -> InitInfo {
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
-        let cfg = LinKvConfig::default();
+        Cluster::with(n, LinKvConfig::default())
+    }
+
+    fn with(n: usize, cfg: LinKvConfig) -> Cluster {
         Cluster {
             nodes: (0..n)
                 .map(|i| LinKv::init(&info(i, n, vec![]), &cfg, 0))
@@ -117,7 +120,11 @@ impl Cluster {
         let Some(i) = self.idx(&msg.dest) else {
             return;
         };
-        if self.cut.iter().any(|(a, b)| *a == msg.src && *b == msg.dest) {
+        if self
+            .cut
+            .iter()
+            .any(|(a, b)| *a == msg.src && *b == msg.dest)
+        {
             return;
         }
         let mut ctx = Ctx::new(self.ids[i].clone());
@@ -199,10 +206,16 @@ fn a_single_node_elects_itself_and_serves() {
     c.send(0, "c1", Some(4), cas(5, 7, 9));
     c.send(0, "c1", Some(5), read(5));
     let r = c.client_replies();
-    assert!(matches!(&r[0], (Some(1), Msg::Error(e)) if e.code == 20), "{r:?}");
+    assert!(
+        matches!(&r[0], (Some(1), Msg::Error(e)) if e.code == 20),
+        "{r:?}"
+    );
     assert_eq!(r[1], (Some(2), Msg::WriteOk));
     assert_eq!(r[2], (Some(3), Msg::CasOk));
-    assert!(matches!(&r[3], (Some(4), Msg::Error(e)) if e.code == 22), "{r:?}");
+    assert!(
+        matches!(&r[3], (Some(4), Msg::Error(e)) if e.code == 22),
+        "{r:?}"
+    );
     assert_eq!(r[4], (Some(5), Msg::ReadOk { value: json!(8) }));
 }
 
@@ -273,7 +286,10 @@ fn a_vote_and_an_acceptance_wait_until_durable() {
             last_log_term: 0,
         },
     );
-    assert!(c.wire.is_empty(), "no vote before the term and vote are durable");
+    assert!(
+        c.wire.is_empty(),
+        "no vote before the term and vote are durable"
+    );
     c.persist(0);
     assert!(matches!(
         c.wire.pop_back().map(|m| m.body.payload),
@@ -295,7 +311,10 @@ fn a_vote_and_an_acceptance_wait_until_durable() {
             seq: 1,
         },
     );
-    assert!(c.wire.is_empty(), "no success before the entries are durable");
+    assert!(
+        c.wire.is_empty(),
+        "no success before the entries are durable"
+    );
     c.persist(0);
     assert!(matches!(
         c.wire.pop_back().map(|m| m.body.payload),
@@ -448,7 +467,11 @@ fn entries_of_an_earlier_term_are_not_committed_by_counting() {
             seq: 0,
         }),
     });
-    assert_eq!(c.nodes[0].commit_index(), 1, "a term-1 entry committed by counting");
+    assert_eq!(
+        c.nodes[0].commit_index(),
+        1,
+        "a term-1 entry committed by counting"
+    );
     // Once the term-3 no-op is on n1, both commit.
     for m in entries {
         c.deliver(m);
@@ -487,7 +510,10 @@ fn followers_pass_requests_on_and_a_non_leader_refuses_other_nodes() {
     let mut c = Cluster::new(3);
     c.send(1, "c1", Some(1), write(1, 1));
     let r = c.client_replies();
-    assert!(matches!(&r[..], [(Some(1), Msg::Error(e))] if e.code == 11), "{r:?}");
+    assert!(
+        matches!(&r[..], [(Some(1), Msg::Error(e))] if e.code == 11),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -502,7 +528,10 @@ fn a_read_waits_for_a_majority_to_confirm_the_leader() {
     c.isolate(0);
     c.send(0, "c1", Some(2), read(1));
     c.settle();
-    assert!(c.client_replies().is_empty(), "a deposed leader's read answered");
+    assert!(
+        c.client_replies().is_empty(),
+        "a deposed leader's read answered"
+    );
     c.cut.clear();
     c.now += c.cfg.rpc_timeout_ms;
     c.tick(0);
@@ -549,13 +578,19 @@ fn a_restarted_node_rebuilds_its_map_from_the_log() {
     assert!(!c.nodes[0].is_leader());
     assert_eq!(c.nodes[0].term(), 1);
     assert_eq!(c.nodes[0].log().len(), 6);
-    assert!(c.nodes[0].kv().is_empty(), "nothing applied before commit is known");
+    assert!(
+        c.nodes[0].kv().is_empty(),
+        "nothing applied before commit is known"
+    );
     c.elect(1);
     c.settle();
     c.now += c.cfg.heartbeat_ms;
     c.tick(1);
     c.settle();
-    assert_eq!(c.nodes[0].kv().read(&json!(1)), Msg::ReadOk { value: json!(4) });
+    assert_eq!(
+        c.nodes[0].kv().read(&json!(1)),
+        Msg::ReadOk { value: json!(4) }
+    );
 }
 
 #[test]
@@ -578,4 +613,50 @@ fn unreadable_or_misplaced_records_do_not_panic() {
     let recovered = vec![b"garbage".to_vec(), good, gap, zero, vec![]];
     let node = LinKv::init(&info(0, 3, recovered), &LinKvConfig::default(), 0);
     assert_eq!(node.log().len(), 1);
+}
+
+/// Node 0 leads 5 nodes and commits a write with nodes 1 and 2 while 3 and 4 are cut off; then
+/// 0, 1 and 2 are killed and restarted, the cut heals, and node 3 (whose log lacks the write)
+/// stands for election. Returns whether node 3 won, and the cluster.
+fn restart_the_majority_that_acknowledged(persist: bool) -> (bool, Cluster) {
+    let cfg = LinKvConfig {
+        persist,
+        ..LinKvConfig::default()
+    };
+    let mut c = Cluster::with(5, cfg);
+    c.elect(0);
+    c.settle();
+    c.isolate(3);
+    c.isolate(4);
+    c.send(0, "c1", Some(1), write(1, 7));
+    c.settle();
+    assert_eq!(c.client_replies(), vec![(Some(1), Msg::WriteOk)]);
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.cut.clear();
+    c.wire.clear();
+    c.elect(3);
+    c.settle();
+    (c.nodes[3].is_leader(), c)
+}
+
+#[test]
+fn a_restarted_majority_keeps_what_it_acknowledged() {
+    let (won, mut c) = restart_the_majority_that_acknowledged(true);
+    assert!(!won, "a node without a committed write was elected");
+    // A node that holds the write leads instead, and serves it.
+    c.elect(1);
+    c.settle();
+    assert!(c.nodes[1].is_leader());
+    c.send(1, "c2", Some(2), read(1));
+    c.settle();
+    assert_eq!(
+        c.client_replies(),
+        vec![(Some(2), Msg::ReadOk { value: json!(7) })]
+    );
+    // The planted bug this guards against: without persistence, the restarted nodes forget
+    // the write and their votes, and elect node 3.
+    let (won, _) = restart_the_majority_that_acknowledged(false);
+    assert!(won, "the amnesiac cluster should have elected node 3");
 }
