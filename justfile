@@ -20,8 +20,8 @@ test:
     cargo test --workspace
 
 # Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
-# (lin-kv has no murmur node: pass `--bin <your node>` in the flags). g-counter and pn-counter run the
-# CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the seq-kv design.
+# (`--bin <your node>` in the flags runs another node). g-counter and pn-counter run the CRDT design;
+# `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the seq-kv design.
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -32,7 +32,7 @@ maelstrom-run workload="broadcast" *flags="": build
       g-set)      cfg="--node-count 3 --time-limit 20 --rate 10 --nemesis partition" ;;
       g-counter)  cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       pn-counter) cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
-      lin-kv)     cfg="--node-count 3 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
+      lin-kv)     cfg="--node-count 5 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
       *) echo "unknown workload {{workload}} (echo, unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv)" >&2; exit 254 ;;
     esac
     # The node: target/release/<workload>, unless the flags name one with --bin.
@@ -41,11 +41,7 @@ maelstrom-run workload="broadcast" *flags="": build
       *" --bin "*|*" --bin="*) ;;
       *)
         if [ ! -x "target/release/{{workload}}" ]; then
-          case "{{workload}}" in
-            lin-kv) why="murmur has no {{workload}} node" ;;
-            *) why="was it built? \`just build\` builds it" ;;
-          esac
-          echo "error: no node binary for {{workload}}: target/release/{{workload}} does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
+          echo "error: no node binary for {{workload}}: target/release/{{workload}} does not exist (was it built? \`just build\` builds it); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
           exit 254
         fi
         bin=(--bin "target/release/{{workload}}") ;;
@@ -73,6 +69,12 @@ bench *flags="": build
 # with partitions, with kill+pause+partition → the "Counters" section of results/BENCHMARKS.md (~3 min).
 bench-counters seed="1": build
     target/release/bench --counters --seed {{seed}}
+
+# lin-kv: murmur's Raft node beside kv-proxy (every op passed to the lin-kv service), 5 nodes, rate
+# 100, 20 s, without faults, with partitions, with kill+pause+partition → the "lin-kv" section of
+# results/BENCHMARKS.md (~4 min).
+bench-lin-kv seed="1": build
+    target/release/bench --lin-kv --seed {{seed}}
 
 # Durability matrix: 20 seeds of kill,pause,partition at 5 and 25 nodes → results/FAULTS.md (~25 min).
 faults seeds="20": build

@@ -16,8 +16,15 @@
 //!
 //! # Protocol
 //! - **Elections.** A follower that hears from no leader for a randomized timeout (uniform in
-//!   [`election_ms`, 2 × `election_ms`), drawn from the node's seeded generator) becomes a
-//!   candidate for the next term, votes for itself and asks every peer (`request_vote`). A node
+//!   [`election_ms`, 2 × `election_ms`), drawn from the node's seeded generator) first asks
+//!   every peer whether it would vote for it in the next term (`pre_vote`, which changes no
+//!   one's term; the thesis's §9.6). A peer says yes only to a log at least as up to date as its
+//!   own and only if it has not heard from a leader within `election_ms` itself. Only with a
+//!   majority of yeses does the node become a candidate for the next term, vote for itself and
+//!   ask every peer (`request_vote`). Without that step, a node that a partition cuts off from
+//!   the leader but not from the leader's followers (Jepsen's `majorities-ring`) would start
+//!   election after election, each higher term deposing a working leader: in a 20 s run at 5
+//!   nodes that made over a hundred elections and twenty leaders. A node
 //!   grants at most one vote per term, and only to a candidate whose log is at least as up to date
 //!   as its own (last entry's term, then length). A majority of votes makes a leader, which
 //!   appends a no-op entry of its term at once, so it can commit (and serve reads) without
@@ -53,6 +60,12 @@
 //!   Maelstrom's client retries with its next op. A request whose entry was appended but not
 //!   known to commit is never answered with an error (it may still commit): if it commits,
 //!   whichever node accepted it answers; if not, the client times out (an indeterminate op).
+//! - **Late answers are not sent.** Maelstrom's lin-kv client gives up after max(10 × latency,
+//!   1 s) and closes its id, and a reply to a closed client makes Maelstrom stop reading the
+//!   node's output for the rest of the test. So the node asks the host's client guard for a
+//!   reply deadline of its own ([`LinKvConfig::reply_deadline_ms`], 800 ms, through
+//!   [`Workload::reply_deadline_ms`]): a request that commits later still takes effect, but
+//!   its client hears nothing (an indeterminate op, as if the reply were lost).
 //!
 //! # Durability
 //! Term, vote and log are records in the node's store ([`crate::store`], the same log file as
@@ -105,6 +118,18 @@ pub enum Msg {
         to: Value,
     },
     CasOk,
+    /// Before standing, a node asks whether it would be voted for in `term` (its own term + 1),
+    /// without changing anyone's term (module docs, "Elections").
+    PreVote {
+        term: u64,
+        last_log_index: u64,
+        last_log_term: u64,
+    },
+    /// `term`: the term asked about if granted, else the answerer's own term.
+    PreVoteOk {
+        term: u64,
+        vote_granted: bool,
+    },
     /// A candidate asks for a vote.
     RequestVote {
         term: u64,
@@ -258,6 +283,10 @@ pub struct LinKv {
     leader: Option<String>,
     election_at: Millis,
     votes: Vec<String>,
+    /// During a pre-vote round: the nodes that would vote for this one in `term + 1`.
+    prevotes: Option<Vec<String>>,
+    /// When this node last accepted an `append_entries` from the leader of its term.
+    leader_seen: Option<Millis>,
     peers: Vec<Peer>,
     seq: u64,
 
@@ -416,6 +445,7 @@ impl LinKv {
         if term > self.term {
             self.term = term;
             self.vote = None;
+            self.prevotes = None;
             self.save_hard();
             self.become_follower(None, now);
         }
@@ -438,7 +468,35 @@ impl LinKv {
         self.leader = leader;
     }
 
+    /// The election timeout fired: ask the others whether they would vote for this node in the
+    /// next term, and stand only if a majority would.
+    fn start_pre_vote(&mut self, now: Millis) {
+        self.leader = None;
+        self.prevotes = Some(vec![self.me.clone()]);
+        self.reset_election(now);
+        for peer in self.others.clone() {
+            let m = Msg::PreVote {
+                term: self.term + 1,
+                last_log_index: self.last_index(),
+                last_log_term: self.last_term(),
+            };
+            self.out.notify(&peer, m);
+        }
+        self.check_prevotes(now);
+    }
+
+    fn check_prevotes(&mut self, now: Millis) {
+        if self
+            .prevotes
+            .as_ref()
+            .is_some_and(|v| v.len() >= self.majority())
+        {
+            self.start_election(now);
+        }
+    }
+
     fn start_election(&mut self, now: Millis) {
+        self.prevotes = None;
         self.term += 1;
         self.role = Role::Candidate;
         self.leader = None;
@@ -641,6 +699,8 @@ impl LinKv {
             self.become_follower(Some(src.to_string()), now);
         }
         self.reset_election(now);
+        self.leader_seen = Some(now);
+        self.prevotes = None;
         match self.term_at(prev) {
             None => return refuse(self, self.last_index() + 1),
             Some(t) if t != prev_term => {
@@ -709,6 +769,39 @@ impl LinKv {
             vote_granted: granted,
         };
         self.out.notify(src, m);
+    }
+
+    /// Would this node vote for `src` in `term`? Only for a newer term and an up-to-date log,
+    /// and not while it hears from a leader (it is one, or one has reached it within the lowest
+    /// election timeout): a node cut off from the leader alone cannot depose it.
+    fn on_pre_vote(&mut self, src: &str, term: u64, last_index: u64, last_term: u64, now: Millis) {
+        let up_to_date = (last_term, last_index) >= (self.last_term(), self.last_index());
+        let hears_leader = self.role == Role::Leader
+            || self
+                .leader_seen
+                .is_some_and(|t| now < t.saturating_add(self.cfg.election_ms));
+        let granted = term > self.term && up_to_date && !hears_leader;
+        let m = Msg::PreVoteOk {
+            term: if granted { term } else { self.term },
+            vote_granted: granted,
+        };
+        self.out.notify(src, m);
+    }
+
+    fn on_pre_vote_ok(&mut self, src: &str, term: u64, granted: bool, now: Millis) {
+        if !granted {
+            // A refusal carries the answerer's term, which may be newer.
+            return self.observe(term, now);
+        }
+        if term != self.term + 1 {
+            return;
+        }
+        if let Some(v) = self.prevotes.as_mut() {
+            if !v.iter().any(|n| n == src) {
+                v.push(src.to_string());
+            }
+        }
+        self.check_prevotes(now);
     }
 
     fn on_vote(&mut self, src: &str, term: u64, granted: bool, now: Millis) {
@@ -915,6 +1008,8 @@ impl Workload for LinKv {
             leader: None,
             election_at: 0,
             votes: Vec::new(),
+            prevotes: None,
+            leader_seen: None,
             peers: Vec::new(),
             seq: 0,
             pending: BTreeMap::new(),
@@ -946,6 +1041,14 @@ impl Workload for LinKv {
         match msg.body.payload {
             req @ (Msg::Read { .. } | Msg::Write { .. } | Msg::Cas { .. }) => {
                 self.on_request(src, msg_id, req, now)
+            }
+            Msg::PreVote {
+                term,
+                last_log_index,
+                last_log_term,
+            } => self.on_pre_vote(&src, term, last_log_index, last_log_term, now),
+            Msg::PreVoteOk { term, vote_granted } => {
+                self.on_pre_vote_ok(&src, term, vote_granted, now)
             }
             Msg::RequestVote {
                 term,
@@ -991,7 +1094,7 @@ impl Workload for LinKv {
             Role::Leader => self.replicate(now),
             Role::Follower | Role::Candidate => {
                 if now >= self.election_at {
-                    self.start_election(now);
+                    self.start_pre_vote(now);
                 }
             }
         }

@@ -660,3 +660,34 @@ fn a_restarted_majority_keeps_what_it_acknowledged() {
     let (won, _) = restart_the_majority_that_acknowledged(false);
     assert!(won, "the amnesiac cluster should have elected node 3");
 }
+
+#[test]
+fn a_node_cut_off_from_the_leader_alone_cannot_depose_it() {
+    let mut c = Cluster::new(3);
+    c.elect(0);
+    c.settle();
+    assert!(c.nodes[0].is_leader());
+    // n2 loses n0 but still reaches n1, which still hears n0.
+    c.cut.push(("n0".into(), "n2".into()));
+    c.cut.push(("n2".into(), "n0".into()));
+    c.now = c.nodes[2].election_at;
+    c.tick(0);
+    c.settle();
+    c.tick(2);
+    c.settle();
+    assert!(c.nodes[0].is_leader(), "the leader was deposed");
+    assert_eq!((c.nodes[0].term(), c.nodes[1].term()), (1, 1));
+    assert_eq!(
+        c.nodes[2].term(),
+        1,
+        "stood for election without a majority's yes"
+    );
+    // Once n1 too has not heard from n0 for an election timeout, n2 may stand, and wins.
+    c.cut.push(("n0".into(), "n1".into()));
+    c.cut.push(("n1".into(), "n0".into()));
+    c.now += 2 * c.cfg.election_ms;
+    c.tick(2);
+    c.settle();
+    assert!(c.nodes[2].is_leader());
+    assert_eq!(c.nodes[2].term(), 2);
+}
