@@ -174,4 +174,3 @@ fn replay() {
         panic!("{report}");
     }
 }
-
