@@ -20,7 +20,7 @@ test:
     cargo test --workspace
 
 # Run a workload's challenge configuration: just maelstrom-run broadcast [extra runner flags]
-# (lin-kv and txn-list-append have no murmur node: pass `--bin <your node>` in the flags). g-counter
+# (txn-list-append has no murmur node; `--bin <your node>` in the flags runs another node). g-counter
 # and pn-counter run the CRDT design; `MURMUR_DESIGN=seq-kv just maelstrom-run g-counter` runs the
 # seq-kv design. kafka: `kafka` (or `kafka-5a`) is challenge 5a (one node), `kafka-5b` and `kafka-5c`
 # are 5b and 5c (two nodes, the same configuration; 5c's goal is efficiency, see README); the node runs
@@ -37,7 +37,7 @@ maelstrom-run workload="broadcast" *flags="": build
       g-set)      cfg="--node-count 3 --time-limit 20 --rate 10 --nemesis partition" ;;
       g-counter)  cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
       pn-counter) cfg="--node-count 3 --rate 100 --time-limit 20 --nemesis partition" ;;
-      lin-kv)     cfg="--node-count 3 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
+      lin-kv)     cfg="--node-count 5 --concurrency 2n --rate 100 --time-limit 20 --nemesis partition" ;;
       kafka|kafka-5a)     cfg="--node-count 1 --concurrency 2n --time-limit 20 --rate 1000" ;;
       kafka-5b|kafka-5c)  cfg="--node-count 2 --concurrency 2n --time-limit 20 --rate 1000" ;;
       6a)         cfg="--node-count 1 --time-limit 20 --rate 1000 --concurrency 2n --consistency-models read-uncommitted --availability total" ;;
@@ -58,7 +58,7 @@ maelstrom-run workload="broadcast" *flags="": build
       *)
         if [ ! -x "target/release/$w" ]; then
           case "$w" in
-            lin-kv|txn-list-append) why="murmur has no $w node" ;;
+            txn-list-append) why="murmur has no $w node" ;;
             *) why="was it built? \`just build\` builds it" ;;
           esac
           echo "error: no node binary for $w: target/release/$w does not exist ($why); pass a node with: just maelstrom-run {{workload}} --bin <path to your node>" >&2
@@ -96,6 +96,12 @@ bench *flags="": build
 # with partitions, with kill+pause+partition → the "Counters" section of results/BENCHMARKS.md (~3 min).
 bench-counters seed="1": build
     target/release/bench --counters --seed {{seed}}
+
+# lin-kv: murmur's Raft node beside kv-proxy (every op passed to the lin-kv service), 5 nodes, rate
+# 100, 20 s, without faults, with partitions, with kill+pause+partition → the "lin-kv" section of
+# results/BENCHMARKS.md (~4 min).
+bench-lin-kv seed="1": build
+    target/release/bench --lin-kv --seed {{seed}}
 
 # Durability matrix: 20 seeds of kill,pause,partition at 5 and 25 nodes → results/FAULTS.md (~25 min).
 faults seeds="20": build

@@ -294,6 +294,23 @@ impl SimConfig {
         }
     }
 
+    /// A lin-kv test on `nodes` nodes: Maelstrom's lin-kv client (`2n` workers, one key per
+    /// group, a client timeout of max(10 × latency, 1 s)), rate 20/s, and the rest as
+    /// [`SimConfig::broadcast`], except the idle check, which is off (0 ms): a Raft leader
+    /// sends heartbeats for as long as it leads.
+    pub fn lin_kv(seed: u64, nodes: usize) -> SimConfig {
+        let client = ClientWorkload::LinKv;
+        let base = SimConfig::broadcast(seed, nodes);
+        SimConfig {
+            client,
+            concurrency: 2 * nodes,
+            rate: 20.0,
+            idle_check_ms: 0,
+            client_timeout_ms: client.client_timeout_ms(base.latency.mean_ms()),
+            ..base
+        }
+    }
+
     /// One line describing the run, for reports.
     pub fn describe(&self) -> String {
         let faults = if self.faults.is_empty() {

@@ -24,7 +24,8 @@ pub struct SimStats {
     pub node_msgs: u64,
     /// Client invocations (final reads included).
     pub client_ops: u64,
-    /// Distinct values whose broadcast was acknowledged.
+    /// Distinct values whose broadcast was acknowledged; for lin-kv, client ops that
+    /// completed `ok` (reads, writes and cas).
     pub acked: u64,
     /// Final reads checked against the acknowledged set.
     pub final_reads: u64,
@@ -182,11 +183,17 @@ pub enum Violation {
     /// txn workloads: the Elle-style checker judged the history not valid under the run's
     /// consistency models.
     Txn { anomaly_types: Vec<String> },
+    /// lin-kv: keys whose history is not linearizable (`failures`), or that the checker's
+    /// budget left undecided (`unknown`).
+    NotLinearizable {
+        failures: Vec<String>,
+        unknown: Vec<String>,
+    },
 }
 
 impl Violation {
     /// A short name for grouping failures: `missing`, `final-read-failed`, `lost`, `chatty`,
-    /// `wedged`, `init-failed`, `aborted`, `unacceptable`, `kafka` or `txn`.
+    /// `wedged`, `init-failed`, `aborted`, `unacceptable`, `kafka`, `txn` or `not-linearizable`.
     pub fn kind(&self) -> &'static str {
         match self {
             Violation::Missing { .. } => "missing",
@@ -199,6 +206,7 @@ impl Violation {
             Violation::Unacceptable { .. } => "unacceptable",
             Violation::Kafka { .. } => "kafka",
             Violation::Txn { .. } => "txn",
+            Violation::NotLinearizable { .. } => "not-linearizable",
         }
     }
 }
@@ -266,6 +274,11 @@ impl fmt::Display for Violation {
                 f,
                 "txn: the history is not valid under the models: {}",
                 anomaly_types.join(", ")
+            ),
+            Violation::NotLinearizable { failures, unknown } => write!(
+                f,
+                "lin-kv: keys not linearizable {failures:?}, keys undecided within the budget \
+                 {unknown:?}"
             ),
         }
     }

@@ -17,6 +17,10 @@
 //!   its CRDT and seq-kv designs side by side on challenge 4's configuration, without faults, with
 //!   partitions, with kills, pauses and partitions: msgs-per-op, latencies, read staleness, node
 //!   CPU; writes the "Counters" section of `BENCHMARKS.md` (the settings benchmark keeps it).
+//! - **`bench --lin-kv [--seed N]`** ([`lin_kv`], `just bench-lin-kv`): murmur's Raft `lin-kv`
+//!   node beside `kv-proxy` (every op passed to the runner's `lin-kv` service) at 5 nodes,
+//!   without faults, with partitions, with kills, pauses and partitions: msgs-per-op, latencies,
+//!   op outcomes, node CPU; writes the "lin-kv" section of `BENCHMARKS.md` (kept by `bench`).
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
 //!   the runner's own throughput under flooding fixture nodes; writes `RUNNER.md`.
 //! - **`bench --startup [--values N] [--repeats N]`** ([`startup`], `just startup`): a node's
@@ -37,6 +41,7 @@ mod counters;
 mod elle;
 mod faults;
 mod kafka_checker;
+mod lin_kv;
 mod runner_capacity;
 mod settings;
 mod soak;
@@ -51,7 +56,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "elle"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "elle", "lin_kv"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -87,6 +92,11 @@ struct Cli {
     /// Elle checker: transactions in the history.
     #[arg(long, value_name = "N", default_value_t = 10_000, requires = "elle")]
     txns: usize,
+    /// murmur's Raft lin-kv node against kv-proxy over the lin-kv service, 5 nodes, without
+    /// faults, with partitions, with kills, pauses and partitions → the "lin-kv" section of
+    /// BENCHMARKS.md (`--seed` applies).
+    #[arg(long)]
+    lin_kv: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
@@ -160,6 +170,8 @@ fn main() {
         );
     } else if cli.counters {
         counters::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
+    } else if cli.lin_kv {
+        lin_kv::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
     } else if cli.faults {
         faults::run(
             &cli.runner,
@@ -286,6 +298,8 @@ mod tests {
         assert_eq!(parse(&["--soak"]).unwrap().soak_secs, 600);
         let c = parse(&["--counters", "--seed", "4"]).unwrap();
         assert!(c.counters && c.seed == 4);
+        let c = parse(&["--lin-kv", "--seed", "5"]).unwrap();
+        assert!(c.lin_kv && c.seed == 5);
         let c = parse(&["--runner-capacity", "--fixture", "f"]).unwrap();
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
@@ -332,6 +346,7 @@ mod tests {
             &["--faults", "--quick"],
             &["--counters", "--faults"],
             &["--counters", "--quick"],
+            &["--lin-kv", "--counters"],
             &["--capacity", "--cited", "p"],
             &["--seeds", "3"],
             &["--soak-secs", "3"],
