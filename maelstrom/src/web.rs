@@ -90,6 +90,12 @@ impl Drop for Server {
     }
 }
 
+/// `/favicon.ico`: nothing (204), so that a browser's automatic request for it is not a 404
+/// in the page's console.
+async fn no_icon() -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
+}
+
 /// A page: HTML, never cached (the data behind it changes).
 fn page(html: String) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()

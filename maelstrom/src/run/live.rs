@@ -4,8 +4,8 @@
 //! page's commands to. It never adds work to the run's hot paths: the router, the nodes' readers
 //! and the workers do nothing for it. What it shows comes from three places:
 //! - the network's journal, read from where the hub last stopped ([`Net::journal_from`]) when a
-//!   page asks for a snapshot, at most [`CHUNK`] events per look under the network's lock, so a
-//!   page opened late catches up over a few snapshots instead of holding the router up: message
+//!   page asks for a snapshot, at most [`CHUNK`] events per look under the network's lock (the
+//!   lock released between looks), so the router is never held up for long: message
 //!   counts per type and per node, the latest sends and deliveries for the event monitor, and the
 //!   partition drop count and current grudge;
 //! - the driver's own actions, reported by the nemesis path and the setup code as they happen
@@ -39,6 +39,9 @@ use std::sync::{Arc, Mutex};
 /// The most journal events read per look under the network's lock: about 0.3 ms of work, so
 /// the router's delivery lag stays far below its 2 ms budget even while a page catches up.
 pub const CHUNK: usize = 5_000;
+/// The most chunks read per snapshot: 100,000 events, two snapshots' worth of the runner's
+/// measured capacity (50,000 messages/s, a send and a delivery each), so an open page keeps up.
+const CHUNKS_PER_SNAPSHOT: usize = 20;
 /// Events the monitor keeps for pages to fetch (older ones are dropped).
 const MONITOR_KEEP: usize = 400;
 /// Of each chunk of journal events, at most this many (the latest) go to the monitor: a page
@@ -96,6 +99,7 @@ struct NodeLive {
 struct LiveState {
     phase: String,
     main_start: Option<u64>,
+    main_end: Option<u64>,
     nodes: Vec<NodeLive>,
     /// The next journal index to read.
     cursor: usize,
@@ -218,9 +222,11 @@ impl LiveHub {
         rx
     }
 
-    /// Closes the controls: later commands are refused.
+    /// Closes the controls at the main phase's end: later commands are refused.
     pub(super) fn close_controls(&self) {
         *lock(&self.god) = None;
+        let now = self.shared.now();
+        lock(&self.state).main_end = Some(now);
     }
 
     /// Whether Stop was pressed.
@@ -333,7 +339,13 @@ impl LiveHub {
     /// `unknown` otherwise, since a silent node may be idle or stuck and the runner cannot tell.
     pub fn snapshot(&self, since: u64) -> Value {
         let mut st = lock(&self.state);
-        self.read_journal(&mut st);
+        // Chunk by chunk, the network's lock released between them, so the router gets its
+        // turn; bounded, so a page opened late on a fast run catches up over a few snapshots.
+        for _ in 0..CHUNKS_PER_SNAPSHOT {
+            if self.read_journal(&mut st) < CHUNK {
+                break;
+            }
+        }
         let now = self.shared.now();
         let wedged: HashMap<String, String> = lock(&self.shared.wedged).iter().cloned().collect();
         let nodes: Vec<Value> = self
@@ -371,6 +383,7 @@ impl LiveHub {
             "phase": st.phase,
             "t": ms(now),
             "main-start": st.main_start.map(ms),
+            "main-end": st.main_end.map(ms),
             "time-limit": self.time_limit_secs,
             "controls": lock(&self.god).is_some(),
             "ops": {"ok": load(&self.counters.ok), "fail": load(&self.counters.fail), "info": load(&self.counters.info)},

@@ -47,6 +47,7 @@ pub fn router(hub: Arc<LiveHub>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/events", get(events))
+        .route("/favicon.ico", get(super::no_icon))
         .route("/api/snapshot", get(snapshot))
         .route("/api/god", post(god))
         .with_state(hub)
@@ -90,12 +91,21 @@ async fn events(
     let open = Open(hub);
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = stream::unfold((open, ticks, 0u64), |(open, mut ticks, since)| async move {
-        ticks.tick().await;
-        let snap = open.0.snapshot(since);
-        let next = snap["next-seq"].as_u64().unwrap_or(since);
-        let event = Event::default().event("snapshot").data(snap.to_string());
-        Some((Ok(event), (open, ticks, next)))
-    });
+    // The stream ends after the snapshot carrying the verdict, so the page's connection closes
+    // cleanly before the server stops.
+    let stream = stream::unfold(
+        (open, ticks, 0u64, false),
+        |(open, mut ticks, since, done)| async move {
+            if done {
+                return None;
+            }
+            ticks.tick().await;
+            let snap = open.0.snapshot(since);
+            let next = snap["next-seq"].as_u64().unwrap_or(since);
+            let done = !snap["verdict"].is_null();
+            let event = Event::default().event("snapshot").data(snap.to_string());
+            Some((Ok(event), (open, ticks, next, done)))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -52,6 +52,7 @@ pub fn router(results_dir: PathBuf) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/api/runs", get(api_runs))
+        .route("/favicon.ico", get(super::no_icon))
         .route("/compare", get(compare))
         .route("/runs/{workload}/{run}/{file}", get(file))
         .with_state(Arc::new(results_dir))
