@@ -15,6 +15,9 @@
 //! - **nemesis**: applies the [`NemesisPlan`] (partitions, kills, pauses) on schedule, through
 //!   [`apply_nemesis`]; a `start` spawns each killed node and waits for its `init_ok` before the
 //!   next one.
+//! - with `--web`, the **web server** ([`crate::web::live`], its own thread and tokio runtime)
+//!   and, in the main phase, a **god** thread applying the live page's controls through the same
+//!   path as the nemesis, taking turns with it ([`live`]).
 //!
 //! One seeded ChaCha8 stream per consumer (ops, latencies, nemesis), all derived from `--seed` by
 //! [`Seeds::derive`], as in the simulator.
