@@ -260,11 +260,13 @@ impl LiveHub {
 
     /// A page started (`true`) or stopped (`false`) following the run.
     pub fn page(&self, open: bool) {
-        if open {
-            self.pages.fetch_add(1, Ordering::SeqCst);
+        let now_open = if open {
+            self.pages.fetch_add(1, Ordering::SeqCst) + 1
         } else {
-            self.pages.fetch_sub(1, Ordering::SeqCst);
-        }
+            self.pages.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
+        };
+        let what = if open { "opened" } else { "closed" };
+        tracing::info!("live page {what} ({now_open} open)");
     }
 
     /// Reads up to [`CHUNK`] journal events from the cursor into the counts; returns how many.
