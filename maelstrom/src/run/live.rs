@@ -315,7 +315,7 @@ impl LiveHub {
             .collect();
         st.cursor += take;
         let dropped = net.dropped_count();
-        let partitioned_from = grudge_by_node(&net);
+        let partitioned_from = grudge_by_node(&net, &self.nodes);
         st.lag_p99_us = net.lag_stats().p99_us;
         drop(net);
         for e in sample {
@@ -512,14 +512,17 @@ fn push_event(st: &mut LiveState, mut e: Value) {
     }
 }
 
-/// Each node that drops messages → the sources it drops, sorted.
-fn grudge_by_node(net: &Net) -> BTreeMap<String, Vec<String>> {
+/// Each node that drops messages → the sources it drops, in node-list order (`nodes`).
+fn grudge_by_node(net: &Net, nodes: &[String]) -> BTreeMap<String, Vec<String>> {
     net.grudge()
         .iter()
         .filter(|(_, srcs)| !srcs.is_empty())
         .map(|(node, srcs)| {
-            let mut v: Vec<String> = srcs.iter().cloned().collect();
-            v.sort();
+            let v: Vec<String> = nodes
+                .iter()
+                .filter(|n| srcs.contains(*n))
+                .cloned()
+                .collect();
             (node.clone(), v)
         })
         .collect()
