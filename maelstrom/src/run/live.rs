@@ -532,3 +532,124 @@ fn grudge_by_node(net: &Net, nodes: &[String]) -> BTreeMap<String, Vec<String>> 
 fn ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{Latency, LatencyDist};
+    use crate::run::switchboard::Routes;
+    use clap::Parser;
+    use rand::SeedableRng;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Condvar;
+    use std::time::Instant;
+
+    fn hub() -> LiveHub {
+        let cli = crate::cli::Cli::try_parse_from([
+            "maelstrom",
+            "test",
+            "-w",
+            "broadcast",
+            "--bin",
+            "/bin/true",
+            "--node-count",
+            "5",
+        ])
+        .unwrap();
+        let crate::cli::Command::Test(args) = cli.command else {
+            panic!("not a test command")
+        };
+        let opts = args.resolve().unwrap();
+        let latency = Latency::new(LatencyDist::Constant, 0).unwrap();
+        let shared = Arc::new(Switchboard {
+            start: Instant::now(),
+            net: Mutex::new(Net::new(latency, rand_chacha::ChaCha8Rng::seed_from_u64(1))),
+            wake: Condvar::new(),
+            routes: Mutex::new(Routes::default()),
+            stop: AtomicBool::new(false),
+            next_client: AtomicU64::new(0),
+            wedged: Mutex::new(Vec::new()),
+            routed: AtomicU64::new(0),
+            aborting: AtomicBool::new(false),
+        });
+        LiveHub::new(shared, &opts, Arc::new(ProgressCounters::default()))
+    }
+
+    fn cmd(action: GodAction, nodes: &[&str]) -> GodCommand {
+        GodCommand {
+            action,
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn controls_become_nemesis_ops_in_the_main_phase_only() {
+        let hub = hub();
+        assert!(
+            hub.command(cmd(GodAction::Kill, &["n1"])).is_err(),
+            "before the main phase"
+        );
+        assert!(hub.command(cmd(GodAction::Stop, &[])).is_err());
+        let rx = hub.open_controls();
+        // Refused: unknown nodes, no nodes, everyone on one side.
+        assert!(hub.command(cmd(GodAction::Kill, &["n9"])).is_err());
+        assert!(hub.command(cmd(GodAction::Pause, &[])).is_err());
+        assert!(hub
+            .command(cmd(GodAction::Partition, &["n0", "n1", "n2", "n3", "n4"]))
+            .is_err());
+        assert!(rx.try_recv().is_err());
+        assert_eq!(hub.faults_used(), FaultSet::default());
+
+        hub.command(cmd(GodAction::Kill, &["n3", "n1"])).unwrap();
+        let g = rx.try_recv().unwrap();
+        // Nodes in node-list order, named in the invocation.
+        assert!(matches!(&g.op, NemesisOp::Kill { nodes, .. } if nodes == &["n1", "n3"]));
+        assert_eq!(g.invocation, json!(["n1", "n3"]));
+        hub.command(cmd(GodAction::Partition, &["n2"])).unwrap();
+        let g = rx.try_recv().unwrap();
+        let NemesisOp::StartPartition(p) = &g.op else {
+            panic!("{:?}", g.op)
+        };
+        assert_eq!(p.grudge["n2"].len(), 4);
+        hub.command(cmd(GodAction::Heal, &[])).unwrap();
+        assert!(matches!(
+            rx.try_recv().unwrap().op,
+            NemesisOp::StopPartition
+        ));
+        let used = hub.faults_used();
+        assert!(used.kill && used.partition && !used.pause);
+
+        assert!(!hub.stop_requested());
+        hub.command(cmd(GodAction::Stop, &[])).unwrap();
+        assert!(hub.stop_requested());
+        hub.close_controls();
+        assert!(hub.command(cmd(GodAction::Resume, &["n1"])).is_err());
+    }
+
+    #[test]
+    fn node_state_is_what_the_runner_did_and_unknown_otherwise() {
+        let hub = hub();
+        let state = |s: &Value, i: usize| {
+            (
+                s["nodes"][i]["state"].clone(),
+                s["nodes"][i]["responsive"].clone(),
+            )
+        };
+        let s = hub.snapshot(0);
+        assert_eq!(s["nodes"].as_array().unwrap().len(), 5);
+        assert_eq!(state(&s, 0), (json!("starting"), json!("no")));
+        hub.node("n0", "up", true);
+        hub.node("n1", "killed", false);
+        hub.node("nobody", "up", true);
+        let s = hub.snapshot(0);
+        // Up but silent: the runner cannot tell idle from stuck.
+        assert_eq!(state(&s, 0), (json!("up"), json!("unknown")));
+        assert_eq!(s["nodes"][0]["incarnation"], 1);
+        assert_eq!(state(&s, 1), (json!("killed"), json!("no")));
+        hub.fault_event("kill", &json!(["n1"]));
+        let s = hub.snapshot(0);
+        let next = s["next-seq"].as_u64().unwrap();
+        assert_eq!(s["events"][0]["kind"], "fault");
+        assert!(hub.snapshot(next)["events"].as_array().unwrap().is_empty());
+    }
+}
