@@ -128,3 +128,7 @@ runner-capacity: build
 # Soak: 600 s of kill,pause,partition at 25 nodes, memory sampled → results/SOAK.md and FAULTS.md's soak row (~11 min).
 soak secs="600": build
     target/release/bench --soak --soak-secs {{secs}}
+
+# Router delivery lag with the live dashboard (--web) off, closed, open in headless Chromium, polled (~6 min).
+web-lag: build
+    maelstrom/scripts/web-lag.sh

@@ -68,6 +68,61 @@ pub enum Command {
     Test(TestArgs),
     /// Write a finished run's report.html again, from its run folder.
     Analyze(AnalyzeArgs),
+    /// Serve the results folder on a local web page: the runs, their reports, two side by side.
+    Serve(ServeArgs),
+}
+
+/// `maelstrom serve [--port 8080] [RESULTS_DIR]`, as Maelstrom's `serve`: a web server over the
+/// results folder (see [`crate::web::serve`]). It binds to loopback unless told otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The results folder (`--results-dir` of the runs).
+    #[arg(value_name = "RESULTS_DIR", default_value = "results")]
+    pub results_dir: PathBuf,
+    /// The port to listen on (0: any free port; the address is printed).
+    #[arg(short, long, default_value_t = 8080)]
+    pub port: u16,
+    /// The address to listen on. Anything but loopback needs `--public`.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub bind: std::net::IpAddr,
+    /// Allow a non-loopback `--bind`: anyone who can reach it can read every run.
+    #[arg(long)]
+    pub public: bool,
+}
+
+impl ServeArgs {
+    /// The address to listen on, refused when it is not loopback and `--public` was not given.
+    pub fn addr(&self) -> Result<std::net::SocketAddr, CliError> {
+        let addr = std::net::SocketAddr::new(self.bind, self.port);
+        check_loopback(addr, self.public, "--public")?;
+        Ok(addr)
+    }
+}
+
+/// The default address of `--web` (and the port of `maelstrom serve`).
+pub const DEFAULT_WEB_ADDR: &str = "127.0.0.1:8080";
+
+/// A web server on a non-loopback address is readable (and, for `--web`, controllable) by
+/// anyone who can reach it: it needs the explicit `flag`.
+fn check_loopback(
+    addr: std::net::SocketAddr,
+    allowed: bool,
+    flag: &'static str,
+) -> Result<(), CliError> {
+    if addr.ip().is_loopback() || allowed {
+        Ok(())
+    } else {
+        Err(CliError::WebNotLoopback { addr, flag })
+    }
+}
+
+/// Parses `--web`'s address: `HOST:PORT`, or a bare `PORT` on 127.0.0.1.
+pub fn parse_web_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?}: expected PORT or IP:PORT (e.g. 127.0.0.1:8080)"))
 }
 
 /// `maelstrom analyze [RUN_FOLDER]`. Unlike Maelstrom's `analyze`, which re-runs the checkers on
@@ -149,6 +204,7 @@ pub struct TestArgs {
     pub args: Vec<String>,
 
     /// Excluding setup, the final phase and teardown, how long the test runs, in seconds.
+    /// 0 (only with `--web`): until Stop is pressed on the live page.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub time_limit: u64,
 
@@ -275,6 +331,23 @@ pub struct TestArgs {
         help_heading = "Transactions"
     )]
     pub max_writes_per_key: u64,
+
+    /// Serve a live dashboard of the run at ADDR (default 127.0.0.1:8080; a bare PORT means
+    /// 127.0.0.1:PORT; port 0 picks a free one): progress, nodes, message rates, events, and
+    /// controls to kill, restart, pause, resume and partition nodes, recorded as nemesis ops.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_WEB_ADDR,
+        value_parser = parse_web_addr,
+        value_name = "ADDR",
+        help_heading = "Runner (murmur)"
+    )]
+    pub web: Option<std::net::SocketAddr>,
+
+    /// Allow `--web` on a non-loopback address: anyone who can reach it can kill your nodes.
+    #[arg(long, help_heading = "Runner (murmur)")]
+    pub web_public: bool,
 
     #[command(flatten)]
     pub compat: CompatArgs,
@@ -510,8 +583,13 @@ pub enum CliError {
     },
     #[error("--concurrency {0} is too large")]
     ConcurrencyOverflow(ConcurrencySpec),
-    #[error("--time-limit must be positive")]
+    #[error("--time-limit must be positive (0, run until stopped, needs --web)")]
     ZeroTimeLimit,
+    #[error("{addr} is not a loopback address: anyone who can reach it could use the page; add {flag} to allow it")]
+    WebNotLoopback {
+        addr: std::net::SocketAddr,
+        flag: &'static str,
+    },
     #[error("--rate {0}: must be a finite number >= 0")]
     BadRate(f64),
     #[error(
@@ -581,7 +659,8 @@ pub struct TestOpts {
     pub args: Vec<String>,
     /// Server node ids in order: `n0..` with `--node-count`, else the given list, else `n1..n5`.
     pub nodes: Vec<String>,
-    /// Main-phase length in seconds (see [`TestOpts::time_limit`]).
+    /// Main-phase length in seconds (see [`TestOpts::time_limit`]); 0 (with `--web` only):
+    /// until Stop is pressed on the live page.
     pub time_limit_secs: u64,
     /// Client ops per second over all workers; 0 means no client ops.
     pub rate: f64,
@@ -617,6 +696,20 @@ pub struct TestOpts {
     /// The txn workloads' flags (`--key-count`, `--max-txn-length`, `--max-writes-per-key`,
     /// `--consistency-models`).
     pub txn: TxnOpts,
+    /// Where to serve the live dashboard (`--web`), checked to be loopback unless
+    /// `--web-public`.
+    #[serde(serialize_with = "display_opt")]
+    pub web: Option<std::net::SocketAddr>,
+}
+
+fn display_opt<S: serde::Serializer, T: fmt::Display>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 impl TestOpts {
@@ -668,8 +761,11 @@ impl TestArgs {
                 resolved: 0,
             });
         }
-        if self.time_limit == 0 {
+        if self.time_limit == 0 && self.web.is_none() {
             return Err(CliError::ZeroTimeLimit);
+        }
+        if let Some(addr) = self.web {
+            check_loopback(addr, self.web_public, "--web-public")?;
         }
         if !(self.rate.is_finite() && self.rate >= 0.0) {
             return Err(CliError::BadRate(self.rate));
@@ -711,6 +807,7 @@ impl TestArgs {
             command: None,
             warnings: self.compat.warnings(),
             txn,
+            web: self.web,
         })
     }
 

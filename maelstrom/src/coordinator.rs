@@ -291,7 +291,18 @@ pub trait NemesisActions {
 /// value, which the driver records ([`NemesisActions::record_nemesis`]) when it has finished its
 /// own bookkeeping; `None` if it completes later ([`Started::Later`]).
 pub fn apply_nemesis<A: NemesisActions + ?Sized>(a: &mut A, op: &NemesisOp) -> Option<Value> {
-    a.record_nemesis(op, op.invoke_value());
+    apply_nemesis_as(a, op, op.invoke_value())
+}
+
+/// [`apply_nemesis`] with the invocation recorded with `invocation` instead of the op's own
+/// value: a fault injected by hand from the live dashboard records the nodes it chose
+/// (`["n1"]`), where Jepsen's values name a spec (`"one"`, `"all"`) that would not say which.
+pub fn apply_nemesis_as<A: NemesisActions + ?Sized>(
+    a: &mut A,
+    op: &NemesisOp,
+    invocation: Value,
+) -> Option<Value> {
+    a.record_nemesis(op, invocation);
     a.announce(op);
     match op {
         NemesisOp::StartPartition(p) => a.install_grudge(p),

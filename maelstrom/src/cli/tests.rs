@@ -16,6 +16,7 @@ fn parse(args: &[&str]) -> Result<TestArgs, clap::Error> {
     Cli::try_parse_from(argv).map(|cli| match cli.command {
         Command::Test(t) => t,
         Command::Analyze(a) => panic!("parsed `test` as {a:?}"),
+        Command::Serve(a) => panic!("parsed `test` as {a:?}"),
     })
 }
 
@@ -431,4 +432,59 @@ fn shell_line_quotes_what_a_shell_would_split() {
         shell_line(["maelstrom", "test", "--bin", "a b", "--", "it's", ""]),
         r"maelstrom test --bin 'a b' -- 'it'\''s' ''"
     );
+}
+
+#[test]
+fn web_binds_loopback_unless_told_otherwise() {
+    let web = |args: &[&str]| resolve(args).map(|o| o.web);
+    assert_eq!(web(&[]).unwrap(), None);
+    assert_eq!(
+        web(&["--web"]).unwrap(),
+        Some("127.0.0.1:8080".parse().unwrap())
+    );
+    assert_eq!(
+        web(&["--web", "9000"]).unwrap(),
+        Some("127.0.0.1:9000".parse().unwrap())
+    );
+    assert_eq!(
+        web(&["--web", "[::1]:0"]).unwrap(),
+        Some("[::1]:0".parse().unwrap())
+    );
+    assert!(matches!(
+        web(&["--web", "0.0.0.0:8080"]),
+        Err(CliError::WebNotLoopback {
+            flag: "--web-public",
+            ..
+        })
+    ));
+    assert!(web(&["--web", "0.0.0.0:8080", "--web-public"]).is_ok());
+    assert!(parse(&["--web", "localhost"]).is_err());
+    // `--time-limit 0` means "until Stop", which only the live page can press.
+    assert!(matches!(
+        resolve(&["--time-limit", "0"]),
+        Err(CliError::ZeroTimeLimit)
+    ));
+    assert_eq!(
+        resolve(&["--time-limit", "0", "--web"])
+            .unwrap()
+            .time_limit_secs,
+        0
+    );
+
+    let serve = |argv: &[&str]| {
+        let mut all = vec!["maelstrom", "serve"];
+        all.extend_from_slice(argv);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Serve(a) => a,
+            other => panic!("parsed `serve` as {other:?}"),
+        }
+    };
+    let a = serve(&[]);
+    assert_eq!(a.addr().unwrap(), "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(a.results_dir, PathBuf::from("results"));
+    let a = serve(&["--port", "9001", "elsewhere"]);
+    assert_eq!(a.addr().unwrap(), "127.0.0.1:9001".parse().unwrap());
+    assert_eq!(a.results_dir, PathBuf::from("elsewhere"));
+    assert!(serve(&["--bind", "0.0.0.0"]).addr().is_err());
+    assert!(serve(&["--bind", "0.0.0.0", "--public"]).addr().is_ok());
 }

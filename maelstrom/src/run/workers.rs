@@ -5,7 +5,7 @@ use super::switchboard::Switchboard;
 use super::{RECOVERY_WAIT, RPC_TIMEOUT};
 use crate::coordinator::{next_nemesis_op, process_after_info, FinalOps, OpSchedule};
 use crate::history::{OpType, Process};
-use crate::nemesis::{FaultSet, NemesisPlan};
+use crate::nemesis::{final_ops, FaultSet, NemesisPlan};
 use crate::results::{Progress, ProgressCounters};
 use crate::workload::{ClientWorkload, Completion, OpSpec, Session, Step};
 use anyhow::{anyhow, bail};
@@ -177,7 +177,11 @@ pub(super) fn phases(
     let nemesis_stop = AtomicBool::new(false);
     let main_start = shared.now();
     let time_limit_ns = opts.time_limit_secs * 1_000_000_000;
-    let cutoff = main_start + time_limit_ns;
+    // `--time-limit 0` (with `--web`): until Stop is pressed.
+    let cutoff = match time_limit_ns {
+        0 => u64::MAX,
+        ns => main_start + ns,
+    };
     let faults: FaultSet = opts.nemesis.iter().copied().collect();
     let mut plan = NemesisPlan::new(
         faults,
@@ -185,14 +189,30 @@ pub(super) fn phases(
         opts.nodes.clone(),
         nemesis_seed,
     )?;
-    let final_nemesis_ops = plan.final_ops();
     let progress = Progress::start(
         opts.time_limit(),
         opts.show_progress(),
         Arc::clone(&workers.counters),
     );
 
+    // The live dashboard's controls, open for the main phase: its god thread applies them.
+    let controls = ctx.live.as_ref().map(|hub| {
+        hub.main_started(main_start);
+        hub.open_controls()
+    });
     let main = thread::scope(|s| -> anyhow::Result<()> {
+        let god_handle = controls.map(|rx| {
+            let stop = &nemesis_stop;
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(g) => ctx.nemesis_step_as(g.op, g.invocation),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })
+        });
         let nemesis_handle = (!plan.is_empty()).then(|| {
             let stop = &nemesis_stop;
             let plan = &mut plan;
@@ -216,21 +236,43 @@ pub(super) fn phases(
         let main = main_phase(ctx, workload, op_rng, main_start, cutoff, workers);
         // Whatever the main phase's outcome, the nemesis stops before the final phase (or the
         // abort): from here on it must not kill, pause or partition anything.
+        if let Some(hub) = &ctx.live {
+            hub.close_controls();
+        }
         nemesis_stop.store(true, Ordering::SeqCst);
         if let Some(h) = nemesis_handle {
             let _ = h.join();
         }
+        if let Some(h) = god_handle {
+            let _ = h.join();
+        }
         main
     });
+    ctx.main_end.store(shared.now(), Ordering::SeqCst);
     progress.finish();
     main?;
 
     // Final phase: heal/resume/restart, wait for recovery, then each thread's final ops (one
     // read, or kafka's catch-up polls).
+    // Faults injected from the dashboard are undone as if they had been in `--nemesis`.
+    let mut undo = faults;
+    if let Some(hub) = &ctx.live {
+        let used = hub.faults_used();
+        undo.partition |= used.partition;
+        undo.kill |= used.kill;
+        undo.pause |= used.pause;
+    }
+    let live_phase = |p: &str| {
+        if let Some(hub) = &ctx.live {
+            hub.set_phase(p);
+        }
+    };
     if workload.has_final_phase() {
-        for op in final_nemesis_ops {
+        live_phase("final: healing");
+        for op in final_ops(undo, &opts.nodes) {
             ctx.nemesis_step(op);
         }
+        live_phase("final: waiting for recovery");
         eprintln!("Waiting for recovery...");
         let wake = Instant::now() + RECOVERY_WAIT;
         loop {
@@ -242,6 +284,7 @@ pub(super) fn phases(
             }
             thread::sleep(left.min(Duration::from_millis(100)));
         }
+        live_phase("final: reads");
         final_phase(ctx, workload, op_rng, workers)?;
     }
     Ok(())
@@ -343,9 +386,10 @@ pub(super) fn main_phase(
             .with_txn(opts.txn),
     );
     let mut last_crash_check = Instant::now();
+    let stopped = || ctx.live.as_ref().is_some_and(|h| h.stop_requested());
     loop {
         let now = shared.now();
-        if now >= cutoff {
+        if now >= cutoff || stopped() {
             break;
         }
         if last_crash_check.elapsed() > Duration::from_millis(100) {
