@@ -39,7 +39,11 @@
 //!
 //! # Health checks
 //! A `ping` carries a fresh 128-bit nonce drawn from the node's seeded generator (so a simulation
-//! stays deterministic); the peer answers at once with a `pong` carrying it back. A pong whose nonce
+//! stays deterministic); the peer answers at once with a `pong` carrying it back, and sends at
+//! once any acknowledgement it owes the pinger instead of holding it for `ack_delay_ms`. (At the
+//! end of a burst of traffic a leaf's hub falls silent while holding the leaf's acknowledgement,
+//! so on a busy link a leaf may ping once; the early acknowledgement replaces the stand-alone one
+//! the hub would have sent anyway, and ends the leaf's wait.) A pong whose nonce
 //! is not the one in flight (stale: a newer ping replaced it, or wrong) is ignored altogether, not
 //! even counted as a sign of life. Pings go only
 //! - to peers this node routes its values through (a star leaf's hub, and its successor while it
@@ -200,6 +204,13 @@ impl Broadcast {
         self.heard_from(p, now);
         if nonce.len() <= 32 {
             ctx.notify(src, Msg::Pong { nonce });
+        }
+        // The pinger waits for what we owe it: the acknowledgement leaves now rather than after
+        // `ack_delay_ms`, so it stops probing (at the end of a burst, a leaf whose hub holds its
+        // acknowledgement would otherwise ping again every silence threshold).
+        if let Some(d) = self.links[p].ack_due {
+            self.links[p].ack_due = Some(d.min(now));
+            self.send_due_acks(now, ctx);
         }
     }
 
