@@ -2,7 +2,7 @@
 //! acknowledging its gossip directly (`gossip_ok`).
 
 use super::link::Link;
-use super::{Broadcast, Msg, FROM_CLIENT};
+use super::{Broadcast, Msg, Overlay, FROM_CLIENT};
 use crate::node::{Ctx, Millis};
 
 /// A gossip call in flight: sent to `peer`, covering the local log up to `upto`. If it times out
@@ -166,9 +166,12 @@ impl Broadcast {
     }
 
     /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for a peer
-    /// gossip goes to (gossip going back may carry it first), at once otherwise.
+    /// gossip goes to (gossip going back may carry it first), and in the star for every peer (a
+    /// successor hub gossips every slot during an episode, and an ack per gossip would double its
+    /// traffic; this leaf may route through it soon), at once otherwise.
     pub(super) fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
-        if self.cfg.ack_delay_ms == 0 || !self.route.contains(&p) {
+        let star = self.cfg.overlay == Overlay::Star;
+        if self.cfg.ack_delay_ms == 0 || !(star || self.route.contains(&p)) {
             now
         } else {
             now + self.cfg.ack_delay_ms

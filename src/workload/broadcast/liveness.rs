@@ -19,7 +19,9 @@
 //!
 //! Hearing anything from the peer makes it alive again. State changes are logged (tracing, info).
 //!
-//! **Round-trip time.** Each matching `pong` is a sample (smoothed: 7/8 old, 1/8 new); an
+//! **Round-trip time.** Each matching `pong` that came before the suspect threshold is a sample
+//! (smoothed: 7/8 old, 1/8 new; a later one, from a peer that was paused or cut off, says nothing
+//! about the network and would inflate every threshold); an
 //! acknowledgement of gossip is an upper bound (the peer may hold it up to `ack_delay_ms`), used
 //! only where it is below the estimate. Before any sample the estimate is `2 × sync_ms`.
 //!
@@ -50,20 +52,26 @@
 //!   has one; a hub or a node of another overlay probes nobody),
 //! - while something is outstanding with that peer: values not yet sent to it or not yet
 //!   acknowledged by it,
-//! - after the silence threshold;
+//! - after the silence threshold, or at once when a node below this leaf gossips to it as a
+//!   successor (its hub went silent for it: a hint that ours did too);
 //!
-//! and to a newly chosen successor not heard from since the hub fell silent, once. An idle
+//! and, during an episode, to the candidates for successor (below), once. An idle
 //! cluster has nothing outstanding and sends none.
 //!
 //! # Routing (overlay `star`)
 //! A leaf whose hub is suspect or dead starts an **episode**: its successor is the lowest-id node
 //! other than the hub that is alive in its own table, itself included. Every leaf applies the same
-//! rule to the same facts, so leaves that can reach the same nodes pick the same one; a candidate
-//! that does not answer its ping becomes suspect and the next one is tried.
+//! rule to the same facts, so leaves that can reach the same nodes pick the same one. A leaf pings
+//! the lowest three candidates alive in its table (below itself) at once, once per episode unless
+//! heard from since it began; one that does not answer becomes suspect and the next takes its
+//! place, whose answer is usually in by then. So a leaf finds a live successor one suspect
+//! threshold after the first failed candidate, not one per dead candidate.
 //! - A leaf whose successor is another node gossips to it alone (`eager` as to a hub), and pings it
 //!   like a hub. The successor's link cursors are the ordinary ones, so it gets what it lacks.
-//! - The successor **adopts** every non-neighbour that gossips to it: it forwards to it as a hub
-//!   would, for `rto_ms` after its last gossip or until a `release`.
+//! - The successor **adopts** every non-neighbour above it that gossips to it: it forwards to it as
+//!   a hub would, for `rto_ms` after its last gossip or until a `release`. (Gossip from below is a
+//!   successor spreading values; adopting that back would keep both links busy after the
+//!   episode.)
 //! - A leaf that is its own successor gossips to every node but the hub that is alive in its table.
 //!
 //! Nothing about the hub changes meanwhile: the leaf's link to the hub keeps its cursors and every
@@ -80,6 +88,11 @@
 use super::{Broadcast, Msg, Overlay};
 use crate::node::{Ctx, Millis};
 use rand::Rng;
+
+/// How many candidates for successor a leaf asks at once (the lowest still alive in its table):
+/// more finds a live one sooner when several low-id nodes are down, at two messages each per leaf
+/// and episode.
+const SUCCESSOR_PROBES: usize = 3;
 
 /// What the table says about a peer; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -219,6 +232,7 @@ impl Broadcast {
         let Some(p) = self.peer_index(src) else {
             return;
         };
+        let suspect = self.suspect_ms(p);
         let h = &mut self.health[p];
         let Some(ping) = h.ping.filter(|g| nonce_text(g.nonce) == nonce) else {
             tracing::debug!(%src, "pong with a stale or wrong nonce ignored");
@@ -226,7 +240,11 @@ impl Broadcast {
         };
         h.ping = None;
         let sample = now.saturating_sub(ping.sent_at);
-        h.rtt = Some(h.rtt.map_or(sample, |r| (7 * r + sample) / 8));
+        // A late answer (a paused peer resumed, a partition healed) proves life, not the RTT: one
+        // such sample would otherwise raise every threshold for many round trips.
+        if sample <= suspect {
+            h.rtt = Some(h.rtt.map_or(sample, |r| (7 * r + sample) / 8));
+        }
         self.heard_from(p, now);
     }
 
@@ -241,10 +259,17 @@ impl Broadcast {
         }
     }
 
-    /// A gossip from `p`, who is not an overlay neighbour, in the star: it routes its values
-    /// through this node, which forwards to it until `rto_ms` after its last gossip.
-    pub(super) fn adopt(&mut self, p: usize, now: Millis) {
+    /// A gossip from `p`, who is not an overlay neighbour, in the star: if `p` is above this node,
+    /// it routes its values through this node (a successor is always below the leaves that chose
+    /// it), which forwards to it until `rto_ms` after its last gossip. Gossip from below is a
+    /// successor spreading values, and adopting it back would keep both links busy long after
+    /// the episode ended.
+    pub(super) fn adopt(&mut self, p: usize, now: Millis, ctx: &mut Ctx<Msg>) {
         if self.cfg.overlay != Overlay::Star || self.peers.contains(&p) {
+            return;
+        }
+        if p < self.me {
+            self.hub_hint(now, ctx);
             return;
         }
         let until = &mut self.adopted_until[p];
@@ -252,6 +277,18 @@ impl Broadcast {
             tracing::info!(peer = %self.nodes[p], "acting as its successor hub");
         }
         *until = Some(now + self.cfg.rto_ms);
+    }
+
+    /// Gossip from a successor below this leaf says its hub, ours, stopped answering it: if we
+    /// wait on the hub and have not heard from it lately, ask it now rather than after our own
+    /// silence threshold (which, on a quiet link, includes `ack_delay_ms`), so this leaf's values
+    /// do not wait for the hub alone while the others route around it.
+    fn hub_hint(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        let h = &self.health[0];
+        let quiet = h.heard_at.map_or(true, |t| t + 2 * self.sync() <= now);
+        if self.episode_since.is_none() && h.unanswered_since.is_none() && quiet && self.wants(0) {
+            self.send_ping(0, now, ctx);
+        }
     }
 
     fn star_leaf(&self) -> bool {
@@ -301,6 +338,11 @@ impl Broadcast {
             };
             due = Some(due.map_or(t, |d| d.min(t)));
             if let Some(since) = self.health[p].unanswered_since {
+                // A threshold already crossed but not yet acted on (a message, not the tick, came
+                // first since) is due now: dropping it would leave the change to the next ping.
+                if self.peer_state(p, now) != self.health[p].logged {
+                    due = Some(now);
+                }
                 for t in [since + self.suspect_ms(p), since + self.dead_ms(p)] {
                     if t > now {
                         due = Some(due.map_or(t, |d| d.min(t)));
@@ -362,6 +404,7 @@ impl Broadcast {
             let me = self.me;
             let succ = (1..n).find(|&c| c == me || self.peer_state(c, now) == PeerState::Alive);
             self.set_successor(succ, now, ctx);
+            self.probe_candidates(now, ctx);
             match succ {
                 Some(s) if s == me => (1..n)
                     .filter(|&c| c != me && self.peer_state(c, now) == PeerState::Alive)
@@ -384,8 +427,7 @@ impl Broadcast {
         self.route = route;
     }
 
-    /// Changes the successor: `release` to the old one (if it can hear it), a ping to the new one
-    /// unless it was heard from since the episode began.
+    /// Changes the successor: `release` to the old one (if it can hear it).
     fn set_successor(&mut self, s: Option<usize>, now: Millis, ctx: &mut Ctx<Msg>) {
         if s == self.successor {
             return;
@@ -401,8 +443,23 @@ impl Broadcast {
                 ctx.notify(&self.nodes[o], Msg::Release);
             }
         }
-        if let Some(c) = s.filter(|&c| c != self.me) {
-            let since = self.episode_since.unwrap_or(now);
+    }
+
+    /// During an episode, makes sure the [`SUCCESSOR_PROBES`] lowest candidates for successor
+    /// below this node that are still alive in the table have been asked since it began (heard
+    /// from, or pinged once), so that when the first does not answer, the next one's answer is
+    /// already in: the successor moves on after one suspect threshold, not one per dead candidate.
+    fn probe_candidates(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
+        let since = self.episode_since.unwrap_or(now);
+        let mut asked = 0;
+        for c in 1..self.me {
+            if asked == SUCCESSOR_PROBES {
+                break;
+            }
+            if self.peer_state(c, now) != PeerState::Alive {
+                continue;
+            }
+            asked += 1;
             let h = &self.health[c];
             if !h.heard_at.is_some_and(|t| t >= since) && h.unanswered_since.is_none() {
                 self.send_ping(c, now, ctx);

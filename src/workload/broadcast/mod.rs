@@ -455,7 +455,7 @@ impl Workload for Broadcast {
                     });
                 }
                 let mut due = self.ack_due_at(p, now);
-                self.adopt(p, now);
+                self.adopt(p, now, ctx);
                 let link = &mut self.links[p];
                 if trusted && from > link.recv_upto && link.resync_asked_at != Some(link.recv_upto)
                 {
