@@ -196,7 +196,7 @@ fn fault_matrix(shape: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> 
 /// everything. `hub`: 3–9 nodes, random latencies and timers, 4–8 s; `hub-25`: 25 nodes, 100 ms,
 /// rate 100, 20 s (the shape of `just faults`' 3d).
 fn hub_faults(name: &str, seed: u64) -> (SimConfig, BroadcastConfig) {
-    let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x4b1d_5eed_0f_4ab5);
+    let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x004b_1d5e_ed0f_4ab5);
     let big = name == "hub-25";
     let mut node = BroadcastConfig {
         seed,

@@ -415,11 +415,8 @@ impl Broadcast {
         };
         for p in 0..n {
             match self.adopted_until[p] {
-                Some(u) if u > now => {
-                    if !route.contains(&p) {
-                        route.push(p);
-                    }
-                }
+                Some(u) if u > now && !route.contains(&p) => route.push(p),
+                Some(u) if u > now => {}
                 Some(_) => self.adopted_until[p] = None,
                 None => {}
             }

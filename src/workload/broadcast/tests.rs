@@ -1927,15 +1927,14 @@ fn leaves_agree_on_one_successor_and_the_star_reforms() {
         c.run_for(8000, 100);
         let sets = c.sets();
         let all: BTreeSet<i64> = (0..40).collect();
-        for i in 0..n {
+        for (i, set) in sets.iter().enumerate() {
             assert!(
-                sets[i].is_superset(&acked) && sets[i].is_subset(&all),
-                "seed {seed}: n{i} after heal: {:?}",
-                sets[i]
+                set.is_superset(&acked) && set.is_subset(&all),
+                "seed {seed}: n{i} after heal: {set:?}"
             );
             assert_eq!(
                 c.node(i).values().len(),
-                sets[i].len(),
+                set.len(),
                 "seed {seed}: n{i} holds a duplicate"
             );
             assert_eq!(

@@ -315,7 +315,7 @@ impl Workload for Crdt {
                 | broadcast::Msg::RelayedAcks { .. }
                 | broadcast::Msg::Ping { .. }
                 | broadcast::Msg::Pong { .. }
-                | broadcast::Msg::Release { .. }
+                | broadcast::Msg::Release
                 | broadcast::Msg::Topology { .. }),
             ) => self.deliver(src, dest, with(m), now, ctx),
             // Broadcast's client requests are not this workload's; replies are never answered.
