@@ -102,6 +102,9 @@
 //! # Who talks to whom
 //! [`Overlay`] chooses the neighbours: Maelstrom's topology, a star around one hub, a tree, or
 //! everyone (origin-push, no forwarding). See [`BroadcastConfig`] for the knobs and their defaults.
+//! In the star, a leaf whose hub stops answering routes through a successor hub until it answers
+//! again (the `liveness` submodule); gossip goes to the current route, the overlay neighbours
+//! otherwise.
 //!
 //! # Acknowledgement relay (overlay `total`)
 //! In overlay `total` every node gossips with every other, so when traffic stops every directed
@@ -151,6 +154,8 @@
 //! - `gossip`: sending deltas, taking in acknowledgements, direct acknowledgements;
 //! - `ack_relay`: acknowledgements that fell due, and the acknowledgement relay;
 //! - `durability`: the durable prefix, the replies waiting for it, cursor records, recovery;
+//! - `liveness`: the network table (per peer: last heard, RTT, alive/suspect/dead), `ping`/`pong`
+//!   health checks, and star leaves routing through a successor hub while theirs is silent;
 //! - `record`: the binary record codec;
 //! - `index`: the value index (each value's log position);
 //! - `reads`: the shared read snapshot ([`Messages`], [`Snapshot`]).
