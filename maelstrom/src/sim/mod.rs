@@ -71,7 +71,9 @@
 //! The nemesis is [`NemesisPlan`] over [`SimConfig::faults`] with mean gap `nemesis_interval_ms`:
 //! partitions are Jepsen's grudges ([`crate::nemesis::partition`]) installed with
 //! [`Net::set_grudge`]; kill and pause target Jepsen's node specs; `start`/`resume` target all nodes
-//! and are no-ops for running ones. Each op is recorded in the history and mapped onto the
+//! and are no-ops for running ones. A test may replace the plan's main-phase ops with a **script**
+//! ([`SimConfig::script`]: ops at fixed offsets, e.g. faults aimed at one chosen node); the final
+//! ops still follow [`SimConfig::faults`]. Each op is recorded in the history and mapped onto the
 //! simulated nodes and network by [`apply_nemesis`](crate::coordinator::apply_nemesis), as in the runner.
 //! - **Partition**: the grudge is checked when a receiver takes a message ([`Net`]).
 //! - **Pause** (SIGSTOP): the node processes nothing — no deliveries, no ticks, no flush
@@ -255,6 +257,10 @@ pub struct SimConfig {
     pub replay_command: String,
     /// Safety valve: a run processing more events than this is aborted (a runaway node).
     pub max_events: u64,
+    /// When not empty, the main phase's nemesis ops instead of the plan's: each op at its offset
+    /// (ms after the main phase began, or as soon as the nemesis is free), in order, while the main
+    /// phase lasts. `faults` must name every kind used, so the final ops undo them. Default empty.
+    pub script: Vec<(u64, NemesisOp)>,
 }
 
 /// The replay command the test suite understands (`maelstrom/tests/sim.rs`).
@@ -291,6 +297,7 @@ impl SimConfig {
             trace: TraceLevel::Off,
             replay_command: DEFAULT_REPLAY.into(),
             max_events: 50_000_000,
+            script: Vec::new(),
         }
     }
 
@@ -375,6 +382,8 @@ struct Sim<'a, W: Workload> {
     nemesis_queue: VecDeque<NemesisOp>,
     /// A `start` waiting for its restarted nodes' `init_ok`.
     nemesis_starting: Option<Starting>,
+    /// The next op of [`SimConfig::script`].
+    script_next: usize,
     phase: Phase,
     setup_left: usize,
     main_start: u64,
@@ -429,6 +438,7 @@ pub fn run<W: Workload>(cfg: &SimConfig, node_cfg: &W::Config) -> SimOutcome {
         nemesis_mode: NemesisMode::Main,
         nemesis_queue: VecDeque::new(),
         nemesis_starting: None,
+        script_next: 0,
         phase: Phase::Init,
         setup_left: 0,
         main_start: 0,

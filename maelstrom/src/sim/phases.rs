@@ -251,9 +251,16 @@ impl<W: Workload> Sim<'_, W> {
         if self.nemesis_mode != NemesisMode::Main || self.phase != Phase::Main {
             return;
         }
-        if let Some((at, op)) =
+        let next = if self.cfg.script.is_empty() {
             next_nemesis_op(&mut self.plan, self.now, self.main_start, self.cutoff)
-        {
+        } else {
+            self.cfg.script.get(self.script_next).and_then(|(off, op)| {
+                let at = (self.main_start + off * MS).max(self.now);
+                (at < self.cutoff).then(|| (at, op.clone()))
+            })
+        };
+        if let Some((at, op)) = next {
+            self.script_next += 1;
             self.at(at, Event::Nemesis(op));
         }
     }
