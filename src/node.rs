@@ -62,6 +62,14 @@ pub trait Workload: Sized + Send + 'static {
     // or a simulator's virtual disk) appends them to stable storage in order, in batches, and then
     // reports how many are durable. On restart the durable records come back in `InitInfo::recovered`.
 
+    /// How long a client request may wait for its answer here, when the workload's client gives
+    /// up sooner than the 5 s the shell's `reply_deadline_ms` is set for (lin-kv's client waits
+    /// max(10 × latency, 1 s)): the host's client guard then uses the shorter of the two, so a
+    /// late reply never reaches a closed client. `None` (the default): the shell's deadline.
+    fn reply_deadline_ms(_config: &Self::Config) -> Option<Millis> {
+        None
+    }
+
     /// Whether this workload persists anything with this config (if not, no flusher runs).
     fn persistent(_config: &Self::Config) -> bool {
         false

@@ -5,7 +5,7 @@
 
 use crate::checker::linearizable::{self, Budget};
 use crate::checker::{
-    self, availability, counter, echo, exceptions, net, set_full, stats, unique_ids,
+    self, availability, counter, echo, elle, exceptions, kafka, net, set_full, stats, unique_ids,
     AvailabilityTarget,
 };
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ pub const LIN_KV_CHECK_BUDGET: Duration = Duration::from_secs(120);
 use crate::history::{JournalEvent, Op};
 
 mod recovery;
-use crate::workload::ClientWorkload;
+use crate::workload::{ClientWorkload, TxnKind, TxnOpts};
 pub use recovery::{no_live_node_ms, recoveries, Recovery};
 use serde_json::Value;
 
@@ -26,6 +26,7 @@ pub fn analyse(
     history: &[Op],
     journal: &[JournalEvent],
     target: Option<AvailabilityTarget>,
+    txn: &TxnOpts,
 ) -> Value {
     let op_count = checker::op_count(history);
     let workload_part = match workload {
@@ -41,6 +42,15 @@ pub fn analyse(
             let budget = Budget::until(Instant::now() + LIN_KV_CHECK_BUDGET);
             checker::part("workload", &linearizable::check(history, budget))
         }
+        ClientWorkload::Kafka => checker::part("workload", &kafka::check(history)),
+        ClientWorkload::Txn(TxnKind::RwRegister) => checker::part(
+            "workload",
+            &elle::check_rw_register(history, txn.consistency_models),
+        ),
+        ClientWorkload::Txn(TxnKind::ListAppend) => checker::part(
+            "workload",
+            &elle::check_list_append(history, txn.consistency_models),
+        ),
     };
     // Maelstrom's `perf` (latency and rate graphs) and `timeline` (timeline.html) checkers only
     // draw; they are always valid. Scripts read these keys, so they are here with that shape;
@@ -96,10 +106,22 @@ mod tests {
             pair(&mut h, 1, OpType::Ok, "read", last_read, false);
             h
         };
-        let good = analyse(ClientWorkload::GSet, &history(json!([1, 0])), &[], None);
+        let good = analyse(
+            ClientWorkload::GSet,
+            &history(json!([1, 0])),
+            &[],
+            None,
+            &TxnOpts::default(),
+        );
         assert_eq!(good["workload"]["valid?"], json!(true), "{good}");
         assert_eq!(good["workload"]["stable-count"], json!(2));
-        let bad = analyse(ClientWorkload::GSet, &history(json!([1])), &[], None);
+        let bad = analyse(
+            ClientWorkload::GSet,
+            &history(json!([1])),
+            &[],
+            None,
+            &TxnOpts::default(),
+        );
         assert_eq!(bad["valid?"], json!(false));
         assert_eq!(bad["workload"]["lost"], json!([0]));
     }
@@ -114,12 +136,12 @@ mod tests {
                 pair(&mut h, 0, OpType::Ok, "read", json!(final_value), true);
                 h
             };
-            let good = analyse(w, &history(5), &[], None);
+            let good = analyse(w, &history(5), &[], None, &TxnOpts::default());
             assert_eq!(good["valid?"], json!(true), "{good}");
             assert_eq!(good["workload"]["acceptable"], json!([[2, 2], [5, 5]]));
             assert_eq!(good["workload"]["final-reads"], json!([5]));
             for lost_or_doubled in [0, 8] {
-                let bad = analyse(w, &history(lost_or_doubled), &[], None);
+                let bad = analyse(w, &history(lost_or_doubled), &[], None, &TxnOpts::default());
                 assert_eq!(bad["workload"]["valid?"], json!(false), "{bad}");
                 assert_eq!(
                     bad["workload"]["errors"][0]["value"],

@@ -4,7 +4,7 @@
 //! Two steps, so that each has one job:
 //! 1. [`Cli`] is the clap derive. It accepts every flag real Maelstrom accepts, with the same
 //!    spellings and defaults, so a Gossip Glomers command line works unchanged. Flags that only
-//!    matter to SSH or to workloads we do not implement are accepted and ignored.
+//!    matter to SSH are accepted and ignored.
 //! 2. [`TestArgs::resolve`] turns the raw flags into [`TestOpts`]: the node list is built
 //!    (`--node-count` gives `n0..n(N-1)`, the default is Jepsen's `n1..n5`), `--concurrency 2n`
 //!    is multiplied out, `--bin` is canonicalised, the seed is drawn, and the combinations that
@@ -21,6 +21,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::checker::elle::Models;
+use crate::workload::TxnOpts;
 
 /// Exit code: the analysis found the test valid.
 pub const EXIT_VALID: i32 = 0;
@@ -65,6 +68,61 @@ pub enum Command {
     Test(TestArgs),
     /// Write a finished run's report.html again, from its run folder.
     Analyze(AnalyzeArgs),
+    /// Serve the results folder on a local web page: the runs, their reports, two side by side.
+    Serve(ServeArgs),
+}
+
+/// `maelstrom serve [--port 8080] [RESULTS_DIR]`, as Maelstrom's `serve`: a web server over the
+/// results folder (see [`crate::web::serve`]). It binds to loopback unless told otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The results folder (`--results-dir` of the runs).
+    #[arg(value_name = "RESULTS_DIR", default_value = "results")]
+    pub results_dir: PathBuf,
+    /// The port to listen on (0: any free port; the address is printed).
+    #[arg(short, long, default_value_t = 8080)]
+    pub port: u16,
+    /// The address to listen on. Anything but loopback needs `--public`.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub bind: std::net::IpAddr,
+    /// Allow a non-loopback `--bind`: anyone who can reach it can read every run.
+    #[arg(long)]
+    pub public: bool,
+}
+
+impl ServeArgs {
+    /// The address to listen on, refused when it is not loopback and `--public` was not given.
+    pub fn addr(&self) -> Result<std::net::SocketAddr, CliError> {
+        let addr = std::net::SocketAddr::new(self.bind, self.port);
+        check_loopback(addr, self.public, "--public")?;
+        Ok(addr)
+    }
+}
+
+/// The default address of `--web` (and the port of `maelstrom serve`).
+pub const DEFAULT_WEB_ADDR: &str = "127.0.0.1:8080";
+
+/// A web server on a non-loopback address is readable (and, for `--web`, controllable) by
+/// anyone who can reach it: it needs the explicit `flag`.
+fn check_loopback(
+    addr: std::net::SocketAddr,
+    allowed: bool,
+    flag: &'static str,
+) -> Result<(), CliError> {
+    if addr.ip().is_loopback() || allowed {
+        Ok(())
+    } else {
+        Err(CliError::WebNotLoopback { addr, flag })
+    }
+}
+
+/// Parses `--web`'s address: `HOST:PORT`, or a bare `PORT` on 127.0.0.1.
+pub fn parse_web_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?}: expected PORT or IP:PORT (e.g. 127.0.0.1:8080)"))
 }
 
 /// `maelstrom analyze [RUN_FOLDER]`. Unlike Maelstrom's `analyze`, which re-runs the checkers on
@@ -127,7 +185,7 @@ pub fn clap_exit_code(err: &clap::Error) -> i32 {
 #[derive(Debug, Clone, Args)]
 pub struct TestArgs {
     /// What workload to run. All of Maelstrom's names are accepted; this runner implements
-    /// echo, unique-ids, broadcast, g-set, g-counter, pn-counter and lin-kv.
+    /// all but kafka.
     #[arg(
         short = 'w',
         long,
@@ -146,6 +204,7 @@ pub struct TestArgs {
     pub args: Vec<String>,
 
     /// Excluding setup, the final phase and teardown, how long the test runs, in seconds.
+    /// 0 (only with `--web`): until Stop is pressed on the live page.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub time_limit: u64,
 
@@ -241,12 +300,61 @@ pub struct TestArgs {
     #[arg(long, help_heading = "Runner (murmur)")]
     pub no_journal_bodies: bool,
 
+    /// txn workloads: the consistency models the history must satisfy, comma-separated:
+    /// read-uncommitted, read-committed, serializable, strict-serializable.
+    #[arg(
+        long,
+        default_value = "strict-serializable",
+        value_name = "MODELS",
+        help_heading = "Transactions"
+    )]
+    pub consistency_models: String,
+
+    /// txn workloads: how many keys are active at any time (default 10, Elle's).
+    #[arg(long, value_name = "INT", help_heading = "Transactions")]
+    pub key_count: Option<u64>,
+
+    /// txn workloads: the most micro-ops in one transaction.
+    #[arg(
+        long,
+        default_value_t = 4,
+        value_name = "INT",
+        help_heading = "Transactions"
+    )]
+    pub max_txn_length: u64,
+
+    /// txn workloads: how many writes (appends) a key gets before a fresh key replaces it.
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_name = "INT",
+        help_heading = "Transactions"
+    )]
+    pub max_writes_per_key: u64,
+
+    /// Serve a live dashboard of the run at ADDR (default 127.0.0.1:8080; a bare PORT means
+    /// 127.0.0.1:PORT; port 0 picks a free one): progress, nodes, message rates, events, and
+    /// controls to kill, restart, pause, resume and partition nodes, recorded as nemesis ops.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_WEB_ADDR,
+        value_parser = parse_web_addr,
+        value_name = "ADDR",
+        help_heading = "Runner (murmur)"
+    )]
+    pub web: Option<std::net::SocketAddr>,
+
+    /// Allow `--web` on a non-loopback address: anyone who can reach it can kill your nodes.
+    #[arg(long, help_heading = "Runner (murmur)")]
+    pub web_public: bool,
+
     #[command(flatten)]
     pub compat: CompatArgs,
 }
 
 /// Flags real Maelstrom accepts that this runner ignores: SSH settings (Maelstrom forces a
-/// dummy SSH), logging switches, and generator knobs of workloads we do not implement. They are
+/// dummy SSH), logging switches and `--test-count` (which must still be positive). They are
 /// parsed (with Maelstrom's value types) only so existing command lines keep working.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Accepted for compatibility (ignored)")]
@@ -284,21 +392,9 @@ pub struct CompatArgs {
     /// Ignored.
     #[arg(long)]
     pub logging_json: bool,
-    /// Ignored: only for txn workloads (not implemented).
-    #[arg(long, value_name = "MODELS")]
-    pub consistency_models: Option<String>,
-    /// Ignored: only for workloads not implemented.
-    #[arg(long, value_name = "INT")]
-    pub key_count: Option<u64>,
-    /// Ignored: only for txn workloads (not implemented).
-    #[arg(long, value_name = "INT")]
-    pub max_txn_length: Option<u64>,
-    /// Ignored: only for workloads not implemented.
-    #[arg(long, value_name = "INT")]
-    pub max_writes_per_key: Option<u64>,
 }
 
-/// Maelstrom's workloads (`-w`). All names parse; see [`WorkloadName::is_implemented`].
+/// Maelstrom's workloads (`-w`), every one of which this runner drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadName {
@@ -325,17 +421,6 @@ pub enum WorkloadName {
 }
 
 impl WorkloadName {
-    /// The workloads this runner can drive today.
-    pub const IMPLEMENTED: [WorkloadName; 7] = [
-        WorkloadName::Broadcast,
-        WorkloadName::Echo,
-        WorkloadName::GCounter,
-        WorkloadName::GSet,
-        WorkloadName::LinKv,
-        WorkloadName::PnCounter,
-        WorkloadName::UniqueIds,
-    ];
-
     /// Maelstrom's name for the workload, as used on the command line and in the results path.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -349,21 +434,6 @@ impl WorkloadName {
             WorkloadName::TxnListAppend => "txn-list-append",
             WorkloadName::TxnRwRegister => "txn-rw-register",
             WorkloadName::UniqueIds => "unique-ids",
-        }
-    }
-
-    pub fn is_implemented(self) -> bool {
-        Self::IMPLEMENTED.contains(&self)
-    }
-
-    /// `Ok` for an implemented workload, otherwise a [`CliError`] naming the ones that are.
-    /// The driver calls this: parsing accepts every Maelstrom name so that the message can say
-    /// "not implemented yet" rather than "invalid value".
-    pub fn check_implemented(self) -> Result<(), CliError> {
-        if self.is_implemented() {
-            Ok(())
-        } else {
-            Err(CliError::NotImplemented(self))
         }
     }
 }
@@ -513,8 +583,13 @@ pub enum CliError {
     },
     #[error("--concurrency {0} is too large")]
     ConcurrencyOverflow(ConcurrencySpec),
-    #[error("--time-limit must be positive")]
+    #[error("--time-limit must be positive (0, run until stopped, needs --web)")]
     ZeroTimeLimit,
+    #[error("{addr} is not a loopback address: anyone who can reach it could use the page; add {flag} to allow it")]
+    WebNotLoopback {
+        addr: std::net::SocketAddr,
+        flag: &'static str,
+    },
     #[error("--rate {0}: must be a finite number >= 0")]
     BadRate(f64),
     #[error(
@@ -527,11 +602,16 @@ pub enum CliError {
         "--nemesis: unknown fault {0:?}; must be a comma-separated list of partition, kill, pause"
     )]
     UnknownFault(String),
-    #[error(
-        "workload {0} is a Maelstrom workload but this runner does not implement it yet \
-         (implemented: broadcast, echo, g-counter, g-set, lin-kv, pn-counter, unique-ids)"
-    )]
-    NotImplemented(WorkloadName),
+    #[error("{flag} must be positive")]
+    NotPositive { flag: &'static str },
+    #[error("{flag} {value} is more than this runner supports ({max})")]
+    TooLarge {
+        flag: &'static str,
+        value: u64,
+        max: u64,
+    },
+    #[error("--consistency-models: {0}")]
+    BadConsistencyModels(String),
     #[error(
         "lin-kv needs --concurrency to be a multiple of 2 x the node count ({groups}): it gives \
          each key a group of 2n workers (use e.g. --concurrency 2n); got {concurrency} \
@@ -548,11 +628,9 @@ impl CliError {
 }
 
 impl TestOpts {
-    /// Whether this runner can drive the workload with these options: it is implemented
-    /// ([`WorkloadName::check_implemented`]), and lin-kv's concurrency is a multiple of 2 × the
-    /// node count (its generator gives each key a group of 2n workers).
+    /// Whether this runner can drive the workload with these options: lin-kv's concurrency must
+    /// be a multiple of 2 × the node count (its generator gives each key a group of 2n workers).
     pub fn check_workload(&self) -> Result<(), CliError> {
-        self.workload.check_implemented()?;
         let groups = 2 * self.nodes.len();
         if self.workload == WorkloadName::LinKv && self.concurrency % groups != 0 {
             return Err(CliError::LinKvConcurrency {
@@ -563,6 +641,10 @@ impl TestOpts {
         Ok(())
     }
 }
+
+/// The largest `--key-count` and `--max-txn-length` accepted: far past any useful test (Maelstrom's
+/// defaults are 10 and 4), small enough that the key pool and one transaction fit in memory.
+pub const MAX_TXN_KNOB: u64 = 1 << 20;
 
 /// A validated, resolved test configuration: what the driver runs.
 ///
@@ -577,7 +659,8 @@ pub struct TestOpts {
     pub args: Vec<String>,
     /// Server node ids in order: `n0..` with `--node-count`, else the given list, else `n1..n5`.
     pub nodes: Vec<String>,
-    /// Main-phase length in seconds (see [`TestOpts::time_limit`]).
+    /// Main-phase length in seconds (see [`TestOpts::time_limit`]); 0 (with `--web` only):
+    /// until Stop is pressed on the live page.
     pub time_limit_secs: u64,
     /// Client ops per second over all workers; 0 means no client ops.
     pub rate: f64,
@@ -610,6 +693,23 @@ pub struct TestOpts {
     pub command: Option<String>,
     /// Notes for the user about flags that were given but have no effect here.
     pub warnings: Vec<String>,
+    /// The txn workloads' flags (`--key-count`, `--max-txn-length`, `--max-writes-per-key`,
+    /// `--consistency-models`).
+    pub txn: TxnOpts,
+    /// Where to serve the live dashboard (`--web`), checked to be loopback unless
+    /// `--web-public`.
+    #[serde(serialize_with = "display_opt")]
+    pub web: Option<std::net::SocketAddr>,
+}
+
+fn display_opt<S: serde::Serializer, T: fmt::Display>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 impl TestOpts {
@@ -661,8 +761,11 @@ impl TestArgs {
                 resolved: 0,
             });
         }
-        if self.time_limit == 0 {
+        if self.time_limit == 0 && self.web.is_none() {
             return Err(CliError::ZeroTimeLimit);
+        }
+        if let Some(addr) = self.web {
+            check_loopback(addr, self.web_public, "--web-public")?;
         }
         if !(self.rate.is_finite() && self.rate >= 0.0) {
             return Err(CliError::BadRate(self.rate));
@@ -674,6 +777,7 @@ impl TestArgs {
             return Err(CliError::BadNemesisInterval(self.nemesis_interval));
         }
         let nemesis = parse_nemesis(self.nemesis.as_deref().unwrap_or(""))?;
+        let txn = self.txn_opts()?;
         let bin = canonical_bin(&self.bin)?;
         let (seed, seed_given) = match self.seed {
             Some(s) => (s, true),
@@ -702,6 +806,43 @@ impl TestArgs {
             journal_bodies: !self.no_journal_bodies,
             command: None,
             warnings: self.compat.warnings(),
+            txn,
+            web: self.web,
+        })
+    }
+
+    /// The txn flags, checked as Maelstrom checks them: `--key-count`, `--max-txn-length` and
+    /// `--test-count` must be positive (Maelstrom exits 254 on 0). `--max-writes-per-key 0` is
+    /// refused too: Elle's generator would retire every key before writing it, for ever.
+    /// `--key-count` and `--max-txn-length` above [`MAX_TXN_KNOB`] are refused rather than
+    /// allocated (the generator holds the key pool and each transaction in memory).
+    fn txn_opts(&self) -> Result<TxnOpts, CliError> {
+        let positive = |v: u64, flag: &'static str| {
+            if v == 0 {
+                Err(CliError::NotPositive { flag })
+            } else if v > MAX_TXN_KNOB && flag != "--max-writes-per-key" && flag != "--test-count" {
+                Err(CliError::TooLarge {
+                    flag,
+                    value: v,
+                    max: MAX_TXN_KNOB,
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        if let Some(n) = self.compat.test_count {
+            positive(n, "--test-count")?;
+        }
+        let key_count = match self.key_count {
+            Some(k) => positive(k, "--key-count")? as usize,
+            None => crate::workload::txn::DEFAULT_KEY_COUNT,
+        };
+        Ok(TxnOpts {
+            key_count,
+            max_txn_length: positive(self.max_txn_length, "--max-txn-length")? as usize,
+            max_writes_per_key: positive(self.max_writes_per_key, "--max-writes-per-key")?,
+            consistency_models: Models::parse(&self.consistency_models)
+                .map_err(CliError::BadConsistencyModels)?,
         })
     }
 
@@ -770,18 +911,6 @@ impl CompatArgs {
         }
         if self.leave_db_running {
             w.push("--leave-db-running is ignored: nodes are always stopped at teardown".into());
-        }
-        for (given, flag) in [
-            (self.consistency_models.is_some(), "--consistency-models"),
-            (self.key_count.is_some(), "--key-count"),
-            (self.max_txn_length.is_some(), "--max-txn-length"),
-            (self.max_writes_per_key.is_some(), "--max-writes-per-key"),
-        ] {
-            if given {
-                w.push(format!(
-                    "{flag} is ignored: it only affects workloads this runner does not implement"
-                ));
-            }
         }
         w
     }

@@ -32,7 +32,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use crate::nemesis::{NemesisOp, NemesisPlan, Partition};
-use crate::workload::{ClientWorkload, Generator, OpSpec, Slot};
+use crate::workload::kafka::{self, FinalThread};
+use crate::workload::{ClientWorkload, Completion, Generator, OpSpec, Slot, TxnOpts};
 
 /// `init` must be answered within this (Maelstrom's `db.clj`), in ms.
 pub const INIT_TIMEOUT_MS: u64 = 10_000;
@@ -103,6 +104,9 @@ pub struct OpSchedule {
     next_at: u64,
     rr: usize,
     generator: Generator,
+    main_start: u64,
+    /// kafka: when the next client crash takes an op's place (drawn at the first op).
+    crash_at: Option<u64>,
 }
 
 impl OpSchedule {
@@ -115,6 +119,8 @@ impl OpSchedule {
             next_at: main_start.saturating_add(op_gap(rng, rate)),
             rr: 0,
             generator: Generator::default(),
+            main_start,
+            crash_at: None,
         }
     }
 
@@ -122,6 +128,13 @@ impl OpSchedule {
     #[must_use]
     pub fn for_nodes(mut self, nodes: usize) -> OpSchedule {
         self.generator = Generator::for_nodes(nodes);
+        self
+    }
+
+    /// Tells the generator the txn workloads' flags.
+    #[must_use]
+    pub fn with_txn(mut self, opts: TxnOpts) -> OpSchedule {
+        self.generator = std::mem::take(&mut self.generator).with_txn(opts);
         self
     }
 
@@ -153,9 +166,79 @@ impl OpSchedule {
             threads: workers,
             process: process(t),
         };
-        let op = workload.next_op(&mut self.generator, rng, slot);
+        let crash_at = match (workload, self.crash_at) {
+            (ClientWorkload::Kafka, None) => {
+                Some(self.main_start + kafka::crash_gap_ns(rng, workers))
+            }
+            (_, at) => at,
+        };
+        self.crash_at = crash_at;
+        let op = match crash_at {
+            Some(at) if now >= at => {
+                self.crash_at = Some(now + kafka::crash_gap_ns(rng, workers));
+                OpSpec {
+                    f: "crash",
+                    value: Value::Null,
+                }
+            }
+            _ => workload.next_op(&mut self.generator, rng, slot),
+        };
         self.next_at = self.next_at.max(now).saturating_add(op_gap(rng, self.rate));
         Some((t, op))
+    }
+}
+
+impl OpSchedule {
+    /// Tells the generator of a completion (kafka's generator follows what was sent and polled).
+    pub fn observe(&mut self, workload: ClientWorkload, f: &str, c: &Completion) {
+        if workload == ClientWorkload::Kafka {
+            self.generator.kafka.observe(f, c);
+        }
+    }
+
+    /// One worker's final ops, for a final phase beginning at `start` (ns).
+    pub fn final_ops(&self, workload: ClientWorkload, start: u64) -> FinalOps {
+        match workload {
+            ClientWorkload::Kafka => FinalOps::Kafka(FinalThread::new(
+                self.generator.kafka.max_offsets.clone(),
+                start,
+            )),
+            w => FinalOps::Once(w.final_op()),
+        }
+    }
+}
+
+/// What one worker does in the final phase: one final read, or kafka's crash, assign and polls
+/// until caught up ([`FinalThread`]).
+#[derive(Debug)]
+pub enum FinalOps {
+    Once(Option<OpSpec>),
+    Kafka(FinalThread),
+}
+
+impl FinalOps {
+    /// The worker is free at `now` (ns): how long to wait, then which op to invoke; `None` when
+    /// the worker is done.
+    pub fn next(&mut self, now: u64, rng: &mut ChaCha8Rng) -> Option<(u64, OpSpec)> {
+        match self {
+            FinalOps::Once(op) => op.take().map(|op| (0, op)),
+            FinalOps::Kafka(t) => t.next(now, rng),
+        }
+    }
+
+    /// Whether an op due at `now` may still be invoked (kafka's final polls stop after 10 s).
+    pub fn open(&self, now: u64) -> bool {
+        match self {
+            FinalOps::Once(_) => true,
+            FinalOps::Kafka(t) => t.open(now),
+        }
+    }
+
+    /// Learns from this worker's completion.
+    pub fn observe(&mut self, f: &str, c: &Completion) {
+        if let FinalOps::Kafka(t) = self {
+            t.observe(f, c);
+        }
     }
 }
 
@@ -208,7 +291,18 @@ pub trait NemesisActions {
 /// value, which the driver records ([`NemesisActions::record_nemesis`]) when it has finished its
 /// own bookkeeping; `None` if it completes later ([`Started::Later`]).
 pub fn apply_nemesis<A: NemesisActions + ?Sized>(a: &mut A, op: &NemesisOp) -> Option<Value> {
-    a.record_nemesis(op, op.invoke_value());
+    apply_nemesis_as(a, op, op.invoke_value())
+}
+
+/// [`apply_nemesis`] with the invocation recorded with `invocation` instead of the op's own
+/// value: a fault injected by hand from the live dashboard records the nodes it chose
+/// (`["n1"]`), where Jepsen's values name a spec (`"one"`, `"all"`) that would not say which.
+pub fn apply_nemesis_as<A: NemesisActions + ?Sized>(
+    a: &mut A,
+    op: &NemesisOp,
+    invocation: Value,
+) -> Option<Value> {
+    a.record_nemesis(op, invocation);
     a.announce(op);
     match op {
         NemesisOp::StartPartition(p) => a.install_grudge(p),

@@ -23,6 +23,8 @@
 //! - [`procstats`]: node CPU and peak memory from `/proc`, for the benchmarks.
 //! - [`results`]: the run folder (`results/<workload>/<time>/`, `latest` links, JSON writers,
 //!   Jepsen's `history.txt`), the terminal summary, the progress bar, and `report.html`.
+//! - [`web`]: the web server (axum): `maelstrom serve` over the results folder, and the live
+//!   dashboard of `maelstrom test --web` with its fault controls.
 //! - [`sim`]: deterministic simulation: node logic in-process under virtual time on the same
 //!   network, nemesis, coordinator and checkers, with crash-restart over a simulated disk; one seed
 //!   replays a run.
@@ -41,4 +43,5 @@ pub mod run;
 pub mod services;
 pub mod sim;
 pub mod topology;
+pub mod web;
 pub mod workload;

@@ -1,5 +1,6 @@
 //! `maelstrom test -w broadcast --bin target/release/broadcast --node-count 5 ...`: the runner's CLI;
-//! `maelstrom analyze [RUN_FOLDER]` writes a finished run's `report.html` again.
+//! `maelstrom analyze [RUN_FOLDER]` writes a finished run's `report.html` again;
+//! `maelstrom serve [--port 8080] [RESULTS_DIR]` serves the runs on a local web page.
 //! Exit codes as Maelstrom: 0 valid, 1 invalid, 2 unknown, 254 bad arguments, 255 aborted.
 
 use maelstrom::cli::{Cli, Command, EXIT_ABORTED};
@@ -24,6 +25,22 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("maelstrom analyze: {e:#}");
+                    ExitCode::from(EXIT_ABORTED as u8)
+                }
+            };
+        }
+        Command::Serve(a) => {
+            let addr = match a.addr() {
+                Ok(addr) => addr,
+                Err(e) => {
+                    eprintln!("maelstrom serve: {e}");
+                    return ExitCode::from(e.exit_code() as u8);
+                }
+            };
+            return match maelstrom::web::serve::serve(addr, a.results_dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("maelstrom serve: {e:#}");
                     ExitCode::from(EXIT_ABORTED as u8)
                 }
             };

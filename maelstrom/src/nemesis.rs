@@ -269,7 +269,9 @@ impl FromStr for PartitionSpec {
 /// A computed partition: the grudge for [`crate::net::Net::set_grudge`] and the history value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
-    pub spec: PartitionSpec,
+    /// The shape drawn; `None` for a set chosen by hand ([`isolate`], the live dashboard's
+    /// controls).
+    pub spec: Option<PartitionSpec>,
     /// Receiver → sources it drops. Every node is a key (possibly with an empty set), as in Jepsen.
     pub grudge: Grudge,
     /// The completion value `["isolated", {node: [srcs…]}]`, sources in node-list order.
@@ -298,9 +300,27 @@ pub fn partition<R: Rng + ?Sized>(spec: PartitionSpec, nodes: &[String], rng: &m
         PartitionSpec::MajoritiesRing => majorities_ring_idx(n, rng),
     };
     Partition {
-        spec,
+        spec: Some(spec),
         grudge: to_grudge(&idx, nodes),
         description: describe_idx(&idx, nodes),
+    }
+}
+
+/// A partition chosen by hand: `chosen` cut off, both ways, from the rest of `nodes` (Jepsen's
+/// `complete-grudge` of the two sides). Ids in `chosen` that are not in `nodes` are ignored; with
+/// nobody on one side, nobody drops anything.
+pub fn isolate(chosen: &[String], nodes: &[String]) -> Partition {
+    let (inside, outside): (Vec<String>, Vec<String>) =
+        nodes.iter().cloned().partition(|n| chosen.contains(n));
+    let grudge = if inside.is_empty() || outside.is_empty() {
+        nodes.iter().map(|n| (n.clone(), HashSet::new())).collect()
+    } else {
+        complete_grudge(&[inside, outside])
+    };
+    Partition {
+        spec: None,
+        description: isolated_value(&grudge, nodes),
+        grudge,
     }
 }
 
@@ -578,11 +598,13 @@ impl NemesisOp {
         }
     }
 
-    /// The invocation's value: the partition spec name, `null` for `stop-partition`, the node spec
-    /// for kill/pause (`null` for a random subset), `"all"` for start/resume.
+    /// The invocation's value: the partition spec name (`"chosen"` for a partition chosen by
+    /// hand), `null` for `stop-partition`, the node spec for kill/pause (`null` for a random
+    /// subset), `"all"` for start/resume. Ops from the live dashboard record their own (the nodes
+    /// chosen): see [`crate::coordinator::apply_nemesis_as`].
     pub fn invoke_value(&self) -> Value {
         match self {
-            NemesisOp::StartPartition(p) => json!(p.spec.name()),
+            NemesisOp::StartPartition(p) => json!(p.spec.map_or("chosen", PartitionSpec::name)),
             NemesisOp::StopPartition => Value::Null,
             NemesisOp::Kill { target, .. } | NemesisOp::Pause { target, .. } => target.value(),
             NemesisOp::Start { .. } | NemesisOp::Resume { .. } => json!("all"),
@@ -816,22 +838,29 @@ impl NemesisPlan {
     /// The final nemesis ops, run in this order before the final phase's recovery sleep:
     /// `stop-partition` (if partitions), `resume` all (if pause), `start` all (if kill).
     pub fn final_ops(&self) -> Vec<NemesisOp> {
-        let mut ops = Vec::new();
-        if self.faults.partition {
-            ops.push(NemesisOp::StopPartition);
-        }
-        if self.faults.pause {
-            ops.push(NemesisOp::Resume {
-                nodes: self.nodes.clone(),
-            });
-        }
-        if self.faults.kill {
-            ops.push(NemesisOp::Start {
-                nodes: self.nodes.clone(),
-            });
-        }
-        ops
+        final_ops(self.faults, &self.nodes)
     }
+}
+
+/// The final nemesis ops for `faults` over `nodes`, in order: `stop-partition` (if partitions),
+/// `resume` all (if pause), `start` all (if kill). The real-time driver adds the faults injected
+/// by hand from the live dashboard, so that they are undone before the final phase too.
+pub fn final_ops(faults: FaultSet, nodes: &[String]) -> Vec<NemesisOp> {
+    let mut ops = Vec::new();
+    if faults.partition {
+        ops.push(NemesisOp::StopPartition);
+    }
+    if faults.pause {
+        ops.push(NemesisOp::Resume {
+            nodes: nodes.to_vec(),
+        });
+    }
+    if faults.kill {
+        ops.push(NemesisOp::Start {
+            nodes: nodes.to_vec(),
+        });
+    }
+    ops
 }
 
 // ---------------------------------------------------------------------------------------------

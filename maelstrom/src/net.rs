@@ -710,6 +710,12 @@ impl Net {
         self.journal.len()
     }
 
+    /// The journal events from index `from` on (empty past the end), for a reader that follows
+    /// the run as it goes (the live dashboard) without copying what it has already seen.
+    pub fn journal_from(&self, from: usize) -> &[JournalEvent] {
+        self.journal.get(from..).unwrap_or(&[])
+    }
+
     /// Returns and clears the journal events recorded so far, in the order they happened.
     pub fn take_journal(&mut self) -> Vec<JournalEvent> {
         std::mem::take(&mut self.journal)

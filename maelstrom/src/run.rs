@@ -15,6 +15,9 @@
 //! - **nemesis**: applies the [`NemesisPlan`] (partitions, kills, pauses) on schedule, through
 //!   [`apply_nemesis`]; a `start` spawns each killed node and waits for its `init_ok` before the
 //!   next one.
+//! - with `--web`, the **web server** ([`crate::web::live`], its own thread and tokio runtime)
+//!   and, in the main phase, a **god** thread applying the live page's controls through the same
+//!   path as the nemesis, taking turns with it ([`live`]).
 //!
 //! One seeded ChaCha8 stream per consumer (ops, latencies, nemesis), all derived from `--seed` by
 //! [`Seeds::derive`], as in the simulator.
@@ -62,9 +65,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod live;
 mod nodes;
 mod switchboard;
 mod workers;
+
+use live::LiveHub;
 
 use nodes::{History, NodeCrashed, Nodes, RunCtx};
 use switchboard::{router, RouterGuard, Routes, Switchboard};
@@ -117,13 +123,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs one test end to end and writes its results. Errors are aborts (exit 255), except a
-/// workload this runner does not implement, which is a [`crate::cli::CliError`] (exit 254).
+/// workload the options cannot drive (lin-kv's concurrency), which is a
+/// [`crate::cli::CliError`] (exit 254).
 ///
 /// Once the run folder exists, whatever happens, every node process is stopped before this
 /// returns, the history and the journal are written, and the nodes' data directory
 /// (`<run>/data`, their working directory) is removed unless `--keep-data`.
 pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
-    // Before anything touches the disk: an unimplemented workload is a bad argument.
+    // Before anything touches the disk: options the workload cannot run with are bad arguments.
     opts.check_workload()?;
     let workload: ClientWorkload = opts
         .workload
@@ -163,6 +170,23 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         routed: AtomicU64::new(0),
         aborting: AtomicBool::new(false),
     });
+    // The live dashboard (`--web`): served from here to the end of the run.
+    let counters = Arc::new(ProgressCounters::default());
+    let live = opts.web.map(|_| {
+        Arc::new(LiveHub::new(
+            Arc::clone(&shared),
+            opts,
+            Arc::clone(&counters),
+        ))
+    });
+    let server = match (opts.web, &live) {
+        (Some(addr), Some(hub)) => {
+            let server = crate::web::live::start(addr, Arc::clone(hub))?;
+            eprintln!("Live dashboard: http://{}/", server.addr());
+            Some(server)
+        }
+        _ => None,
+    };
     let router_guard = {
         let s = Arc::clone(&shared);
         RouterGuard {
@@ -186,10 +210,13 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         }),
         history: Mutex::new(History::default()),
         used: Mutex::new(ProcStats::default()),
+        live: live.clone(),
+        nemesis_lock: Mutex::new(()),
+        main_end: AtomicU64::new(0),
     };
 
     let children_before = crate::procstats::reaped_children();
-    let outcome = drive(&ctx, workload, &mut op_rng, nemesis_seed);
+    let outcome = drive(&ctx, workload, &mut op_rng, nemesis_seed, counters);
 
     // Teardown: kill every node (SIGKILL, as Maelstrom does), stop the router.
     shared.aborting.store(true, Ordering::SeqCst);
@@ -212,6 +239,11 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
     }
 
     let history = std::mem::take(&mut lock(&ctx.history).ops);
+    if let Some(hub) = &live {
+        // The page's last counts cover every message before the journal goes.
+        hub.catch_up();
+        hub.set_phase("checking");
+    }
     let journal = lock(&shared.net).take_journal();
     let lag = lock(&shared.net).lag_stats();
     let bodies_not_kept = lock(&shared.net).bodies_not_kept();
@@ -235,6 +267,8 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
             tracing::warn!("{e}");
         }
         dir.update_latest_links()?;
+        let verdict = json!({"aborted": format!("{e:#}"), "dir": dir.path()});
+        finish_live(live.as_deref(), server, verdict);
         return Err(e);
     }
 
@@ -242,7 +276,7 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         crate::cli::Availability::Total => AvailabilityTarget::Total,
         crate::cli::Availability::Fraction(x) => AvailabilityTarget::Fraction(x),
     });
-    let mut results = analyse(workload, &history, &journal, target);
+    let mut results = analyse(workload, &history, &journal, target, &opts.txn);
     let overloaded = lag.p99_us > LAG_P99_LIMIT_US;
     results["runner"] = json!({
         "seed": opts.seed,
@@ -256,8 +290,16 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         "journal-bodies": opts.journal_bodies,
         "journal-bodies-not-kept": bodies_not_kept,
     });
-    if workload == ClientWorkload::Broadcast && opts.has_fault(Fault::Kill) {
-        let main_end_ms = opts.time_limit_secs * 1_000;
+    // A kill from the live dashboard counts as a kill fault.
+    let killed_by_hand = live.as_ref().is_some_and(|h| h.faults_used().kill);
+    if workload == ClientWorkload::Broadcast && (opts.has_fault(Fault::Kill) || killed_by_hand) {
+        // The main phase's end: the time limit (counted from the test's start, as before), or
+        // when Stop ended it sooner, or ended it at all with `--time-limit 0`.
+        let ended_ms = ctx.main_end.load(Ordering::SeqCst) / 1_000_000;
+        let main_end_ms = match opts.time_limit_secs {
+            0 => ended_ms,
+            secs => (secs * 1_000).min(ended_ms),
+        };
         results["runner"]["recoveries"] = json!(recoveries(
             &history,
             &opts.nodes,
@@ -280,11 +322,29 @@ pub fn run(opts: &TestOpts) -> anyhow::Result<RunOutcome> {
         Some(Value::Bool(false)) => EXIT_INVALID,
         _ => EXIT_UNKNOWN,
     };
+    let verdict =
+        json!({"valid?": results.get("valid?"), "exit-code": exit_code, "dir": dir.path()});
+    finish_live(live.as_deref(), server, verdict);
     Ok(RunOutcome {
         exit_code,
         results,
         dir: Some(dir.path().to_path_buf()),
     })
+}
+
+/// How long the dashboard stays up after the run when a page is open: a few snapshots' worth,
+/// so the page shows the verdict.
+const LIVE_LINGER: Duration = Duration::from_millis(1_500);
+
+/// Shows the run's outcome on the live page, lets open pages fetch it, then stops the server.
+fn finish_live(hub: Option<&LiveHub>, server: Option<crate::web::Server>, verdict: Value) {
+    if let Some(hub) = hub {
+        hub.finish(verdict);
+        if hub.pages() > 0 {
+            thread::sleep(LIVE_LINGER);
+        }
+    }
+    drop(server);
 }
 
 /// Why a run aborts, if it does: the driver's error and the crashes found at teardown. A crash is
@@ -366,6 +426,7 @@ fn drive(
     workload: ClientWorkload,
     op_rng: &mut ChaCha8Rng,
     nemesis_seed: u64,
+    counters: Arc<ProgressCounters>,
 ) -> anyhow::Result<()> {
     let opts = ctx.opts;
     let shared = &ctx.shared;
@@ -397,6 +458,9 @@ fn drive(
         join_setup(handles, "init")
     })?;
     ctx.checkpoint()?;
+    if let Some(hub) = &ctx.live {
+        hub.set_phase("setup");
+    }
 
     // Client setup: one setup client per node; broadcast sends the topology.
     let topo = topology::build(opts.topology, &opts.nodes);
@@ -471,8 +535,10 @@ fn drive(
         done_rx,
         busy: vec![false; opts.concurrency],
         process: (0..opts.concurrency as u64).collect(),
-        counters: Arc::new(ProgressCounters::default()),
+        counters,
         timeout,
+        schedule: None,
+        workload,
     };
     let result = phases(ctx, workload, op_rng, nemesis_seed, &mut workers);
     if result.is_err() {

@@ -9,9 +9,14 @@
 
 use crate::history::OpType;
 use murmur::wire::describe_code;
+
+pub mod kafka;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
+
+pub mod txn;
+pub use txn::{TxnKind, TxnOpts};
 
 /// The workloads this runner implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +33,12 @@ pub enum ClientWorkload {
     /// Maelstrom's default workload: a compare-and-set register per integer key, `read {key}`,
     /// `write {key, value}`, `cas {key, from, to}`; judged linearizable per key.
     LinKv,
+    /// Append-only logs per key: `send`, `poll`, `commit_offsets`, `list_committed_offsets`,
+    /// client crashes, final catch-up polls ([`kafka`]); judged by [`crate::checker::kafka`].
+    Kafka,
+    /// Transactions over registers (`txn-rw-register`) or lists (`txn-list-append`), judged by
+    /// the Elle-style checker ([`txn`]).
+    Txn(TxnKind),
 }
 
 impl FromStr for ClientWorkload {
@@ -41,9 +52,12 @@ impl FromStr for ClientWorkload {
             "g-counter" => Ok(ClientWorkload::GCounter),
             "pn-counter" => Ok(ClientWorkload::PnCounter),
             "lin-kv" => Ok(ClientWorkload::LinKv),
+            "kafka" => Ok(ClientWorkload::Kafka),
+            "txn-rw-register" => Ok(ClientWorkload::Txn(TxnKind::RwRegister)),
+            "txn-list-append" => Ok(ClientWorkload::Txn(TxnKind::ListAppend)),
             _ => Err(format!(
-                "workload `{s}` is not implemented (implemented: echo, unique-ids, broadcast, \
-                 g-set, g-counter, pn-counter, lin-kv)"
+                "`{s}` is not a workload (workloads: echo, unique-ids, broadcast, g-set, \
+                 g-counter, pn-counter, lin-kv, kafka, txn-rw-register, txn-list-append)"
             )),
         }
     }
@@ -81,6 +95,12 @@ pub struct Generator {
     next_key: u64,
     /// lin-kv: per group of 2n workers, its key and the processes that have used it.
     groups: std::collections::BTreeMap<usize, (u64, std::collections::BTreeSet<u64>)>,
+    /// kafka: keys, messages, what has been seen.
+    pub kafka: kafka::KafkaGen,
+    /// The txn workloads' flags.
+    txn_opts: TxnOpts,
+    /// The txn workloads' generator, made from `txn_opts` at the first transaction.
+    txn: Option<txn::TxnGen>,
 }
 
 /// lin-kv retires a key once this many distinct processes have used it (Jepsen's
@@ -94,6 +114,14 @@ impl Generator {
             nodes: Some(nodes),
             ..Generator::default()
         }
+    }
+
+    /// Sets the txn workloads' flags (before the first op).
+    #[must_use]
+    pub fn with_txn(mut self, opts: TxnOpts) -> Generator {
+        self.txn_opts = opts;
+        self.txn = None;
+        self
     }
 }
 
@@ -115,6 +143,9 @@ impl ClientWorkload {
             ClientWorkload::GCounter => "g-counter",
             ClientWorkload::PnCounter => "pn-counter",
             ClientWorkload::LinKv => "lin-kv",
+            ClientWorkload::Kafka => "kafka",
+            ClientWorkload::Txn(TxnKind::RwRegister) => "txn-rw-register",
+            ClientWorkload::Txn(TxnKind::ListAppend) => "txn-list-append",
         }
     }
 
@@ -123,14 +154,17 @@ impl ClientWorkload {
     pub fn has_final_phase(self) -> bool {
         !matches!(
             self,
-            ClientWorkload::Echo | ClientWorkload::UniqueIds | ClientWorkload::LinKv
+            ClientWorkload::Echo
+                | ClientWorkload::UniqueIds
+                | ClientWorkload::LinKv
+                | ClientWorkload::Txn(_)
         )
     }
 
-    /// Whether final ops are recorded with `final?` set: g-set's final generator does not mark
-    /// them (Maelstrom's `g_set.clj`); the others do.
+    /// Whether final ops are recorded with `final?` set: g-set's and kafka's final generators
+    /// do not mark them (Maelstrom's `g_set.clj`, `kafka.clj`); the others do.
     pub fn marks_final(self) -> bool {
-        self != ClientWorkload::GSet
+        !matches!(self, ClientWorkload::GSet | ClientWorkload::Kafka)
     }
 
     /// Whether errors and timeouts follow Maelstrom's `with-errors` rules. g-set and the
@@ -142,6 +176,7 @@ impl ClientWorkload {
                 | ClientWorkload::UniqueIds
                 | ClientWorkload::Broadcast
                 | ClientWorkload::LinKv
+                | ClientWorkload::Txn(_)
         )
     }
 
@@ -179,9 +214,9 @@ impl ClientWorkload {
     }
 
     /// A reusable client keeps its id after an `info` op; others are closed and reopened with a
-    /// fresh `c<k>`.
+    /// fresh `c<k>`. unique-ids' and the txn workloads' clients are reusable.
     pub fn reusable_client(self) -> bool {
-        self == ClientWorkload::UniqueIds
+        matches!(self, ClientWorkload::UniqueIds | ClientWorkload::Txn(_))
     }
 
     /// The next main-phase op, for worker `slot`.
@@ -236,12 +271,61 @@ impl ClientWorkload {
                 };
             },
             ClientWorkload::LinKv => lin_kv_op(gen, rng, slot),
+            ClientWorkload::Kafka => gen.kafka.next_op(rng),
+            ClientWorkload::Txn(kind) => {
+                let opts = gen.txn_opts;
+                OpSpec {
+                    f: "txn",
+                    value: gen
+                        .txn
+                        .get_or_insert_with(|| txn::TxnGen::new(opts))
+                        .next_txn(kind, rng),
+                }
+            }
         }
     }
 
-    /// The final op each client thread performs, if the workload has a final phase.
+    /// The final op each client thread performs once, if the workload has a final phase of
+    /// one read (kafka's final polls are [`kafka::FinalThread`]).
     pub fn final_op(self) -> Option<OpSpec> {
-        self.has_final_phase().then(read_op)
+        (self.has_final_phase() && self != ClientWorkload::Kafka).then(read_op)
+    }
+
+    /// Starts an op on a client whose state is `session`: the first request to send, or the
+    /// completion if the op needs none (kafka's `crash`, final `assign`s). Every workload but
+    /// kafka makes one request per op.
+    pub fn begin(self, op: OpSpec, final_: bool, session: &mut Session) -> (Call, Step) {
+        if self != ClientWorkload::Kafka {
+            let body = self.request(&op);
+            return (
+                Call {
+                    op,
+                    final_,
+                    stage: None,
+                },
+                Step::Send(body),
+            );
+        }
+        let next = kafka::begin(&op, final_, &mut session.kafka);
+        let mut call = Call {
+            op,
+            final_,
+            stage: None,
+        };
+        let step = call.take(next);
+        (call, step)
+    }
+
+    /// The reply to `call`'s last request (or its timeout): the next request, or the op's
+    /// completion.
+    pub fn advance(self, call: &mut Call, session: &mut Session, reply: &Reply) -> Step {
+        match call.stage.take() {
+            Some(stage) => {
+                let next = kafka::step(&call.op, stage, reply, &mut session.kafka);
+                call.take(next)
+            }
+            None => Step::Done(self.complete(&call.op, reply)),
+        }
     }
 
     /// The request body (without `msg_id`) for an op.
@@ -256,6 +340,7 @@ impl ClientWorkload {
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, "add") => {
                 json!({"type": "add", "delta": op.value})
             }
+            (ClientWorkload::Txn(_), _) => json!({"type": "txn", "txn": op.value}),
             (ClientWorkload::LinKv, f) => {
                 let key = op.value.get(0).cloned().unwrap_or(Value::Null);
                 let arg = op.value.get(1).cloned().unwrap_or(Value::Null);
@@ -270,6 +355,10 @@ impl ClientWorkload {
                     _ => json!({"type": "read", "key": key}),
                 }
             }
+            (ClientWorkload::Kafka, _) => match kafka::begin(op, false, &mut Default::default()) {
+                kafka::Next::Call(_, body) => body,
+                kafka::Next::Done(_) => Value::Null,
+            },
             _ => json!({"type": "read"}),
         }
     }
@@ -285,6 +374,17 @@ impl ClientWorkload {
             (ClientWorkload::LinKv, "write") => ("write_ok", &[]),
             (ClientWorkload::LinKv, "cas") => ("cas_ok", &[]),
             (ClientWorkload::LinKv, _) => ("read_ok", &[("value", FieldKind::Any)]),
+            (ClientWorkload::Kafka, "send") => ("send_ok", &[("offset", FieldKind::Int)]),
+            (ClientWorkload::Kafka, "assign") => {
+                ("list_committed_offsets_ok", &[("offsets", FieldKind::Any)])
+            }
+            (ClientWorkload::Kafka, _) => ("poll_ok", &[("msgs", FieldKind::Any)]),
+            (ClientWorkload::Txn(TxnKind::RwRegister), _) => {
+                ("txn_ok", &[("txn", FieldKind::Txn(TxnKind::RwRegister))])
+            }
+            (ClientWorkload::Txn(TxnKind::ListAppend), _) => {
+                ("txn_ok", &[("txn", FieldKind::Txn(TxnKind::ListAppend))])
+            }
             (_, "add") => ("add_ok", &[]),
             (ClientWorkload::GSet, _) => ("read_ok", &[("value", FieldKind::Array)]),
             (ClientWorkload::GCounter | ClientWorkload::PnCounter, _) => {
@@ -355,6 +455,7 @@ impl ClientWorkload {
                 .and_then(as_int)
                 .map_or(Value::Null, |v| json!(v)),
             // `[key, value read]`, as Jepsen's independent ops carry it.
+            (ClientWorkload::Txn(_), _) => body.get("txn").cloned().unwrap_or(Value::Null),
             (ClientWorkload::LinKv, "read") => json!([
                 op.value.get(0).cloned().unwrap_or(Value::Null),
                 body.get("value").cloned().unwrap_or(Value::Null)
@@ -373,22 +474,10 @@ impl ClientWorkload {
     /// is `info`, with Jepsen's `indeterminate: …` error and the exception. `None` for a reply
     /// body that is not an error.
     fn indeterminate(self, op: &OpSpec, reply: &Reply) -> Option<Completion> {
-        let what = match reply {
-            Reply::Timeout => "client timed out waiting for a reply (net-timeout)".to_string(),
-            Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("error") => {
-                let code = b.get("code").and_then(Value::as_u64).unwrap_or(u64::MAX);
-                let (name, _) = describe_code(code);
-                let text = b.get("text").map_or(String::new(), |t| format!(": {t}"));
-                format!("rpc-error {name} (code {code}){text}")
-            }
-            Reply::Body(_) => return None,
-        };
-        Some(Completion {
-            kind: OpType::Info,
-            value: op.value.clone(),
-            error: Some(json!(format!("indeterminate: {what}"))),
-            exception: Some(what),
-        })
+        match reply {
+            Reply::Body(b) if b.get("type").and_then(Value::as_str) != Some("error") => None,
+            _ => Some(indeterminate(op, reply)),
+        }
     }
 
     /// Checks a reply against Maelstrom's closed response schema for `f`: the listed fields, an
@@ -399,6 +488,27 @@ impl ClientWorkload {
     }
 }
 
+/// Without `with-errors`, a timeout or an error reply is an exception in the client: the op is
+/// `info`, with Jepsen's `indeterminate: …` error and the exception.
+pub(crate) fn indeterminate(op: &OpSpec, reply: &Reply) -> Completion {
+    let what = match reply {
+        Reply::Timeout => "client timed out waiting for a reply (net-timeout)".to_string(),
+        Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("error") => {
+            let code = b.get("code").and_then(Value::as_u64).unwrap_or(u64::MAX);
+            let (name, _) = describe_code(code);
+            let text = b.get("text").map_or(String::new(), |t| format!(": {t}"));
+            format!("rpc-error {name} (code {code}){text}")
+        }
+        Reply::Body(_) => "reply".to_string(),
+    };
+    Completion {
+        kind: OpType::Info,
+        value: op.value.clone(),
+        error: Some(json!(format!("indeterminate: {what}"))),
+        exception: Some(what),
+    }
+}
+
 /// What a field of a reply must be.
 #[derive(Debug, Clone, Copy)]
 enum FieldKind {
@@ -406,6 +516,8 @@ enum FieldKind {
     Array,
     /// A whole number: an integer, or a float with no fractional part (`5.0`).
     Int,
+    /// A completed transaction ([`txn::check_txn_field`]).
+    Txn(TxnKind),
 }
 
 /// A JSON number with an integral value, as an `i64`.
@@ -499,6 +611,9 @@ fn check_closed(
             (Some(v), FieldKind::Int) if as_int(v).is_none() => {
                 return Err(SchemaError(format!("{name:?} must be an integer, got {v}")))
             }
+            (Some(v), FieldKind::Txn(kind)) => {
+                txn::check_txn_field(*kind, v).map_err(SchemaError)?
+            }
             _ => {}
         }
     }
@@ -517,9 +632,58 @@ fn check_closed(
     Ok(())
 }
 
+/// Checks the envelope of a reply and that it has exactly the fields `fields` (their contents
+/// are the caller's to check).
+pub(crate) fn check_envelope(
+    body: &Map<String, Value>,
+    want_type: &str,
+    fields: &[&str],
+) -> Result<(), SchemaError> {
+    let fields: Vec<(&str, FieldKind)> = fields.iter().map(|f| (*f, FieldKind::Any)).collect();
+    check_closed(body, want_type, &fields)
+}
+
 /// Checks a `topology_ok` during setup (a failure aborts the test).
 pub fn check_topology_ok(body: &Map<String, Value>) -> Result<(), SchemaError> {
     check_closed(body, "topology_ok", &[])
+}
+
+/// A client's state between ops: kafka's positions (other workloads keep none). A fresh client
+/// starts with a fresh session.
+#[derive(Debug, Default, Clone)]
+pub struct Session {
+    kafka: kafka::Session,
+}
+
+/// An op in flight on a client ([`ClientWorkload::begin`]).
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub op: OpSpec,
+    /// A final-phase op.
+    pub final_: bool,
+    /// kafka: the request in flight.
+    stage: Option<kafka::Stage>,
+}
+
+impl Call {
+    fn take(&mut self, next: kafka::Next) -> Step {
+        match next {
+            kafka::Next::Call(stage, body) => {
+                self.stage = Some(stage);
+                Step::Send(body)
+            }
+            kafka::Next::Done(c) => Step::Done(c),
+        }
+    }
+}
+
+/// What a client does next with its op.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this request body (without `msg_id`) and wait for its reply.
+    Send(Value),
+    /// The op is complete.
+    Done(Completion),
 }
 
 /// The completion of an op, ready to record.
@@ -676,10 +840,15 @@ mod tests {
             "unique-ids".parse::<ClientWorkload>(),
             Ok(ClientWorkload::UniqueIds)
         );
-        assert!("kafka"
+        assert_eq!("kafka".parse::<ClientWorkload>(), Ok(ClientWorkload::Kafka));
+        assert_eq!(
+            "txn-rw-register".parse::<ClientWorkload>(),
+            Ok(ClientWorkload::Txn(TxnKind::RwRegister))
+        );
+        assert!("nope"
             .parse::<ClientWorkload>()
             .unwrap_err()
-            .contains("not implemented"));
+            .contains("not a workload"));
     }
 
     #[test]

@@ -711,7 +711,7 @@ fn bad_arguments_exit_254_without_running_anything() {
     let echo = node_bin("echo");
     let echo = echo.to_str().unwrap();
     for args in [
-        &["-w", "kafka", "--bin", echo, "--time-limit", "1"][..],
+        &["-w", "lin-kv", "--bin", echo, "--concurrency", "3"][..],
         &[
             "-w",
             "echo",

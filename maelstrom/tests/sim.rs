@@ -14,6 +14,7 @@
 //! | `pauses_and_partitions` | `pause`: tells pause problems from durability ones | 150 |
 //! | `fault_matrix_schedules` | `faults-3c`, `faults-3d`: exactly the configurations and seeds of `just faults` (5 nodes rate 10; 25 nodes, 100 ms, rate 100; 20 s; kill, pause, partition; default node), so their nemesis schedules match the runner's; every restarted node serves what it acknowledged, and catches up (measured step by step by a probe) within `rto_ms` plus two gossip rounds | 100 + 100 |
 //! | `ack_relay_under_faults` | `relay` (kill, pause, partition; overlay `total` with the ack relay on), `relay-25` (the low-latency setting) | 300 + 3 |
+//! | `hub_kill_pause_partition` | `hub` (3–9 nodes), `hub-25` (25 nodes, 100 ms, rate 100): scripted episodes in which the star's hub (and on some, `n1`, the first choice of successor) is killed, paused, cut off, or any combination; no value lost; prints the worst stable latency of values given to the nodes never faulted (`_1000`, ignored: 1,000 + 14 seeds) | 140 + 2 |
 //! | `same_seed_same_run` | two runs of a seed: identical history, journal, verdict | 13 |
 //! | `replay` (c) | `SIM_SEED` / `SIM_SCENARIO`; seed 0 of `partition` without them | 1 |
 //! | `mutant_*` (d) | broken nodes that must be caught: no gossip; acks before durability; no client guard | 20 + 40 + 60 |
@@ -30,7 +31,9 @@ use std::time::Instant;
 
 use maelstrom::analysis::recoveries;
 use maelstrom::history::JournalKind;
-use maelstrom::nemesis::{Fault, FaultSet};
+use maelstrom::nemesis::{
+    complete_grudge, isolated_value, Fault, FaultSet, NemesisOp, NodeSpec, Partition, PartitionSpec,
+};
 use maelstrom::net::{Latency, LatencyDist};
 use maelstrom::sim::{self, SimConfig, SimOutcome, SimStats, TraceLevel};
 use maelstrom::topology::TopologyKind;
@@ -43,9 +46,11 @@ use rand_chacha::ChaCha8Rng;
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 11] = [
     "faults-3c",
     "faults-3d",
+    "hub",
+    "hub-25",
     "partition",
     "partition-25",
     "crash",
@@ -59,6 +64,9 @@ const SCENARIOS: [&str; 9] = [
 fn scenario(name: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> {
     if let Some(shape) = name.strip_prefix("faults-") {
         return fault_matrix(shape, seed);
+    }
+    if name == "hub" || name == "hub-25" {
+        return Some(hub_faults(name, seed));
     }
     // Knobs come from their own stream, so they never shift the simulation's.
     let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x5ce7_a710_c0f1_9a11);
@@ -178,6 +186,111 @@ fn fault_matrix(shape: &str, seed: u64) -> Option<(SimConfig, BroadcastConfig)> 
     cfg.scenario = format!("faults-{shape}");
     cfg.idle_check_ms = 3_000;
     Some((cfg, BroadcastConfig::default()))
+}
+
+/// Faults aimed at the star's hub (`n0`), scripted instead of drawn: the default node (overlay
+/// `star`), and episodes in which the hub is killed, paused or cut off from everyone (the seed
+/// picks one of the 7 non-empty combinations of the three, used in every episode), on about a
+/// third of the episodes together with `n1`, the leaves' first choice of successor hub (see the
+/// broadcast node's `liveness` module); each episode ends by restarting, resuming and healing
+/// everything. `hub`: 3–9 nodes, random latencies and timers, 4–8 s; `hub-25`: 25 nodes, 100 ms,
+/// rate 100, 20 s (the shape of `just faults`' 3d).
+fn hub_faults(name: &str, seed: u64) -> (SimConfig, BroadcastConfig) {
+    let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x004b_1d5e_ed0f_4ab5);
+    let big = name == "hub-25";
+    let mut node = BroadcastConfig {
+        seed,
+        ..BroadcastConfig::default()
+    };
+    let mut cfg = if big {
+        SimConfig {
+            latency: Latency::constant(100),
+            rate: 100.0,
+            time_limit_ms: 20_000,
+            ..SimConfig::broadcast(seed, 25)
+        }
+    } else {
+        let mean = [1, 5, 20, 50][r.random_range(0..4)];
+        let dist = [
+            LatencyDist::Constant,
+            LatencyDist::Uniform,
+            LatencyDist::Exponential,
+        ][r.random_range(0..3)];
+        node.sync_ms = [50, 100, 100, 200][r.random_range(0..4)];
+        SimConfig {
+            latency: Latency::new(dist, mean).expect("mean > 0"),
+            rate: r.random_range(10.0..50.0),
+            time_limit_ms: r.random_range(4_000..=8_000),
+            ..SimConfig::broadcast(seed, r.random_range(3..=9))
+        }
+    };
+    let combo = 1 + seed % 7;
+    let (kill, pause, cut) = (combo & 1 != 0, combo & 2 != 0, combo & 4 != 0);
+    let ids: Vec<String> = (0..cfg.nodes).map(|i| format!("n{i}")).collect();
+    let mut script = Vec::new();
+    let mut t = r.random_range(200..1_000);
+    let (shortest, longest) = if big { (1_000, 5_000) } else { (300, 3_000) };
+    while t + 500 < cfg.time_limit_ms {
+        let down = r.random_range(shortest..=longest);
+        let targets: Vec<String> = if cfg.nodes > 3 && r.random_bool(0.3) {
+            ids[..2].to_vec()
+        } else {
+            ids[..1].to_vec()
+        };
+        if cut {
+            let mut parts: Vec<Vec<String>> = targets.iter().map(|t| vec![t.clone()]).collect();
+            parts.push(ids[targets.len()..].to_vec());
+            let grudge = complete_grudge(&parts);
+            let description = isolated_value(&grudge, &ids);
+            let p = Partition {
+                spec: Some(PartitionSpec::One),
+                grudge,
+                description,
+            };
+            script.push((t, NemesisOp::StartPartition(p)));
+        }
+        if pause {
+            script.push((
+                t,
+                NemesisOp::Pause {
+                    target: NodeSpec::One,
+                    nodes: targets.clone(),
+                },
+            ));
+        }
+        if kill {
+            script.push((
+                t,
+                NemesisOp::Kill {
+                    target: NodeSpec::One,
+                    nodes: targets.clone(),
+                },
+            ));
+        }
+        t += down;
+        if kill {
+            script.push((t, NemesisOp::Start { nodes: ids.clone() }));
+        }
+        if pause {
+            script.push((t, NemesisOp::Resume { nodes: ids.clone() }));
+        }
+        if cut {
+            script.push((t, NemesisOp::StopPartition));
+        }
+        t += r.random_range(300..=2_000);
+    }
+    cfg.faults = [
+        (kill, Fault::Kill),
+        (pause, Fault::Pause),
+        (cut, Fault::Partition),
+    ]
+    .into_iter()
+    .filter_map(|(on, f)| on.then_some(f))
+    .collect();
+    cfg.script = script;
+    cfg.scenario = name.to_string();
+    cfg.idle_check_ms = 3_000;
+    (cfg, node)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,6 +487,75 @@ fn partitions_only() {
     assert!(small.stats.partitions > 0 && small.stats.values_checked > 0);
     assert!(big.stats.partitions > 0 && big.stats.values_checked > 0);
     assert_none_failed("under partitions alone", &small, &big, (3, 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults aimed at the star's hub
+
+/// Runs `count` seeds of `hub` and `big` of `hub-25` (see [`hub_faults`]): no value lost, every
+/// final read complete, quiet afterwards. Prints, per batch, the worst stable latency (virtual
+/// time) of values given to the nodes no fault was aimed at, as their own reads saw them: what
+/// routing around the hub is for (values given to the hub wait for it whatever the leaves do).
+fn hub_batches(count: u64, big: u64) {
+    let worst = AtomicU64::new(0);
+    let look = |out: &SimOutcome| {
+        worst.fetch_max(untouched_worst_latency(out), Ordering::Relaxed);
+    };
+    let started = Instant::now();
+    let small = run_seeds(seeds_for_bulk(0, count), |s| check_with("hub", s, look));
+    println!(
+        "{}; worst stable latency {} ms",
+        small.summary("hub kill/pause/partition, 3–9 nodes", started),
+        worst.swap(0, Ordering::Relaxed)
+    );
+    let started = Instant::now();
+    let large = run_seeds(seeds_for_bulk(0, big), |s| check_with("hub-25", s, look));
+    println!(
+        "{}; worst stable latency {} ms",
+        large.summary(
+            "hub kill/pause/partition, 25 nodes, 100 ms, rate 100",
+            started
+        ),
+        worst.load(Ordering::Relaxed)
+    );
+    assert!(small.stats.values_checked > 0);
+    assert_none_failed("with faults aimed at the hub", &small, &large, (3, 1));
+}
+
+/// The worst stable latency (ms) in `out`'s history restricted to the nodes the `hub` scenarios
+/// never fault (`n2` on): their clients' values and their reads. Worker `w` talks to node
+/// `w mod n`, and a process's worker is the process id modulo the concurrency.
+fn untouched_worst_latency(out: &SimOutcome) -> u64 {
+    let (n, conc) = (
+        out.config.nodes as u64,
+        out.config.concurrency.max(1) as u64,
+    );
+    let kept: Vec<_> = out
+        .history
+        .iter()
+        .filter(|op| match op.process {
+            maelstrom::history::Process::Client(p) => (p % conc) % n >= 2,
+            maelstrom::history::Process::Nemesis => true,
+        })
+        .cloned()
+        .collect();
+    maelstrom::checker::set_full::check(&kept)
+        .stable_latencies
+        .map_or(0, |q| q.q100)
+}
+
+/// The CI-sized run of [`hub_batches`].
+#[test]
+fn hub_kill_pause_partition() {
+    hub_batches(140, 2);
+}
+
+/// The full run of [`hub_batches`]: 1,000 seeds and 14 at 25 nodes (run by hand:
+/// `cargo test --release -p murmur-maelstrom --test sim hub_kill_pause_partition_1000 -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn hub_kill_pause_partition_1000() {
+    hub_batches(1_000, 14);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -159,13 +159,18 @@ pub struct Host<W: Workload> {
 impl<W: Workload> Host<W> {
     /// A host for a process started at `now`, waiting for `init`. `stall_ms` and
     /// `reply_deadline_ms` configure the [`ClientGuard`] (0 turns each part off; defaults in
-    /// [`ShellConfig`]).
+    /// [`ShellConfig`]); a workload whose clients give up sooner lowers the deadline
+    /// ([`Workload::reply_deadline_ms`]).
     pub fn new(
         config: W::Config,
         stall_ms: Millis,
         reply_deadline_ms: Millis,
         now: Millis,
     ) -> Self {
+        let reply_deadline_ms = match W::reply_deadline_ms(&config) {
+            Some(own) if reply_deadline_ms > 0 => reply_deadline_ms.min(own.max(1)),
+            _ => reply_deadline_ms,
+        };
         Host {
             config,
             guard: ClientGuard::new(stall_ms, reply_deadline_ms, now),

@@ -10,8 +10,8 @@
 //! - [`Validity`]: Jepsen's three-valued `:valid?` and its "worst wins" combination.
 //! - [`set_full`]: the broadcast and g-set workload checker.
 //! - [`stats`], [`availability`], [`exceptions`]: the workload-independent checkers.
-//! - [`echo`], [`unique_ids`], [`counter`] (g-counter and pn-counter), [`linearizable`] (lin-kv):
-//!   the other workloads' checkers.
+//! - [`echo`], [`unique_ids`], [`counter`] (g-counter and pn-counter), [`linearizable`] (lin-kv),
+//!   [`kafka`], [`elle`] (txn-rw-register and txn-list-append): the other workloads' checkers.
 //! - [`net`]: message counts from the network journal, plus our per-type and per-node
 //!   breakdown.
 //! - [`compose`] and [`part`]: assemble the top-level results object.
@@ -25,8 +25,10 @@
 pub mod availability;
 pub mod counter;
 pub mod echo;
+pub mod elle;
 pub mod exceptions;
 pub(crate) mod json;
+pub mod kafka;
 pub mod linearizable;
 pub mod net;
 mod pairing;

@@ -16,6 +16,7 @@ fn parse(args: &[&str]) -> Result<TestArgs, clap::Error> {
     Cli::try_parse_from(argv).map(|cli| match cli.command {
         Command::Test(t) => t,
         Command::Analyze(a) => panic!("parsed `test` as {a:?}"),
+        Command::Serve(a) => panic!("parsed `test` as {a:?}"),
     })
 }
 
@@ -243,7 +244,7 @@ fn bin_must_exist_and_be_executable() {
 }
 
 #[test]
-fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
+fn every_maelstrom_workload_parses() {
     for name in [
         "broadcast",
         "echo",
@@ -258,24 +259,12 @@ fn every_maelstrom_workload_parses_and_only_ours_are_implemented() {
     ] {
         let t = parse(&["-w", name, "--bin", "x"]).unwrap();
         assert_eq!(t.workload.as_str(), name);
-        let implemented = [
-            "echo",
-            "unique-ids",
-            "broadcast",
-            "g-set",
-            "g-counter",
-            "pn-counter",
-            "lin-kv",
-        ]
-        .contains(&name);
         assert_eq!(
-            t.workload.check_implemented().is_ok(),
-            implemented,
-            "{name}"
+            name.parse::<crate::workload::ClientWorkload>()
+                .map(|w| w.name()),
+            Ok(name)
         );
     }
-    let err = WorkloadName::Kafka.check_implemented().unwrap_err();
-    assert!(err.to_string().contains("does not implement"));
     assert!(parse(&["-w", "nope", "--bin", "x"]).is_err());
 }
 
@@ -338,10 +327,37 @@ fn maelstrom_compat_flags_are_accepted() {
     ])
     .unwrap();
     assert!(o.warnings.iter().any(|w| w.contains("--test-count 3")));
-    assert!(o
+    // The txn flags are honoured now, not ignored.
+    assert!(!o
         .warnings
         .iter()
         .any(|w| w.contains("--consistency-models")));
+    assert_eq!(o.txn.key_count, 3);
+    assert_eq!(o.txn.consistency_models.to_string(), "read-committed");
+}
+
+#[test]
+fn txn_flags_are_checked_like_maelstrom() {
+    let o = resolve(&["-w", "txn-rw-register"]).unwrap();
+    assert_eq!(o.txn, crate::workload::TxnOpts::default());
+    assert_eq!(o.txn.consistency_models.to_string(), "strict-serializable");
+    let o = resolve(&["--consistency-models", "read-uncommitted, serializable"]).unwrap();
+    assert_eq!(
+        o.txn.consistency_models.to_string(),
+        "read-uncommitted,serializable"
+    );
+    for flags in [
+        ["--key-count", "0"],
+        ["--max-txn-length", "0"],
+        ["--max-writes-per-key", "0"],
+        ["--test-count", "0"],
+        ["--consistency-models", "snapshot-isolation"],
+        ["--key-count", "1000000000000"],
+        ["--max-txn-length", "18446744073709551615"],
+    ] {
+        let err = resolve(&flags).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_BAD_ARGS, "{flags:?}");
+    }
 }
 
 #[test]
@@ -416,4 +432,59 @@ fn shell_line_quotes_what_a_shell_would_split() {
         shell_line(["maelstrom", "test", "--bin", "a b", "--", "it's", ""]),
         r"maelstrom test --bin 'a b' -- 'it'\''s' ''"
     );
+}
+
+#[test]
+fn web_binds_loopback_unless_told_otherwise() {
+    let web = |args: &[&str]| resolve(args).map(|o| o.web);
+    assert_eq!(web(&[]).unwrap(), None);
+    assert_eq!(
+        web(&["--web"]).unwrap(),
+        Some("127.0.0.1:8080".parse().unwrap())
+    );
+    assert_eq!(
+        web(&["--web", "9000"]).unwrap(),
+        Some("127.0.0.1:9000".parse().unwrap())
+    );
+    assert_eq!(
+        web(&["--web", "[::1]:0"]).unwrap(),
+        Some("[::1]:0".parse().unwrap())
+    );
+    assert!(matches!(
+        web(&["--web", "0.0.0.0:8080"]),
+        Err(CliError::WebNotLoopback {
+            flag: "--web-public",
+            ..
+        })
+    ));
+    assert!(web(&["--web", "0.0.0.0:8080", "--web-public"]).is_ok());
+    assert!(parse(&["--web", "localhost"]).is_err());
+    // `--time-limit 0` means "until Stop", which only the live page can press.
+    assert!(matches!(
+        resolve(&["--time-limit", "0"]),
+        Err(CliError::ZeroTimeLimit)
+    ));
+    assert_eq!(
+        resolve(&["--time-limit", "0", "--web"])
+            .unwrap()
+            .time_limit_secs,
+        0
+    );
+
+    let serve = |argv: &[&str]| {
+        let mut all = vec!["maelstrom", "serve"];
+        all.extend_from_slice(argv);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Serve(a) => a,
+            other => panic!("parsed `serve` as {other:?}"),
+        }
+    };
+    let a = serve(&[]);
+    assert_eq!(a.addr().unwrap(), "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(a.results_dir, PathBuf::from("results"));
+    let a = serve(&["--port", "9001", "elsewhere"]);
+    assert_eq!(a.addr().unwrap(), "127.0.0.1:9001".parse().unwrap());
+    assert_eq!(a.results_dir, PathBuf::from("elsewhere"));
+    assert!(serve(&["--bind", "0.0.0.0"]).addr().is_err());
+    assert!(serve(&["--bind", "0.0.0.0", "--public"]).addr().is_ok());
 }

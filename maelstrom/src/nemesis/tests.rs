@@ -266,7 +266,7 @@ fn description_and_values() {
         ns.iter().filter(|n| *n != "n10").cloned().collect(),
     ]);
     let p = Partition {
-        spec: PartitionSpec::One,
+        spec: Some(PartitionSpec::One),
         description: isolated_value(&g, &ns),
         grudge: g,
     };
@@ -393,7 +393,7 @@ fn partition_schedule_alternates_with_bounded_gaps() {
             let NemesisOp::StartPartition(p) = op else {
                 panic!("op {i} is {op:?}")
             };
-            specs.insert(p.spec);
+            specs.insert(p.spec.expect("drawn partitions have a spec"));
         } else {
             assert_eq!(op, &NemesisOp::StopPartition);
         }
@@ -585,5 +585,28 @@ proptest! {
             }
             _ => prop_assert!(is_symmetric(&p.grudge)),
         }
+    }
+}
+
+#[test]
+fn a_chosen_set_is_cut_off_from_the_rest_both_ways() {
+    let ns = nodes(5);
+    let p = isolate(&["n1".to_string(), "n3".to_string()], &ns);
+    assert_eq!(p.spec, None);
+    assert_eq!(
+        NemesisOp::StartPartition(p.clone()).invoke_value(),
+        json!("chosen")
+    );
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+    assert_eq!(drops(&p.grudge, "n1"), &set(&["n0", "n2", "n4"]));
+    assert_eq!(drops(&p.grudge, "n3"), &set(&["n0", "n2", "n4"]));
+    assert_eq!(drops(&p.grudge, "n0"), &set(&["n1", "n3"]));
+    assert!(is_symmetric(&p.grudge));
+    assert_eq!(p.description, isolated_value(&p.grudge, &ns));
+    // Everyone (or no one, or only strangers) on one side: nobody drops anything.
+    for chosen in [ns.clone(), vec![], vec!["x".to_string()]] {
+        let p = isolate(&chosen, &ns);
+        assert_eq!(p.grudge.len(), 5);
+        assert!(p.grudge.values().all(HashSet::is_empty));
     }
 }

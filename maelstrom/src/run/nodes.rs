@@ -1,10 +1,11 @@
 //! Node processes: spawning, `init`, crash detection, teardown, and the nemesis's actions on
 //! them.
 
+use super::live::LiveHub;
 use super::switchboard::{stdout_sink, Switchboard};
 use super::{lock, GaveUp, INIT_TIMEOUT, INTERRUPTED};
 use crate::cli::TestOpts;
-use crate::coordinator::{apply_nemesis, NemesisActions, Started};
+use crate::coordinator::{apply_nemesis_as, NemesisActions, Started};
 use crate::history::{ChunkPool, Op, OpType, OpValue, Process};
 use crate::nemesis::{NemesisOp, Partition};
 use crate::process::{kill_orphans, NodeCommand, NodeProcess, STOP_TIMEOUT};
@@ -14,7 +15,7 @@ use crate::workload::{Completion, Reply};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The live node processes and which of them are down on purpose.
@@ -31,6 +32,13 @@ pub(super) struct RunCtx<'a> {
     pub(super) history: Mutex<History>,
     /// CPU and peak memory of every node incarnation, read from `/proc` just before it is killed.
     pub(super) used: Mutex<ProcStats>,
+    /// The live dashboard's hub (`--web`), told of every change the runner makes to a node.
+    pub(super) live: Option<Arc<LiveHub>>,
+    /// Held while a nemesis op is applied: the scheduled nemesis and the dashboard's controls
+    /// take turns, as Jepsen's single nemesis worker would.
+    pub(super) nemesis_lock: Mutex<()>,
+    /// When the main phase ended (ns since the test started; 0 before).
+    pub(super) main_end: AtomicU64,
 }
 
 /// The history as it is recorded, with the pool that set reads' chunks are shared through
@@ -88,6 +96,7 @@ impl RunCtx<'_> {
         };
         let p = NodeProcess::spawn(&cmd, stdout_sink(Arc::clone(&self.shared)))
             .with_context(|| format!("cannot start node {id} ({})", self.opts.bin.display()))?;
+        self.live_node(id, "starting", true);
         let input = p.input();
         lock(&self.shared.routes)
             .nodes
@@ -104,6 +113,8 @@ impl RunCtx<'_> {
             self.node_exited(id) || self.shared.aborting.load(Ordering::Relaxed)
         });
         self.shared.close_client(client);
+        let answered = matches!(&reply, Reply::Body(b) if b.get("type").and_then(Value::as_str) == Some("init_ok"));
+        self.live_node(id, if answered { "up" } else { "unknown" }, false);
         if let Some(crash) = self.crash_of(id) {
             return Err(crash.into());
         }
@@ -223,10 +234,30 @@ impl RunCtx<'_> {
     /// Performs one nemesis op ([`apply_nemesis`]) and records its completion. A `start` has
     /// completed when it returns: each restarted node has answered `init` (or failed to).
     pub(super) fn nemesis_step(&self, op: NemesisOp) {
+        let invocation = op.invoke_value();
+        self.nemesis_step_as(op, invocation);
+    }
+
+    /// [`RunCtx::nemesis_step`] with the invocation recorded as `invocation` (an op from the
+    /// live dashboard names the nodes chosen).
+    pub(super) fn nemesis_step_as(&self, op: NemesisOp, invocation: Value) {
+        let _turn = lock(&self.nemesis_lock);
         let mut actions = RealNemesis(self);
-        if let Some(value) = apply_nemesis(&mut actions, &op) {
+        if let Some(value) = apply_nemesis_as(&mut actions, &op, invocation) {
             actions.record_nemesis(&op, value);
         }
+    }
+
+    /// Tells the dashboard (if any) that node `id` is now in `state`.
+    pub(super) fn live_node(&self, id: &str, state: &'static str, spawned: bool) {
+        if let Some(hub) = &self.live {
+            hub.node(id, state, spawned);
+        }
+    }
+
+    /// Node `id`'s state on the dashboard, if there is one.
+    fn live_state(&self, id: &str) -> Option<&'static str> {
+        self.live.as_ref().and_then(|h| h.node_state(id))
     }
 }
 
@@ -235,6 +266,9 @@ pub(super) struct RealNemesis<'c, 'a>(&'c RunCtx<'a>);
 
 impl NemesisActions for RealNemesis<'_, '_> {
     fn record_nemesis(&mut self, op: &NemesisOp, value: Value) {
+        if let Some(hub) = &self.0.live {
+            hub.fault_event(op.f(), &value);
+        }
         self.0
             .record(OpType::Info, Process::Nemesis, op.f(), value, None, false);
     }
@@ -270,21 +304,37 @@ impl NemesisActions for RealNemesis<'_, '_> {
             }
         }
         n.killed.insert(id.to_string(), true);
+        drop(n);
+        ctx.live_node(id, "killed", false);
     }
 
     fn pause_node(&mut self, id: &str) {
-        if let Some(p) = lock(&self.0.nodes).procs.get_mut(id) {
-            if let Err(e) = p.pause() {
-                tracing::warn!("pause {id}: {e}");
-            }
+        let ctx = self.0;
+        let Some(paused) = lock(&ctx.nodes).procs.get_mut(id).map(|p| p.pause()) else {
+            return;
+        };
+        if let Err(e) = &paused {
+            tracing::warn!("pause {id}: {e}");
+        }
+        // A killed node stays killed on the page, whatever a signal to it did.
+        if ctx.live_state(id) != Some("killed") {
+            ctx.live_node(id, if paused.is_ok() { "paused" } else { "unknown" }, false);
         }
     }
 
     fn resume_node(&mut self, id: &str) {
-        if let Some(p) = lock(&self.0.nodes).procs.get_mut(id) {
-            if let Err(e) = p.resume() {
-                tracing::warn!("resume {id}: {e}");
-            }
+        let ctx = self.0;
+        let Some(resumed) = lock(&ctx.nodes).procs.get_mut(id).map(|p| p.resume()) else {
+            return;
+        };
+        if let Err(e) = &resumed {
+            tracing::warn!("resume {id}: {e}");
+        }
+        match (ctx.live_state(id), resumed.is_ok()) {
+            (Some("killed") | None, _) => {}
+            (Some("paused" | "unknown"), true) => ctx.live_node(id, "up", false),
+            (_, true) => {}
+            (_, false) => ctx.live_node(id, "unknown", false),
         }
     }
 

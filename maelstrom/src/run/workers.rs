@@ -3,11 +3,11 @@
 use super::nodes::RunCtx;
 use super::switchboard::Switchboard;
 use super::{RECOVERY_WAIT, RPC_TIMEOUT};
-use crate::coordinator::{next_nemesis_op, process_after_info, OpSchedule};
+use crate::coordinator::{next_nemesis_op, process_after_info, FinalOps, OpSchedule};
 use crate::history::{OpType, Process};
-use crate::nemesis::{FaultSet, NemesisPlan};
+use crate::nemesis::{final_ops, FaultSet, NemesisPlan};
 use crate::results::{Progress, ProgressCounters};
-use crate::workload::{ClientWorkload, Completion, OpSpec};
+use crate::workload::{ClientWorkload, Completion, OpSpec, Session, Step};
 use anyhow::{anyhow, bail};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,18 +42,29 @@ pub(super) fn worker(
     done: Sender<Done>,
 ) {
     let mut client = shared.open_client();
+    let mut session = Session::default();
     let aborting = || shared.aborting.load(Ordering::Relaxed);
     while let Ok(a) = rx.recv() {
-        let reply = client.call(&shared, &node, w.request(&a.op), timeout, &aborting);
-        let completion = w.complete(&a.op, &reply);
+        // One op may take several requests (kafka's poll, then commit_offsets).
+        let (mut call, mut step) = w.begin(a.op, a.final_, &mut session);
+        let completion = loop {
+            match step {
+                Step::Send(body) => {
+                    let reply = client.call(&shared, &node, body, timeout, &aborting);
+                    step = w.advance(&mut call, &mut session, &reply);
+                }
+                Step::Done(c) => break c,
+            }
+        };
         if completion.kind == OpType::Info && !w.reusable_client() {
             // The thread's process is replaced: close this client, open a fresh `c<k>`.
             shared.close_client(client);
             client = shared.open_client();
+            session = Session::default();
         }
         let _ = done.send(Done {
             worker: t,
-            op: a.op,
+            op: call.op,
             process: a.process,
             completion,
             final_: a.final_,
@@ -73,6 +84,9 @@ pub(super) struct Workers {
     pub(super) counters: Arc<ProgressCounters>,
     /// The client RPC timeout ([`ClientWorkload::client_timeout_ms`]).
     pub(super) timeout: Duration,
+    /// The main phase's op schedule, told of every completion (kafka's generator follows them).
+    pub(super) schedule: Option<OpSchedule>,
+    pub(super) workload: ClientWorkload,
 }
 
 impl Workers {
@@ -107,8 +121,8 @@ impl Workers {
             .map_err(|_| anyhow!("worker {t} died"))
     }
 
-    /// Records a completion and frees its thread.
-    pub(super) fn complete(&mut self, ctx: &RunCtx<'_>, d: Done) {
+    /// Records a completion and frees its thread; hands the report back.
+    pub(super) fn complete(&mut self, ctx: &RunCtx<'_>, d: Done) -> Done {
         self.busy[d.worker] = false;
         self.counters.record(d.completion.kind);
         ctx.record(
@@ -122,6 +136,10 @@ impl Workers {
         if d.completion.kind == OpType::Info {
             self.process[d.worker] = process_after_info(d.process, self.busy.len());
         }
+        if let Some(s) = self.schedule.as_mut() {
+            s.observe(self.workload, d.op.f, &d.completion);
+        }
+        d
     }
 
     /// Waits until every thread is idle (each call ends within its timeout), checking for
@@ -130,7 +148,9 @@ impl Workers {
         let deadline = Instant::now() + self.timeout.max(RPC_TIMEOUT) + Duration::from_secs(1);
         while self.any_busy() {
             match self.done_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(d) => self.complete(ctx, d),
+                Ok(d) => {
+                    self.complete(ctx, d);
+                }
                 Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(_) => bail!("a worker did not finish its {what}"),
             }
@@ -157,7 +177,11 @@ pub(super) fn phases(
     let nemesis_stop = AtomicBool::new(false);
     let main_start = shared.now();
     let time_limit_ns = opts.time_limit_secs * 1_000_000_000;
-    let cutoff = main_start + time_limit_ns;
+    // `--time-limit 0` (with `--web`): until Stop is pressed.
+    let cutoff = match time_limit_ns {
+        0 => u64::MAX,
+        ns => main_start + ns,
+    };
     let faults: FaultSet = opts.nemesis.iter().copied().collect();
     let mut plan = NemesisPlan::new(
         faults,
@@ -165,14 +189,30 @@ pub(super) fn phases(
         opts.nodes.clone(),
         nemesis_seed,
     )?;
-    let final_nemesis_ops = plan.final_ops();
     let progress = Progress::start(
         opts.time_limit(),
         opts.show_progress(),
         Arc::clone(&workers.counters),
     );
 
+    // The live dashboard's controls, open for the main phase: its god thread applies them.
+    let controls = ctx.live.as_ref().map(|hub| {
+        hub.main_started(main_start);
+        hub.open_controls()
+    });
     let main = thread::scope(|s| -> anyhow::Result<()> {
+        let god_handle = controls.map(|rx| {
+            let stop = &nemesis_stop;
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(g) => ctx.nemesis_step_as(g.op, g.invocation),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })
+        });
         let nemesis_handle = (!plan.is_empty()).then(|| {
             let stop = &nemesis_stop;
             let plan = &mut plan;
@@ -196,20 +236,43 @@ pub(super) fn phases(
         let main = main_phase(ctx, workload, op_rng, main_start, cutoff, workers);
         // Whatever the main phase's outcome, the nemesis stops before the final phase (or the
         // abort): from here on it must not kill, pause or partition anything.
+        if let Some(hub) = &ctx.live {
+            hub.close_controls();
+        }
         nemesis_stop.store(true, Ordering::SeqCst);
         if let Some(h) = nemesis_handle {
             let _ = h.join();
         }
+        if let Some(h) = god_handle {
+            let _ = h.join();
+        }
         main
     });
+    ctx.main_end.store(shared.now(), Ordering::SeqCst);
     progress.finish();
     main?;
 
-    // Final phase (broadcast): heal/resume/restart, wait for recovery, one final read per thread.
-    if let Some(final_op) = workload.final_op() {
-        for op in final_nemesis_ops {
+    // Final phase: heal/resume/restart, wait for recovery, then each thread's final ops (one
+    // read, or kafka's catch-up polls).
+    // Faults injected from the dashboard are undone as if they had been in `--nemesis`.
+    let mut undo = faults;
+    if let Some(hub) = &ctx.live {
+        let used = hub.faults_used();
+        undo.partition |= used.partition;
+        undo.kill |= used.kill;
+        undo.pause |= used.pause;
+    }
+    let live_phase = |p: &str| {
+        if let Some(hub) = &ctx.live {
+            hub.set_phase(p);
+        }
+    };
+    if workload.has_final_phase() {
+        live_phase("final: healing");
+        for op in final_ops(undo, &opts.nodes) {
             ctx.nemesis_step(op);
         }
+        live_phase("final: waiting for recovery");
         eprintln!("Waiting for recovery...");
         let wake = Instant::now() + RECOVERY_WAIT;
         loop {
@@ -221,13 +284,86 @@ pub(super) fn phases(
             }
             thread::sleep(left.min(Duration::from_millis(100)));
         }
-        for t in 0..workers.busy.len() {
-            // g-set's final reads are not marked `final?` (see `ClientWorkload::marks_final`).
-            workers.invoke(ctx, t, final_op.clone(), workload.marks_final())?;
-        }
-        workers.wait_idle(ctx, "final read")?;
+        live_phase("final: reads");
+        final_phase(ctx, workload, op_rng, workers)?;
     }
     Ok(())
+}
+
+/// Each thread performs its final ops ([`FinalOps`]), waiting before each as they say; ends when
+/// every thread is done and idle.
+fn final_phase(
+    ctx: &RunCtx<'_>,
+    workload: ClientWorkload,
+    op_rng: &mut ChaCha8Rng,
+    workers: &mut Workers,
+) -> anyhow::Result<()> {
+    let shared = &ctx.shared;
+    let n = workers.busy.len();
+    let start = shared.now();
+    let mut finals: Vec<FinalOps> = (0..n)
+        .map(|_| match &workers.schedule {
+            Some(s) => s.final_ops(workload, start),
+            None => FinalOps::Once(workload.final_op()),
+        })
+        .collect();
+    let mut pending: Vec<Option<(u64, OpSpec)>> = vec![None; n];
+    let mut done = vec![false; n];
+    let deadline_idle = workers.timeout.max(RPC_TIMEOUT) + Duration::from_secs(1);
+    let mut last_progress = Instant::now();
+    loop {
+        let now = shared.now();
+        for t in 0..n {
+            if workers.busy[t] || done[t] {
+                continue;
+            }
+            if pending[t].is_none() {
+                match finals[t].next(now, op_rng) {
+                    Some((gap, op)) => pending[t] = Some((now + gap, op)),
+                    None => done[t] = true,
+                }
+            }
+            if let Some((at, _)) = pending[t] {
+                if now >= at {
+                    let (_, op) = pending[t].take().expect("pending");
+                    if finals[t].open(now) {
+                        // g-set's and kafka's final ops are not marked `final?`
+                        // (see `ClientWorkload::marks_final`).
+                        workers.invoke(ctx, t, op, workload.marks_final())?;
+                        last_progress = Instant::now();
+                    } else {
+                        done[t] = true;
+                    }
+                }
+            }
+        }
+        if done.iter().all(|d| *d) && !workers.any_busy() {
+            return Ok(());
+        }
+        let next_due = pending
+            .iter()
+            .flatten()
+            .map(|(at, _)| at.saturating_sub(now))
+            .min()
+            .unwrap_or(100_000_000);
+        match workers
+            .done_rx
+            .recv_timeout(Duration::from_nanos(next_due).min(Duration::from_millis(100)))
+        {
+            Ok(d) => {
+                let d = workers.complete(ctx, d);
+                finals[d.worker].observe(d.op.f, &d.completion);
+                last_progress = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if workers.any_busy() && last_progress.elapsed() > deadline_idle {
+                    bail!("a worker did not finish its final op");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => bail!("all workers died"),
+        }
+        ctx.checkpoint()?;
+    }
 }
 
 /// Client ops staggered at `--rate` ([`OpSchedule`]) from `main_start` until `cutoff`, handed to free
@@ -244,11 +380,16 @@ pub(super) fn main_phase(
     let opts = ctx.opts;
     let shared = &ctx.shared;
     let n = workers.busy.len();
-    let mut ops = OpSchedule::start(opts.rate, n, main_start, op_rng).for_nodes(opts.nodes.len());
+    workers.schedule = Some(
+        OpSchedule::start(opts.rate, n, main_start, op_rng)
+            .for_nodes(opts.nodes.len())
+            .with_txn(opts.txn),
+    );
     let mut last_crash_check = Instant::now();
+    let stopped = || ctx.live.as_ref().is_some_and(|h| h.stop_requested());
     loop {
         let now = shared.now();
-        if now >= cutoff {
+        if now >= cutoff || stopped() {
             break;
         }
         if last_crash_check.elapsed() > Duration::from_millis(100) {
@@ -259,6 +400,7 @@ pub(super) fn main_phase(
                 .msgs
                 .store(shared.routed.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        let ops = workers.schedule.as_mut().expect("set above");
         let next_at = ops.next_at();
         if now >= next_at {
             let (busy, process) = (&workers.busy, &workers.process);
@@ -277,7 +419,9 @@ pub(super) fn main_phase(
             .done_rx
             .recv_timeout(Duration::from_nanos(wait).min(Duration::from_millis(100)))
         {
-            Ok(d) => workers.complete(ctx, d),
+            Ok(d) => {
+                workers.complete(ctx, d);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => bail!("all workers died"),
         }

@@ -12,9 +12,10 @@ use super::phases::Phase;
 use super::scheduler::Event;
 use super::{Sim, MS};
 use crate::coordinator::process_after_info;
+use crate::coordinator::FinalOps;
 use crate::history::{Op, OpType, OpValue, Process};
 use crate::net::{Delivery, Packet};
-use crate::workload::{OpSpec, Reply};
+use crate::workload::{Call, ClientWorkload, Completion, OpSpec, Reply, Session, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 /// What a client is for.
@@ -40,8 +41,30 @@ pub(super) struct Worker {
     pub(super) node: usize,
     pub(super) client: String,
     pub(super) process: u64,
-    /// The op in flight and whether it is a final read.
-    pub(super) busy: Option<(OpSpec, bool)>,
+    /// The op in flight (and whether it is a final op).
+    pub(super) busy: Option<Call>,
+    /// The client's state between ops (kafka's positions); fresh with each fresh client.
+    pub(super) session: Session,
+    /// An op that completed without a request, recorded at its [`Event::LocalDone`].
+    pub(super) ready: Option<Completion>,
+    /// The final phase's ops for this worker, and whether it has none left.
+    pub(super) finals: Option<FinalOps>,
+    pub(super) finals_done: bool,
+}
+
+impl Worker {
+    pub(super) fn new(node: usize, client: String, process: u64) -> Worker {
+        Worker {
+            node,
+            client,
+            process,
+            busy: None,
+            session: Session::default(),
+            ready: None,
+            finals: None,
+            finals_done: false,
+        }
+    }
 }
 
 impl<W: Workload> Sim<'_, W> {
@@ -163,7 +186,8 @@ impl<W: Workload> Sim<'_, W> {
         true
     }
 
-    /// Records the invocation of `op` and sends it from worker `w`.
+    /// Records the invocation of `op` and sends its first request from worker `w` (or, for an
+    /// op that needs none, completes it at once, through an event).
     pub(super) fn invoke(&mut self, w: usize, op: OpSpec, final_: bool) {
         let process = self.workers[w].process;
         let marked = final_ && self.cfg.client.marks_final();
@@ -176,16 +200,48 @@ impl<W: Workload> Sim<'_, W> {
             marked,
         );
         self.stats.client_ops += 1;
-        let body = self.cfg.client.request(&op);
-        let (client, node) = (self.workers[w].client.clone(), self.workers[w].node);
-        self.workers[w].busy = Some((op, final_));
-        self.client_send(&client, node, body, self.cfg.client_timeout_ms);
+        let client_workload = self.cfg.client;
+        let worker = &mut self.workers[w];
+        let (call, step) = client_workload.begin(op, final_, &mut worker.session);
+        worker.busy = Some(call);
+        self.worker_step(w, step);
+    }
+
+    fn worker_step(&mut self, w: usize, step: Step) {
+        match step {
+            Step::Send(body) => {
+                let (client, node) = (self.workers[w].client.clone(), self.workers[w].node);
+                self.client_send(&client, node, body, self.cfg.client_timeout_ms);
+            }
+            Step::Done(c) => {
+                self.workers[w].ready = Some(c);
+                self.at(self.now, Event::LocalDone { worker: w });
+            }
+        }
+    }
+
+    /// Worker `w`'s op completed without a request.
+    pub(super) fn local_done(&mut self, w: usize) {
+        if let Some(c) = self.workers[w].ready.take() {
+            self.worker_finish(w, c);
+        }
+    }
+
+    /// A reply (or timeout) for worker `w`'s request: the op's next request, or its completion.
+    pub(super) fn worker_done(&mut self, w: usize, reply: Reply) {
+        let client_workload = self.cfg.client;
+        let worker = &mut self.workers[w];
+        let call = worker.busy.as_mut().expect("busy worker");
+        match client_workload.advance(call, &mut worker.session, &reply) {
+            Step::Done(c) => self.worker_finish(w, c),
+            step => self.worker_step(w, step),
+        }
     }
 
     /// Worker `w`'s op completed: recorded, kept if a final read, and the next op issued.
-    pub(super) fn worker_done(&mut self, w: usize, reply: Reply) {
-        let (op, final_) = self.workers[w].busy.take().expect("busy worker");
-        let completion = self.cfg.client.complete(&op, &reply);
+    fn worker_finish(&mut self, w: usize, completion: Completion) {
+        let call = self.workers[w].busy.take().expect("busy worker");
+        let (op, final_) = (call.op, call.final_);
         let process = self.workers[w].process;
         self.history.push(Op {
             index: self.history.len(),
@@ -203,7 +259,13 @@ impl<W: Workload> Sim<'_, W> {
             exception: completion.exception.clone(),
             final_: final_ && self.cfg.client.marks_final(),
         });
-        if final_ {
+        if let Some(ops) = self.ops.as_mut() {
+            ops.observe(self.cfg.client, op.f, &completion);
+        }
+        if let Some(finals) = self.workers[w].finals.as_mut() {
+            finals.observe(op.f, &completion);
+        }
+        if final_ && self.cfg.client != ClientWorkload::Kafka {
             let outcome = match (&completion.kind, &completion.value) {
                 (OpType::Ok, v) => Ok(v.clone()),
                 (kind, _) => Err(format!(
@@ -228,6 +290,7 @@ impl<W: Workload> Sim<'_, W> {
                 let old = self.workers[w].client.clone();
                 self.close_client(&old);
                 self.workers[w].client = self.open_client(Purpose::Worker(w));
+                self.workers[w].session = Session::default();
             }
         }
         match self.phase {
@@ -236,7 +299,7 @@ impl<W: Workload> Sim<'_, W> {
                 self.issue_op();
             }
             Phase::Drain => self.maybe_begin_final(),
-            Phase::Final if self.workers.iter().all(|w| w.busy.is_none()) => self.begin_idle(),
+            Phase::Final => self.final_next(w),
             _ => {}
         }
     }

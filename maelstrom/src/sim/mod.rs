@@ -71,7 +71,9 @@
 //! The nemesis is [`NemesisPlan`] over [`SimConfig::faults`] with mean gap `nemesis_interval_ms`:
 //! partitions are Jepsen's grudges ([`crate::nemesis::partition`]) installed with
 //! [`Net::set_grudge`]; kill and pause target Jepsen's node specs; `start`/`resume` target all nodes
-//! and are no-ops for running ones. Each op is recorded in the history and mapped onto the
+//! and are no-ops for running ones. A test may replace the plan's main-phase ops with a **script**
+//! ([`SimConfig::script`]: ops at fixed offsets, e.g. faults aimed at one chosen node); the final
+//! ops still follow [`SimConfig::faults`]. Each op is recorded in the history and mapped onto the
 //! simulated nodes and network by [`apply_nemesis`](crate::coordinator::apply_nemesis), as in the runner.
 //! - **Partition**: the grudge is checked when a receiver takes a message ([`Net`]).
 //! - **Pause** (SIGSTOP): the node processes nothing — no deliveries, no ticks, no flush
@@ -225,6 +227,8 @@ pub struct SimConfig {
     pub client: ClientWorkload,
     /// Client workers (Maelstrom's `--concurrency`; `1n` = `nodes`).
     pub concurrency: usize,
+    /// The txn workloads' generator flags and consistency models.
+    pub txn: crate::workload::TxnOpts,
     /// Client ops per second across all workers (`--rate`); 0 issues none.
     pub rate: f64,
     /// Length of the main phase (`--time-limit`).
@@ -254,6 +258,10 @@ pub struct SimConfig {
     pub replay_command: String,
     /// Safety valve: a run processing more events than this is aborted (a runaway node).
     pub max_events: u64,
+    /// When not empty, the main phase's nemesis ops instead of the plan's: each op at its offset
+    /// (ms after the main phase began, or as soon as the nemesis is free), in order, while the main
+    /// phase lasts. `faults` must name every kind used, so the final ops undo them. Default empty.
+    pub script: Vec<(u64, NemesisOp)>,
 }
 
 /// The replay command the test suite understands (`maelstrom/tests/sim.rs`).
@@ -274,6 +282,7 @@ impl SimConfig {
             topology: TopologyKind::Grid,
             client: ClientWorkload::Broadcast,
             concurrency: nodes,
+            txn: crate::workload::TxnOpts::default(),
             rate: 10.0,
             time_limit_ms: 10_000,
             faults: FaultSet::default(),
@@ -289,6 +298,24 @@ impl SimConfig {
             trace: TraceLevel::Off,
             replay_command: DEFAULT_REPLAY.into(),
             max_events: 50_000_000,
+            script: Vec::new(),
+        }
+    }
+
+    /// A lin-kv test on `nodes` nodes: Maelstrom's lin-kv client (`2n` workers, one key per
+    /// group, a client timeout of max(10 × latency, 1 s)), rate 20/s, and the rest as
+    /// [`SimConfig::broadcast`], except the idle check, which is off (0 ms): a Raft leader
+    /// sends heartbeats for as long as it leads.
+    pub fn lin_kv(seed: u64, nodes: usize) -> SimConfig {
+        let client = ClientWorkload::LinKv;
+        let base = SimConfig::broadcast(seed, nodes);
+        SimConfig {
+            client,
+            concurrency: 2 * nodes,
+            rate: 20.0,
+            idle_check_ms: 0,
+            client_timeout_ms: client.client_timeout_ms(base.latency.mean_ms()),
+            ..base
         }
     }
 
@@ -358,6 +385,8 @@ struct Sim<'a, W: Workload> {
     nemesis_queue: VecDeque<NemesisOp>,
     /// A `start` waiting for its restarted nodes' `init_ok`.
     nemesis_starting: Option<Starting>,
+    /// The next op of [`SimConfig::script`].
+    script_next: usize,
     phase: Phase,
     setup_left: usize,
     main_start: u64,
@@ -457,6 +486,7 @@ pub fn run_probed<W: Workload>(
         nemesis_mode: NemesisMode::Main,
         nemesis_queue: VecDeque::new(),
         nemesis_starting: None,
+        script_next: 0,
         phase: Phase::Init,
         setup_left: 0,
         main_start: 0,

@@ -24,7 +24,8 @@ pub struct SimStats {
     pub node_msgs: u64,
     /// Client invocations (final reads included).
     pub client_ops: u64,
-    /// Distinct values whose broadcast was acknowledged.
+    /// Distinct values whose broadcast was acknowledged; for lin-kv, client ops that
+    /// completed `ok` (reads, writes and cas).
     pub acked: u64,
     /// Final reads checked against the acknowledged set.
     pub final_reads: u64,
@@ -174,11 +175,25 @@ pub enum Violation {
         reads: Vec<Value>,
         acceptable: Vec<[i64; 2]>,
     },
+    /// The kafka checker found anomalies that make the run invalid.
+    Kafka {
+        bad_error_types: Vec<String>,
+        result: Value,
+    },
+    /// txn workloads: the Elle-style checker judged the history not valid under the run's
+    /// consistency models.
+    Txn { anomaly_types: Vec<String> },
+    /// lin-kv: keys whose history is not linearizable (`failures`), or that the checker's
+    /// budget left undecided (`unknown`).
+    NotLinearizable {
+        failures: Vec<String>,
+        unknown: Vec<String>,
+    },
 }
 
 impl Violation {
     /// A short name for grouping failures: `missing`, `final-read-failed`, `lost`, `chatty`,
-    /// `wedged`, `init-failed`, `aborted` or `unacceptable`.
+    /// `wedged`, `init-failed`, `aborted`, `unacceptable`, `kafka`, `txn` or `not-linearizable`.
     pub fn kind(&self) -> &'static str {
         match self {
             Violation::Missing { .. } => "missing",
@@ -189,6 +204,9 @@ impl Violation {
             Violation::InitFailed { .. } => "init-failed",
             Violation::Aborted(_) => "aborted",
             Violation::Unacceptable { .. } => "unacceptable",
+            Violation::Kafka { .. } => "kafka",
+            Violation::Txn { .. } => "txn",
+            Violation::NotLinearizable { .. } => "not-linearizable",
         }
     }
 }
@@ -243,6 +261,24 @@ impl fmt::Display for Violation {
                 f,
                 "counter: final reads {} outside the acceptable set {acceptable:?}",
                 list(reads, 12)
+            ),
+            Violation::Kafka {
+                bad_error_types,
+                result,
+            } => {
+                let text = result.to_string();
+                let cut: String = text.chars().take(2000).collect();
+                write!(f, "kafka: {bad_error_types:?} in {cut}")
+            }
+            Violation::Txn { anomaly_types } => write!(
+                f,
+                "txn: the history is not valid under the models: {}",
+                anomaly_types.join(", ")
+            ),
+            Violation::NotLinearizable { failures, unknown } => write!(
+                f,
+                "lin-kv: keys not linearizable {failures:?}, keys undecided within the budget \
+                 {unknown:?}"
             ),
         }
     }

@@ -13,13 +13,13 @@ use super::node::{Proc, SimNode};
 use super::scheduler::Event;
 use super::{ProbeEvent, Sim, TraceLevel, Violation, INIT_TIMEOUT_MS, MS};
 use crate::coordinator::{
-    apply_nemesis, next_nemesis_op, started_value, NemesisActions, OpSchedule, Started,
+    apply_nemesis, next_nemesis_op, started_value, FinalOps, NemesisActions, OpSchedule, Started,
 };
 use crate::history::{OpType, Process};
 use crate::nemesis::{NemesisOp, Partition};
 use crate::services::ServiceId;
 use crate::topology;
-use crate::workload::Reply;
+use crate::workload::{OpSpec, Reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 /// Where the run is, in the order of [`crate::coordinator`].
@@ -164,12 +164,8 @@ impl<W: Workload> Sim<'_, W> {
         self.note(TraceLevel::Events, || "main phase".into());
         for t in 0..self.cfg.concurrency {
             let client = self.open_client(Purpose::Worker(t));
-            self.workers.push(Worker {
-                node: t % self.cfg.nodes,
-                client,
-                process: t as u64,
-                busy: None,
-            });
+            self.workers
+                .push(Worker::new(t % self.cfg.nodes, client, t as u64));
         }
         self.at(self.cutoff, Event::MainEnd);
         let ops = OpSchedule::start(
@@ -178,7 +174,8 @@ impl<W: Workload> Sim<'_, W> {
             self.main_start,
             &mut self.op_rng,
         )
-        .for_nodes(self.cfg.nodes);
+        .for_nodes(self.cfg.nodes)
+        .with_txn(self.cfg.txn);
         if ops.next_at() < self.cutoff {
             self.at(ops.next_at(), Event::NextOp);
         }
@@ -186,19 +183,66 @@ impl<W: Workload> Sim<'_, W> {
         self.nemesis_next();
     }
 
-    /// Recovery is over: every worker performs the workload's final op.
+    /// Recovery is over: every worker performs its final ops ([`FinalOps`]).
     pub(super) fn begin_final_reads(&mut self) {
         self.note(TraceLevel::Events, || "final reads".into());
         self.phase = Phase::Final;
-        let Some(op) = self.cfg.client.final_op() else {
-            self.begin_idle();
-            return;
-        };
         for w in 0..self.workers.len() {
-            self.invoke(w, op.clone(), true);
+            let finals = match &self.ops {
+                Some(ops) => ops.final_ops(self.cfg.client, self.now),
+                None => FinalOps::Once(self.cfg.client.final_op()),
+            };
+            self.workers[w].finals = Some(finals);
+        }
+        for w in 0..self.workers.len() {
+            self.final_next(w);
         }
         if self.workers.is_empty() {
             self.begin_idle();
+        }
+    }
+
+    /// Worker `w` is free in the final phase: its next final op, now or after its wait; once
+    /// every worker is done and idle, the idle check.
+    pub(super) fn final_next(&mut self, w: usize) {
+        if self.phase != Phase::Final {
+            return;
+        }
+        let worker = &mut self.workers[w];
+        let next = match worker.finals.as_mut() {
+            Some(f) if !worker.finals_done => f.next(self.now, &mut self.op_rng),
+            _ => None,
+        };
+        match next {
+            Some((0, op)) => self.invoke(w, op, true),
+            Some((gap, op)) => self.at(self.now + gap, Event::FinalOp { worker: w, op }),
+            None => {
+                self.workers[w].finals_done = true;
+                if self
+                    .workers
+                    .iter()
+                    .all(|w| w.finals_done && w.busy.is_none())
+                {
+                    self.begin_idle();
+                }
+            }
+        }
+    }
+
+    /// Worker `w`'s delayed final op is due: invoked if the final phase still takes ops.
+    pub(super) fn final_op_due(&mut self, w: usize, op: OpSpec) {
+        if self.phase != Phase::Final {
+            return;
+        }
+        let open = self.workers[w]
+            .finals
+            .as_ref()
+            .is_some_and(|f| f.open(self.now));
+        if open {
+            self.invoke(w, op, true);
+        } else {
+            self.workers[w].finals = None;
+            self.final_next(w);
         }
     }
 
@@ -207,9 +251,16 @@ impl<W: Workload> Sim<'_, W> {
         if self.nemesis_mode != NemesisMode::Main || self.phase != Phase::Main {
             return;
         }
-        if let Some((at, op)) =
+        let next = if self.cfg.script.is_empty() {
             next_nemesis_op(&mut self.plan, self.now, self.main_start, self.cutoff)
-        {
+        } else {
+            self.cfg.script.get(self.script_next).and_then(|(off, op)| {
+                let at = (self.main_start + off * MS).max(self.now);
+                (at < self.cutoff).then(|| (at, op.clone()))
+            })
+        };
+        if let Some((at, op)) = next {
+            self.script_next += 1;
             self.at(at, Event::Nemesis(op));
         }
     }
@@ -253,7 +304,10 @@ impl<W: Workload> Sim<'_, W> {
         match self.nemesis_queue.pop_front() {
             Some(op) => self.nemesis_step(op),
             None => {
-                if self.cfg.client.has_final_phase() {
+                // txn nodes replicate in the background and have no final reads: they get the
+                // recovery wait too, to catch up after the last heal before the idle check.
+                let catch_up = matches!(self.cfg.client, crate::workload::ClientWorkload::Txn(_));
+                if self.cfg.client.has_final_phase() || catch_up {
                     self.at(self.now + self.cfg.recovery_ms * MS, Event::FinalReads);
                 } else {
                     self.begin_idle();

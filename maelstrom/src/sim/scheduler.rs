@@ -11,7 +11,7 @@ use super::node::Proc;
 use super::phases::Phase;
 use super::{Sim, TraceLevel, Violation};
 use crate::nemesis::NemesisOp;
-use crate::workload::Reply;
+use crate::workload::{OpSpec, Reply};
 
 /// Something scheduled on the virtual clock.
 #[derive(Debug)]
@@ -33,6 +33,10 @@ pub(super) enum Event {
     MainEnd,
     /// Recovery is over: final reads.
     FinalReads,
+    /// A worker's op that needed no request completes.
+    LocalDone { worker: usize },
+    /// A worker's final op falls due (kafka's polls are spaced out).
+    FinalOp { worker: usize, op: OpSpec },
     /// The idle check is over: stop.
     IdleEnd,
 }
@@ -133,6 +137,8 @@ impl<W: Workload> Sim<'_, W> {
                 self.maybe_begin_final();
             }
             Event::FinalReads => self.begin_final_reads(),
+            Event::LocalDone { worker } => self.local_done(worker),
+            Event::FinalOp { worker, op } => self.final_op_due(worker, op),
             Event::IdleEnd => {
                 self.note(TraceLevel::Events, || "idle check over".into());
                 self.phase = Phase::Done;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-/// A node binary of the root crate (`echo`, `unique-ids`, `broadcast`).
+/// A node binary of the root crate (`echo`, `unique-ids`, `broadcast`, …, `kafka`).
 pub fn node_bin(name: &str) -> PathBuf {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match DIR.get_or_init(node_bin_dir) {
@@ -14,13 +14,15 @@ pub fn node_bin(name: &str) -> PathBuf {
     }
 }
 
-const NODE_BINS: [&str; 6] = [
+const NODE_BINS: [&str; 8] = [
     "echo",
     "unique-ids",
     "broadcast",
     "g-set",
     "g-counter",
     "pn-counter",
+    "kafka",
+    "txn-rw-register",
 ];
 
 /// Where the root crate's binaries are: `target/<profile>/`, i.e. the parent of the `deps/`

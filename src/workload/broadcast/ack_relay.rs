@@ -75,7 +75,7 @@ impl Broadcast {
         let rto = self.cfg.rto_ms;
         (0..self.links.len()).find(|&p| {
             p == self.me
-                || self.links[p]
+                || self.health[p]
                     .heard_at
                     .is_some_and(|t| t.saturating_add(rto) >= now)
         })
@@ -230,7 +230,8 @@ impl Broadcast {
                 continue;
             };
             if q != self.me && a.to_log == self.log_id && self.links[q].peer_log == Some(a.log) {
-                self.on_ack(q, a.ack);
+                // Relayed: it says nothing of `q`'s round-trip time.
+                let _ = self.on_ack(q, a.ack);
             }
         }
     }

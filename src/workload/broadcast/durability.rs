@@ -77,12 +77,12 @@ impl Broadcast {
         self.release_waiting(ctx);
         let eager = match self.cfg.eager {
             Eager::Never => false,
-            Eager::Leaves => self.peers.len() == 1,
+            Eager::Leaves => self.route.len() == 1,
             Eager::Always => true,
         };
         if eager && (old..durable).any(|i| self.origin[i] == FROM_CLIENT) {
-            for i in 0..self.peers.len() {
-                let p = self.peers[i];
+            for i in 0..self.route.len() {
+                let p = self.route[i];
                 self.send_gossip(p, now, ctx);
             }
         }
@@ -248,6 +248,7 @@ impl Broadcast {
         let recovered_topology = seg.topology.is_some();
         let seg_topology = seg.topology.clone();
         if let (Some(peers), Overlay::Given) = (seg.topology, self.cfg.overlay) {
+            self.route = peers.clone();
             self.peers = peers;
         }
         if seg.complete {

@@ -2,7 +2,7 @@
 //! acknowledging its gossip directly (`gossip_ok`).
 
 use super::link::Link;
-use super::{Broadcast, Msg, FROM_CLIENT};
+use super::{Broadcast, Msg, Overlay, FROM_CLIENT};
 use crate::node::{Ctx, Millis};
 
 /// A gossip call in flight: sent to `peer`, covering the local log up to `upto`. If it times out
@@ -11,6 +11,8 @@ use crate::node::{Ctx, Millis};
 pub(super) struct GossipCall {
     pub(super) peer: usize,
     pub(super) upto: usize,
+    /// When it was sent: its acknowledgement bounds the peer's round-trip time.
+    pub(super) sent_at: Millis,
 }
 
 impl Broadcast {
@@ -45,19 +47,23 @@ impl Broadcast {
         self.check_peer_log(p, log);
         self.heard(p, to_log, now);
         if to_log == self.log_id {
-            self.on_ack(p, ack);
+            if let Some(t) = self.on_ack(p, ack) {
+                self.rtt_bound(p, now.saturating_sub(t));
+            }
         }
         Some(p)
     }
 
-    /// Notes a message from peer `p` naming `to_log` as our log id.
+    /// Notes a message from peer `p` naming `to_log` as our log id (a sign of life, too).
     pub(super) fn heard(&mut self, p: usize, to_log: u64, now: Millis) {
-        let link = &mut self.links[p];
-        link.heard_at = Some(now);
-        link.knows_us = to_log == self.log_id;
+        self.links[p].knows_us = to_log == self.log_id;
+        self.heard_from(p, now);
     }
 
-    pub(super) fn on_ack(&mut self, p: usize, ack: u64) {
+    /// Takes in `p`'s cumulative acknowledgement of our log; returns when the latest gossip call it
+    /// covered was sent (an upper bound on the round-trip time, for the caller to use if the
+    /// acknowledgement came straight from `p`).
+    pub(super) fn on_ack(&mut self, p: usize, ack: u64) -> Option<Millis> {
         let ack = (ack as usize).min(self.durable);
         let link = &mut self.links[p];
         if ack > link.acked {
@@ -65,8 +71,17 @@ impl Broadcast {
             link.sent_upto = link.sent_upto.max(ack);
             // Calls this covers can no longer time out into a retransmission: forget them, so their
             // deadlines wake nobody (acks usually ride on gossip and never resolve a call by id).
-            self.calls.retain(|c| c.peer != p || c.upto > ack);
+            let mut latest = None;
+            self.calls.retain(|c| {
+                let keep = c.peer != p || c.upto > ack;
+                if !keep {
+                    latest = latest.max(Some(c.sent_at));
+                }
+                keep
+            });
+            return latest;
         }
+        None
     }
 
     /// Whether log entry `i` is for peer `to`: never back to the peer it came from (unless that
@@ -135,8 +150,15 @@ impl Broadcast {
             // If the retransmission is lost too, its own call times out.
             self.calls.retain(|c| c.peer != p || c.upto > upto);
         }
-        self.calls
-            .register(id, now + self.cfg.rto_ms, GossipCall { peer: p, upto });
+        self.calls.register(
+            id,
+            now + self.cfg.rto_ms,
+            GossipCall {
+                peer: p,
+                upto,
+                sent_at: now,
+            },
+        );
     }
 
     /// Peer `p` asks for a resend (`gossip_ok` with `resync`): what this node sent it past its
@@ -150,11 +172,17 @@ impl Broadcast {
         }
     }
 
-    /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for an overlay
-    /// neighbour (gossip going back may carry it first), at once otherwise, and at once after the
+    /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for a peer
+    /// gossip goes to (gossip going back may carry it first), and in the star for every peer (a
+    /// successor hub gossips every slot during an episode, and an ack per gossip would double its
+    /// traffic; this leaf may route through it soon), at once otherwise; and at once after the
     /// peer resent (`direct_ack`): it has waited `rto_ms` for this acknowledgement already.
     pub(super) fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
-        if self.cfg.ack_delay_ms == 0 || !self.peers.contains(&p) || self.links[p].direct_ack {
+        let star = self.cfg.overlay == Overlay::Star;
+        if self.cfg.ack_delay_ms == 0
+            || self.links[p].direct_ack
+            || !(star || self.route.contains(&p))
+        {
             now
         } else {
             now + self.cfg.ack_delay_ms

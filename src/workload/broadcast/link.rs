@@ -36,8 +36,6 @@ pub(super) struct Link {
     /// The peer resent what this node had acknowledged: an acknowledgement sent through the ack
     /// relay may have been lost, so the next stand-alone one goes direct.
     pub(super) direct_ack: bool,
-    /// When the last message from the peer arrived (to pick a reachable ack relay).
-    pub(super) heard_at: Option<Millis>,
     /// Ask the peer, in the next direct acknowledgement (`gossip_ok` with `resync`), to resend
     /// from our acknowledged cursor at once rather than after `rto_ms`: set when this node
     /// restarts (what the peer sent while it was down is gone) and when a gossip from the peer

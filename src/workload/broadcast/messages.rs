@@ -3,7 +3,8 @@
 //! Maelstrom's messages and their envelope are described in its
 //! [protocol](https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md) and
 //! [workload](https://github.com/jepsen-io/maelstrom/blob/main/doc/workloads.md#workload-broadcast)
-//! docs; `gossip`, `gossip_ok`, `ack_batch` and `relayed_acks` pass only between nodes.
+//! docs; `gossip`, `gossip_ok`, `ack_batch`, `relayed_acks`, `ping`, `pong` and `release` pass
+//! only between nodes.
 
 use super::Messages;
 use crate::wire::ErrorBody;
@@ -11,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// Broadcast payloads. The first six are Maelstrom's; `gossip`, `gossip_ok`, `ack_batch` and
-/// `relayed_acks` are ours.
+/// Broadcast payloads. The first six are Maelstrom's; `gossip`, `gossip_ok`, `ack_batch`,
+/// `relayed_acks`, `ping`, `pong` and `release` are ours.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
@@ -78,6 +79,18 @@ pub enum Msg {
         ack: u64,
         acks: Vec<AckFrom>,
     },
+    /// A health check (see the `liveness` module): answered at once with a `pong` carrying the
+    /// same `nonce`, 128 random bits as 32 hex digits.
+    Ping {
+        nonce: String,
+    },
+    /// The answer to a `ping`. One whose nonce is not the sender's outstanding ping is ignored.
+    Pong {
+        nonce: String,
+    },
+    /// The sender no longer routes its values through the receiver (its hub is back, or it chose
+    /// another successor): stop forwarding to it as a successor hub.
+    Release,
     Error(ErrorBody),
 }
 

@@ -106,6 +106,9 @@
 //! # Who talks to whom
 //! [`Overlay`] chooses the neighbours: Maelstrom's topology, a star around one hub, a tree, or
 //! everyone (origin-push, no forwarding). See [`BroadcastConfig`] for the knobs and their defaults.
+//! In the star, a leaf whose hub stops answering routes through a successor hub until it answers
+//! again (the `liveness` submodule); gossip goes to the current route, the overlay neighbours
+//! otherwise.
 //!
 //! # Acknowledgement relay (overlay `total`)
 //! In overlay `total` every node gossips with every other, so when traffic stops every directed
@@ -155,6 +158,8 @@
 //! - `gossip`: sending deltas, taking in acknowledgements, direct acknowledgements;
 //! - `ack_relay`: acknowledgements that fell due, and the acknowledgement relay;
 //! - `durability`: the durable prefix, the replies waiting for it, cursor records, recovery;
+//! - `liveness`: the network table (per peer: last heard, RTT, alive/suspect/dead), `ping`/`pong`
+//!   health checks, and star leaves routing through a successor hub while theirs is silent;
 //! - `record`: the binary record codec;
 //! - `index`: the value index (each value's log position);
 //! - `reads`: the shared read snapshot ([`Messages`], [`Snapshot`]).
@@ -175,11 +180,13 @@ mod durability;
 mod gossip;
 mod index;
 mod link;
+mod liveness;
 mod messages;
 mod reads;
 mod record;
 
 pub use config::{BroadcastConfig, Eager, Overlay};
+pub use liveness::PeerState;
 pub use messages::{AckFor, AckFrom, Msg};
 pub use reads::{Messages, Snapshot};
 
@@ -215,6 +222,18 @@ pub struct Broadcast {
     index: HashMap<String, usize>,
     /// Overlay neighbours, by node index.
     peers: Vec<usize>,
+    /// Whom gossip goes to: the overlay neighbours, or around a hub that stopped answering
+    /// (see the `liveness` module); recomputed by `refresh_route`.
+    route: Vec<usize>,
+    /// The network table: one row per node (this node's own row unused).
+    health: Vec<liveness::Health>,
+    /// A star leaf whose hub is not alive: since when.
+    episode_since: Option<Millis>,
+    /// A star leaf's successor hub during an episode (possibly itself).
+    successor: Option<usize>,
+    successor_changes: u64,
+    /// Per node: until when this node forwards to it as its successor hub.
+    adopted_until: Vec<Option<Millis>>,
     /// Forward values learned from peers (every overlay but `Total`).
     forward_learned: bool,
     links: Vec<Link>,
@@ -321,7 +340,13 @@ impl Workload for Broadcast {
             me,
             nodes,
             index,
+            route: peers.clone(),
             peers,
+            health: vec![liveness::Health::default(); n],
+            episode_since: None,
+            successor: None,
+            successor_changes: 0,
+            adopted_until: vec![None; n],
             forward_learned: cfg.overlay != Overlay::Total,
             links: (0..n).map(|_| Link::default()).collect(),
             log_id,
@@ -376,6 +401,7 @@ impl Workload for Broadcast {
                         .filter(|&p| p != self.me)
                         .collect();
                     self.peers.dedup();
+                    self.route = self.peers.clone();
                     if self.cfg.persist {
                         // Maelstrom sends the topology once: a restarted node only has it if it
                         // persisted it, so `topology_ok` waits for the record like any other ack.
@@ -438,6 +464,7 @@ impl Workload for Broadcast {
                     });
                 }
                 let mut due = self.ack_due_at(p, now);
+                self.adopt(p, now, ctx);
                 let link = &mut self.links[p];
                 if trusted && from > link.recv_upto && link.resync_asked_at != Some(link.recv_upto)
                 {
@@ -449,9 +476,12 @@ impl Workload for Broadcast {
                 }
                 link.ack_due = Some(link.ack_due.map_or(due, |d| d.min(due)));
                 if trusted {
-                    self.on_ack(p, ack);
+                    if let Some(t) = self.on_ack(p, ack) {
+                        self.rtt_bound(p, now.saturating_sub(t));
+                    }
                 }
                 self.apply_relayed(relayed);
+                self.refresh_route(now, ctx);
                 self.sync_durable(now, ctx);
                 self.send_due_acks(now, ctx);
             }
@@ -470,6 +500,7 @@ impl Workload for Broadcast {
                 if let Some(p) = p.filter(|_| resync && (to_log == self.log_id || to_log == 0)) {
                     self.resend_from_acked(p);
                 }
+                self.refresh_route(now, ctx);
             }
             Msg::AckBatch {
                 log,
@@ -480,6 +511,7 @@ impl Workload for Broadcast {
                 if let Some(p) = self.ack_from(&src, log, to_log, ack, now) {
                     self.hold_for_relay(p, log, acks, now);
                 }
+                self.refresh_route(now, ctx);
             }
             Msg::RelayedAcks {
                 log,
@@ -490,6 +522,19 @@ impl Workload for Broadcast {
                 if self.ack_from(&src, log, to_log, ack, now).is_some() {
                     self.apply_relayed(acks);
                 }
+                self.refresh_route(now, ctx);
+            }
+            Msg::Ping { nonce } => {
+                self.on_ping(&src, nonce, now, ctx);
+                self.refresh_route(now, ctx);
+            }
+            Msg::Pong { nonce } => {
+                self.on_pong(&src, &nonce, now);
+                self.refresh_route(now, ctx);
+            }
+            Msg::Release => {
+                self.on_release(&src, now);
+                self.refresh_route(now, ctx);
             }
             Msg::Error(e) => {
                 tracing::debug!(%src, code = e.code, text = ?e.text, "error reply from a peer")
@@ -517,10 +562,11 @@ impl Workload for Broadcast {
                 link.retransmit = true;
             }
         }
+        self.liveness_tick(now, ctx);
         self.send_due_acks(now, ctx);
         self.flush_relay(now, ctx);
         let mut candidates: Vec<usize> = self
-            .peers
+            .route
             .iter()
             .copied()
             .filter(|&p| self.gossip_pending(p))
@@ -542,13 +588,14 @@ impl Workload for Broadcast {
     /// The next `sync_ms` slot after the last tick in which something is due: deltas or a
     /// retransmission pending for a neighbour, changed cursors to record, an acknowledgement's
     /// delay running out, acknowledgements held as the ack relay falling due, a gossip call's
-    /// deadline. `None` when idle: no timer, no CPU.
+    /// deadline, a health check or a suspicion (see the `liveness` module). `None` when idle: no
+    /// timer, no CPU.
     fn next_tick(&mut self, now: Millis) -> Option<Millis> {
         let s = self.cfg.sync_ms.max(1);
-        for i in 0..self.peers.len() {
-            self.skip_unforwardable(self.peers[i]);
+        for i in 0..self.route.len() {
+            self.skip_unforwardable(self.route[i]);
         }
-        let pending = self.peers.iter().any(|&p| self.gossip_pending(p));
+        let pending = self.route.iter().any(|&p| self.gossip_pending(p));
         let cursors_due = self.cursors_due(now);
         // Pending work is due at the first slot boundary after it became pending (remembered, so a
         // timer firing just after that boundary finds it due); deadlines at the first boundary at
@@ -563,6 +610,7 @@ impl Workload for Broadcast {
             self.links.iter().filter_map(|l| l.ack_due).min(),
             self.relay_due.iter().flatten().min().copied(),
             self.calls.next_deadline(),
+            self.liveness_due(now),
         ]
         .into_iter()
         .flatten()

@@ -1981,3 +1981,155 @@ fn values_records_round_trip_and_reject_damage() {
     let want: Vec<(u32, Value)> = origin.into_iter().zip(log).collect();
     assert_eq!(back, want);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Liveness: the network table, health checks, successor hubs (see the `liveness` module)
+
+/// The hub (and, on some seeds, the lowest leaves) cut off: every leaf that can reach the others
+/// ends up with one and the same successor, the lowest-id leaf alive, and every value reaches
+/// every live leaf while the hub is away; healed, the star re-forms (no successor anywhere), every
+/// node holds every value once, and the cluster goes quiet.
+#[test]
+fn leaves_agree_on_one_successor_and_the_star_reforms() {
+    for seed in 0..40u64 {
+        let mut r = StdRng::seed_from_u64(seed);
+        let n = r.random_range(4..=12);
+        let mut c = Cluster::new(n, &cfg(Overlay::Star));
+        c.rng = StdRng::seed_from_u64(seed);
+        // A fault-free warm-up: values flow through the hub, and nobody probes anyone.
+        for v in 0..5i64 {
+            c.client(
+                1 + v as usize % (n - 1),
+                v as u64,
+                Msg::Broadcast { message: json!(v) },
+            );
+            c.run_for(100, 100);
+        }
+        c.run_for(3000, 100);
+        // At most one probe per leaf, at the end of the burst (the hub holds the last
+        // acknowledgement for `ack_delay_ms`; the ping makes it leave at once).
+        let pings = c.sent_by_type.get("ping").copied().unwrap_or(0);
+        assert!(
+            pings < n,
+            "seed {seed}: {pings} fault-free probes at {n} nodes"
+        );
+        let down: Vec<usize> = (0..=r.random_range(0..=2usize).min(n - 3)).collect();
+        for &d in &down {
+            c.partition(&[d]);
+        }
+        let live: Vec<usize> = (0..n).filter(|i| !down.contains(i)).collect();
+        for v in 5..40i64 {
+            let at = live[r.random_range(0..live.len())];
+            c.client(at, v as u64, Msg::Broadcast { message: json!(v) });
+            c.run_for(r.random_range(0..=3) * 100, 100);
+        }
+        c.run_for(4000, 100);
+        let acked: BTreeSet<i64> = (0..5)
+            .chain((5..40).filter(|v| {
+                c.client_out.iter().any(|m| {
+                    m.body.in_reply_to == Some(*v as u64)
+                        && matches!(m.body.payload, Msg::BroadcastOk)
+                })
+            }))
+            .collect();
+        let succ: Vec<Option<&str>> = live.iter().map(|&i| c.node(i).successor()).collect();
+        let want = format!("n{}", live[0]);
+        assert!(
+            succ.iter().all(|s| *s == Some(want.as_str())),
+            "seed {seed}: {n} nodes, {down:?} cut off, live leaves' successors {succ:?}"
+        );
+        let sets = c.sets();
+        for &i in &live {
+            assert!(
+                acked.is_subset(&sets[i]),
+                "seed {seed}: n{i} lacks values while the hub is away: {:?}",
+                sets[i]
+            );
+        }
+        c.cut.clear();
+        c.run_for(8000, 100);
+        let sets = c.sets();
+        let all: BTreeSet<i64> = (0..40).collect();
+        for (i, set) in sets.iter().enumerate() {
+            assert!(
+                set.is_superset(&acked) && set.is_subset(&all),
+                "seed {seed}: n{i} after heal: {set:?}"
+            );
+            assert_eq!(
+                c.node(i).values().len(),
+                set.len(),
+                "seed {seed}: n{i} holds a duplicate"
+            );
+            assert_eq!(
+                c.node(i).successor(),
+                None,
+                "seed {seed}: n{i} keeps a successor after heal"
+            );
+        }
+        let mark = c.sent_between_nodes;
+        c.run_for(5000, 100);
+        assert_eq!(c.sent_between_nodes, mark, "seed {seed}: quiet after heal");
+    }
+}
+
+/// A `pong` counts only with the nonce of the ping in flight: a wrong or stale one leaves the hub
+/// suspect; the right one makes it alive again.
+#[test]
+fn pongs_with_a_wrong_or_stale_nonce_are_ignored() {
+    let mut c = Cluster::new(3, &cfg(Overlay::Star));
+    c.partition(&[0]);
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    // Steps 100 ms, noting the nonces of n1's pings to n0 (which the cut then drops).
+    let mut nonces: Vec<String> = Vec::new();
+    let mut step = |c: &mut Cluster| {
+        c.now += 100;
+        for i in 0..3 {
+            c.tick(i, c.now);
+            c.collect(i);
+        }
+        for m in &c.in_flight {
+            if let Msg::Ping { nonce } = &m.body.payload {
+                if (m.src.as_str(), m.dest.as_str()) == ("n1", "n0") {
+                    nonces.push(nonce.clone());
+                }
+            }
+        }
+        c.deliver_all();
+    };
+    while c.now < 10_000 && c.node(1).health_of("n0", c.now) != Some(PeerState::Dead) {
+        step(&mut c);
+    }
+    assert!(
+        nonces.len() >= 2,
+        "n1 pings its silent hub, again while it stays silent: {nonces:?}"
+    );
+    assert!(
+        nonces.iter().all(|n| n.len() == 32),
+        "128 bits as 32 hex digits: {nonces:?}"
+    );
+    assert_ne!(nonces[0], nonces[1], "a fresh nonce per ping");
+    let pong = |nonce: &str| {
+        let mut m = req(
+            "n0",
+            "n1",
+            99,
+            Msg::Pong {
+                nonce: nonce.into(),
+            },
+        );
+        m.body.msg_id = None;
+        m
+    };
+    let latest = nonces.last().cloned().unwrap_or_default();
+    // The first ping was replaced by later ones: its nonce is stale.
+    for wrong in [nonces[0].as_str(), "00000000000000000000000000000000", "x"] {
+        c.receive(1, pong(wrong));
+        assert_eq!(
+            c.node(1).health_of("n0", c.now),
+            Some(PeerState::Dead),
+            "pong {wrong:?} must be ignored"
+        );
+    }
+    c.receive(1, pong(&latest));
+    assert_eq!(c.node(1).health_of("n0", c.now), Some(PeerState::Alive));
+}

@@ -313,6 +313,9 @@ impl Workload for Crdt {
                 | broadcast::Msg::GossipOk { .. }
                 | broadcast::Msg::AckBatch { .. }
                 | broadcast::Msg::RelayedAcks { .. }
+                | broadcast::Msg::Ping { .. }
+                | broadcast::Msg::Pong { .. }
+                | broadcast::Msg::Release
                 | broadcast::Msg::Topology { .. }),
             ) => self.deliver(src, dest, with(m), now, ctx),
             // Broadcast's client requests are not this workload's; replies are never answered.

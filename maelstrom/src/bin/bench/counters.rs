@@ -94,14 +94,15 @@ pub fn history_stats(history: &[Op]) -> HistoryStats {
 }
 
 /// The `q` quantile (nearest rank) of `v`.
-fn quantile<T: Copy + PartialOrd + Into<f64>>(v: &[T], q: f64) -> Option<f64> {
+pub fn quantile<T: Copy + PartialOrd + Into<f64>>(v: &[T], q: f64) -> Option<f64> {
     let mut v: Vec<f64> = v.iter().map(|&x| x.into()).collect();
     v.sort_by(f64::total_cmp);
     let last = v.len().checked_sub(1)?;
     Some(v[((last as f64) * q).round() as usize])
 }
 
-fn quantiles(v: &[f64]) -> String {
+/// p50 / p99 / max of `v`, one decimal.
+pub fn quantiles(v: &[f64]) -> String {
     format!(
         "{} / {} / {}",
         fmt(quantile(v, 0.5), 1),
@@ -200,10 +201,16 @@ impl HistoryStats {
 
 /// `text` with its counters section replaced by `section` (appended if it has none).
 pub fn splice(text: &str, section: &str) -> String {
+    splice_marked(text, BEGIN, END, section)
+}
+
+/// `text` with the section between the markers `begin` and `end` replaced by `section`
+/// (appended before the hand-measured part if it has none). Other modes' sections use it too.
+pub fn splice_marked(text: &str, begin: &str, end: &str, section: &str) -> String {
     let section = section.trim_end();
-    match (text.find(BEGIN), text.find(END)) {
+    match (text.find(begin), text.find(end)) {
         (Some(b), Some(e)) if e > b => {
-            format!("{}{section}{}", &text[..b], &text[e + END.len()..])
+            format!("{}{section}{}", &text[..b], &text[e + end.len()..])
         }
         _ if text.trim().is_empty() => format!("{section}\n"),
         // Appended before the hand-measured part, which stays last.
@@ -216,9 +223,14 @@ pub fn splice(text: &str, section: &str) -> String {
 
 /// The counters section of `text`, if it has one (the settings benchmark keeps it).
 pub fn section(text: &str) -> Option<&str> {
-    let b = text.find(BEGIN)?;
-    let e = text[b..].find(END)? + b;
-    Some(&text[b..e + END.len()])
+    section_marked(text, BEGIN, END)
+}
+
+/// The section of `text` between the markers `begin` and `end`, markers included.
+pub fn section_marked<'a>(text: &'a str, begin: &str, end: &str) -> Option<&'a str> {
+    let b = text.find(begin)?;
+    let e = text[b..].find(end)? + b;
+    Some(&text[b..e + end.len()])
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@
 //!   its CRDT and seq-kv designs side by side on challenge 4's configuration, without faults, with
 //!   partitions, with kills, pauses and partitions: msgs-per-op, latencies, read staleness, node
 //!   CPU; writes the "Counters" section of `BENCHMARKS.md` (the settings benchmark keeps it).
+//! - **`bench --lin-kv [--seed N]`** ([`lin_kv`], `just bench-lin-kv`): murmur's Raft `lin-kv`
+//!   node beside `kv-proxy` (every op passed to the runner's `lin-kv` service) at 5 nodes,
+//!   without faults, with partitions, with kills, pauses and partitions: msgs-per-op, latencies,
+//!   op outcomes, node CPU; writes the "lin-kv" section of `BENCHMARKS.md` (kept by `bench`).
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
 //!   the runner's own throughput under flooding fixture nodes; writes `RUNNER.md`.
 //! - **`bench --startup [--values N] [--repeats N]`** ([`startup`], `just startup`): a node's
@@ -24,11 +28,20 @@
 //!   "Start-up" section of `BENCHMARKS.md`, which the settings benchmark keeps when it rewrites
 //!   the rest.
 //!
+//! - **`bench --kafka-checker [--seed N] [--repeats N]`** ([`kafka_checker`]): the kafka
+//!   checker's time on a 30 s `--rate 1000` history made in the simulator; prints it.
+//! - **`bench --elle [--txns N]`** ([`elle`]): the txn workloads' checker over a seeded history of N
+//!   transactions (default 10,000); writes the "Elle checker" section of `BENCHMARKS.md`, which
+//!   the settings benchmark keeps.
+//!
 //! Runs are sequential: they share the machine's cores with the nodes under test.
 
 mod capacity;
 mod counters;
+mod elle;
 mod faults;
+mod kafka_checker;
+mod lin_kv;
 mod runner_capacity;
 mod settings;
 mod soak;
@@ -43,7 +56,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "elle", "lin_kv"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -68,6 +81,22 @@ struct Cli {
     /// "Counters" section of BENCHMARKS.md (`--seed` applies).
     #[arg(long)]
     counters: bool,
+    /// Time the kafka checker on a 30 s `--rate 1000` history made in the simulator (`--seed`
+    /// and `--repeats` apply); prints the times.
+    #[arg(long)]
+    kafka_checker: bool,
+    /// Time the txn workloads' checker over a seeded history → the "Elle checker" section of
+    /// BENCHMARKS.md.
+    #[arg(long)]
+    elle: bool,
+    /// Elle checker: transactions in the history.
+    #[arg(long, value_name = "N", default_value_t = 10_000, requires = "elle")]
+    txns: usize,
+    /// murmur's Raft lin-kv node against kv-proxy over the lin-kv service, 5 nodes, without
+    /// faults, with partitions, with kills, pauses and partitions → the "lin-kv" section of
+    /// BENCHMARKS.md (`--seed` applies).
+    #[arg(long)]
+    lin_kv: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
@@ -102,8 +131,8 @@ struct Cli {
         requires = "startup"
     )]
     values: u64,
-    /// Start-up: runs per log (the median is reported).
-    #[arg(long, value_name = "N", default_value_t = 7, requires = "startup")]
+    /// Start-up: runs per log; kafka checker: checks of the history (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 7)]
     repeats: usize,
 
     /// The runner binary (its directory also holds `reference-star`).
@@ -120,7 +149,11 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     let scratch = cli.out.join("bench-runs");
-    if cli.runner_capacity {
+    if cli.kafka_checker {
+        kafka_checker::run(cli.seed, 30, 1000.0, cli.repeats.max(1));
+    } else if cli.elle {
+        elle::run(&cli.out, cli.txns);
+    } else if cli.runner_capacity {
         runner_capacity::run(&cli.runner, &cli.fixture, &cli.out, &scratch);
     } else if cli.startup {
         startup::run(&cli.node, &cli.out, cli.values, cli.repeats.max(1));
@@ -137,6 +170,8 @@ fn main() {
         );
     } else if cli.counters {
         counters::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
+    } else if cli.lin_kv {
+        lin_kv::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
     } else if cli.faults {
         faults::run(
             &cli.runner,
@@ -263,10 +298,14 @@ mod tests {
         assert_eq!(parse(&["--soak"]).unwrap().soak_secs, 600);
         let c = parse(&["--counters", "--seed", "4"]).unwrap();
         assert!(c.counters && c.seed == 4);
+        let c = parse(&["--lin-kv", "--seed", "5"]).unwrap();
+        assert!(c.lin_kv && c.seed == 5);
         let c = parse(&["--runner-capacity", "--fixture", "f"]).unwrap();
         assert!(c.runner_capacity && c.fixture == "f");
         let c = parse(&["--capacity", "--node", "n", "--out", "o"]).unwrap();
         assert_eq!((c.node.as_str(), c.out.as_path()), ("n", Path::new("o")));
+        let c = parse(&["--kafka-checker", "--seed", "2", "--repeats", "3"]).unwrap();
+        assert!(c.kafka_checker && c.seed == 2 && c.repeats == 3);
         let c = parse(&["--startup"]).unwrap();
         assert!(c.startup && c.values == 1_000_000 && c.repeats == 7);
         let c = parse(&["--startup", "--values", "1000", "--repeats", "3"]).unwrap();
@@ -307,6 +346,7 @@ mod tests {
             &["--faults", "--quick"],
             &["--counters", "--faults"],
             &["--counters", "--quick"],
+            &["--lin-kv", "--counters"],
             &["--capacity", "--cited", "p"],
             &["--seeds", "3"],
             &["--soak-secs", "3"],
@@ -315,6 +355,7 @@ mod tests {
             &["--fixture", "f"],
             &["--values", "5"],
             &["--startup", "--capacity"],
+            &["--kafka-checker", "--faults"],
         ] {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }

@@ -241,8 +241,8 @@ pub fn run(
         eprintln!("bench: cannot create {}: {e}", out.display());
         std::process::exit(1);
     }
-    // The sections of other modes are kept as they were: `bench --startup`'s and
-    // `bench --counters`'s.
+    // The sections of other modes are kept as they were: `bench --startup`'s,
+    // `bench --counters`'s, `bench --elle`'s and `bench --lin-kv`'s.
     let kept = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap_or_default();
     let (_, startup) = super::startup::take_section(&kept);
     let mut md = markdown(&rows, &settings, seed, cost);
@@ -251,6 +251,12 @@ pub fn run(
     }
     if let Some(section) = super::counters::section(&kept) {
         md = super::counters::splice(&md, section);
+    }
+    if let Some(section) = super::elle::section(&kept) {
+        md = super::elle::splice(&md, section);
+    }
+    if let Some(section) = super::lin_kv::section(&kept) {
+        md = super::lin_kv::splice(&md, section);
     }
     let svg = frontier::frontier_svg(&rows);
     for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {
