@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The CRDT nodes' payloads: Maelstrom's `add`/`read` for g-set and the counters, and the
-/// broadcast node's peer messages (`gossip`, `gossip_ok`, `ack_batch`, `relayed_acks`, and
-/// `topology`, which only overlay `given` uses), which pass through unchanged.
+/// broadcast node's peer messages (`gossip`, `gossip_ok`, `ack_batch`, `relayed_acks`, the
+/// health checks `ping`, `pong` and `release`, and `topology`, which only overlay `given` uses),
+/// which pass through unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
@@ -66,11 +67,14 @@ enum Own {
 }
 
 /// The `type`s [`Msg::Peer`] carries.
-const PEER_TYPES: [&str; 5] = [
+const PEER_TYPES: [&str; 8] = [
     "gossip",
     "gossip_ok",
     "ack_batch",
     "relayed_acks",
+    "ping",
+    "pong",
+    "release",
     "topology",
 ];
 
@@ -79,7 +83,7 @@ const PEER_TYPES: [&str; 5] = [
 impl<'de> Deserialize<'de> for Msg {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        const ALL: [&str; 10] = [
+        const ALL: [&str; 13] = [
             "add",
             "add_ok",
             "read",
@@ -89,6 +93,9 @@ impl<'de> Deserialize<'de> for Msg {
             "gossip_ok",
             "ack_batch",
             "relayed_acks",
+            "ping",
+            "pong",
+            "release",
             "topology",
         ];
         let v = Value::deserialize(d)?;

@@ -284,6 +284,21 @@ fn crdt_wire_format_parses_client_and_peer_messages() {
         payload(parse(gossip)),
         CrdtMsg::Peer(broadcast::Msg::Gossip { .. })
     ));
+    // The broadcast node's health checks pass through too (a hub that answered them error 10
+    // kept its leaves pinging it for ever).
+    let nonce = "0123456789abcdef0123456789abcdef";
+    assert!(matches!(
+        payload(parse(json!({"type": "ping", "nonce": nonce}))),
+        CrdtMsg::Peer(broadcast::Msg::Ping { .. })
+    ));
+    assert!(matches!(
+        payload(parse(json!({"type": "pong", "nonce": nonce}))),
+        CrdtMsg::Peer(broadcast::Msg::Pong { .. })
+    ));
+    assert!(matches!(
+        payload(parse(json!({"type": "release"}))),
+        CrdtMsg::Peer(broadcast::Msg::Release)
+    ));
     // A delta that is not an integer is a malformed request, an unknown type is not supported.
     for (body, code) in [
         (
