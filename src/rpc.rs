@@ -82,6 +82,11 @@ impl<T> Calls<T> {
         self.pending.retain(|_, (_, ctx)| keep(ctx));
     }
 
+    /// Whether some outstanding call's context passes `pred`.
+    pub fn any(&self, mut pred: impl FnMut(&T) -> bool) -> bool {
+        self.pending.values().any(|(_, ctx)| pred(ctx))
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }

@@ -119,6 +119,10 @@ pub(super) struct Health {
     gap: Option<Millis>,
     /// Smoothed round-trip time.
     rtt: Option<Millis>,
+    /// The smallest round-trip sample (pong or acknowledgement): acknowledgements held up to
+    /// `ack_delay_ms` inflate the smoothed estimate where no pong corrects it (a hub pings
+    /// nobody), while the fastest acknowledgement is close to the network's own round trip.
+    rtt_floor: Option<Millis>,
     /// The latest ping; a pong must carry its nonce.
     ping: Option<Ping>,
     /// The first ping sent since the peer was last heard from.
@@ -185,9 +189,41 @@ impl Broadcast {
         h.unanswered_since = None;
     }
 
+    /// A message from `p` was just handled, so `p` can reach us again. If gossip to it is still
+    /// unacknowledged well past the time an acknowledgement takes, that gossip was lost: to a
+    /// partition now healed, a pause now over, or the peer's restart. Resend from `acked` at the
+    /// next slot, rather than when the call times out (`rto_ms` after it was sent), so a peer
+    /// that comes back catches up within a round or two of being heard. "Well past" is three
+    /// round trips (the fastest seen with this peer, or `2 × sync_ms` before any) plus two slots
+    /// when the message carried the peer's acknowledgement of our log (`acks_us`: it is up to
+    /// date, so what it leaves out was not received), and `ack_delay_ms` more otherwise (the
+    /// peer may rightly be holding its acknowledgement). The resend replaces the calls to `p`,
+    /// so this fires at most once per such period. Under a latency distribution with a long
+    /// tail (Maelstrom's `exponential`) a slow gossip can look lost; the premature resend costs
+    /// messages, never correctness.
+    pub(super) fn resend_if_overdue(&mut self, p: usize, acks_us: bool, now: Millis) {
+        let link = &self.links[p];
+        if link.retransmit || link.acked >= link.sent_upto {
+            return;
+        }
+        let floor = self.health[p].rtt_floor.unwrap_or(2 * self.sync());
+        let mut overdue = 3 * floor + 2 * self.sync();
+        if !acks_us {
+            overdue += self.cfg.ack_delay_ms;
+        }
+        if self
+            .calls
+            .any(|c| c.peer == p && c.sent_at.saturating_add(overdue) <= now)
+        {
+            tracing::debug!(peer = %self.nodes[p], "gossip overdue to a peer heard again: resending");
+            self.resend_from_acked(p);
+        }
+    }
+
     /// An acknowledgement from `p` covered gossip sent `sample` ms ago: an upper bound on the RTT.
     pub(super) fn rtt_bound(&mut self, p: usize, sample: Millis) {
         let h = &mut self.health[p];
+        h.rtt_floor = Some(h.rtt_floor.map_or(sample, |f| f.min(sample)));
         if h.rtt.map_or(true, |r| sample < r) {
             h.rtt = Some(h.rtt.map_or(sample, |r| (7 * r + sample) / 8));
         }
@@ -244,6 +280,7 @@ impl Broadcast {
         // such sample would otherwise raise every threshold for many round trips.
         if sample <= suspect {
             h.rtt = Some(h.rtt.map_or(sample, |r| (7 * r + sample) / 8));
+            h.rtt_floor = Some(h.rtt_floor.map_or(sample, |f| f.min(sample)));
         }
         self.heard_from(p, now);
     }

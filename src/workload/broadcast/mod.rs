@@ -36,7 +36,13 @@
 //! log id where it knows none), and a **gap** (a trusted gossip whose
 //! `from` lies past `recv_upto`: something in between was lost, typically to a partition that
 //! has just healed; asked once per gap). A restarted node thus catches up within a slot and a
-//! round trip of reaching its peers instead of up to `rto_ms` later.
+//! round trip of reaching its peers instead of up to `rto_ms` later. The sender needs no request
+//! when it can tell for itself: any message from a peer with gossip to it long **overdue** (still
+//! unacknowledged three of the fastest round trips plus two slots after it was sent, when the
+//! message carries the peer's acknowledgement, or `ack_delay_ms` later otherwise) shows the peer is reachable again
+//! and that gossip lost, so the node resends from `acked` at the next slot (`resend_if_overdue`).
+//! That covers a healed partition or an ended pause where nothing new flows towards the peer to
+//! reveal a gap.
 //!
 //! Each log has a random **log id**. Messages carry the sender's log id and the receiver's as the
 //! sender knows it, so cursors are only trusted between the same two logs: a peer that restarted
@@ -388,6 +394,15 @@ impl Workload for Broadcast {
     fn handle(&mut self, msg: Message<Msg>, now: Millis, ctx: &mut Ctx<Msg>) {
         let src = msg.src;
         let msg_id = msg.body.msg_id;
+        // (Not `peer_index`, which warns: clients send here too.)
+        let peer = self.index.get(&src).copied().filter(|&p| p != self.me);
+        let acks_us = match &msg.body.payload {
+            Msg::Gossip { to_log, .. }
+            | Msg::GossipOk { to_log, .. }
+            | Msg::AckBatch { to_log, .. }
+            | Msg::RelayedAcks { to_log, .. } => *to_log == self.log_id,
+            _ => false,
+        };
         match msg.body.payload {
             Msg::Topology { topology } => {
                 if self.cfg.overlay == Overlay::Given {
@@ -549,6 +564,11 @@ impl Workload for Broadcast {
                     );
                 }
             }
+        }
+        // Whatever it was, a message from a peer shows it can reach us (after its acknowledgement
+        // was taken in above).
+        if let Some(p) = peer {
+            self.resend_if_overdue(p, acks_us, now);
         }
     }
 

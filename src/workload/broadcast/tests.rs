@@ -987,6 +987,57 @@ fn calls_lost_to_a_partition_bring_one_retransmission_not_one_per_call() {
     assert_eq!(to_n2.len(), 1, "retransmissions to n2 at {to_n2:?}");
 }
 
+/// Gossip lost to a partition is resent as soon as the peer is heard from again, not when the
+/// call times out: after the heal, n2's next message makes the hub resend what n2 lacks.
+#[test]
+fn gossip_lost_to_a_partition_is_resent_when_the_peer_is_heard_again() {
+    let cfg = cfg(Overlay::Star);
+    let mut c = Cluster::new(3, &cfg);
+    // Traffic both ways, so the hub has seen n2 acknowledge its gossip promptly (on n2's own
+    // gossip): that is the round trip it judges "overdue" by.
+    for k in 0..5 {
+        c.client(
+            1,
+            1 + 2 * k,
+            Msg::Broadcast {
+                message: json!(100 + 2 * k),
+            },
+        );
+        c.run_for(100, 100);
+        c.client(
+            2,
+            2 + 2 * k,
+            Msg::Broadcast {
+                message: json!(101 + 2 * k),
+            },
+        );
+        c.run_for(100, 100);
+    }
+    c.run_for(1000, 100);
+    c.partition(&[2]);
+    c.client(1, 20, Msg::Broadcast { message: json!(2) });
+    c.run_for(1200, 100);
+    c.cut.clear();
+    assert!(!c.sets()[2].contains(&2), "{:?}", c.sets());
+    // Healed, about 1 s after the hub's gossip was lost (`rto_ms` is 1.5 s off): n2 speaks.
+    c.client(2, 21, Msg::Broadcast { message: json!(3) });
+    let healed = c.now;
+    let mut got = None;
+    for _ in 0..20 {
+        c.run_for(100, 100);
+        if got.is_none() && c.sets()[2].contains(&2) {
+            got = Some(c.now - healed);
+        }
+    }
+    let got = got.expect("n2 got the value lost to the partition");
+    assert!(
+        got <= 4 * cfg.sync_ms,
+        "n2 got it {got} ms after it spoke (rto_ms {})",
+        cfg.rto_ms
+    );
+    assert_eq!(c.sets()[0], c.sets()[2]);
+}
+
 /// A peer that retransmits has waited `rto_ms` for its acknowledgement: the acknowledgement
 /// goes at once, not after `ack_delay_ms`.
 #[test]
