@@ -9,13 +9,12 @@
 //! how much of what was certainly added the read missed. A counter read can also include adds
 //! still in flight, which the clipping hides, so it is a lower bound on what the read lacked.
 
-use super::{fmt, num, read_results, sibling};
+use super::{fmt, num, read_history, read_results, run_test_command, sibling};
 use maelstrom::history::{Op, OpType, Process};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 /// Where the section starts and ends in `BENCHMARKS.md`.
 pub const BEGIN: &str = "<!-- counters: written by `bench --counters`; `bench` keeps it -->";
@@ -142,15 +141,7 @@ pub fn run(runner: &str, node_dir_of: &str, out: &Path, scratch: &Path, seed: u6
             );
             let dir = scratch.join(format!("counters-{vi}-{di}"));
             eprintln!("counters: {vname}, {dname}");
-            // The runner's own flags go before the `--` that starts the node's arguments.
-            let exit = Command::new(runner)
-                .arg("test")
-                .args(["--results-dir", &dir.to_string_lossy(), "--no-progress"])
-                .args(command.split_whitespace().skip(2))
-                .stdout(std::process::Stdio::null())
-                .status()
-                .map(|s| s.code().unwrap_or(-1))
-                .unwrap_or(-1);
+            let exit = run_test_command(runner, &command, &dir);
             let run_dir = dir.join("g-counter").join("latest");
             let Some(v) = read_results(&run_dir.join("results.json")) else {
                 let _ = writeln!(
@@ -159,12 +150,7 @@ pub fn run(runner: &str, node_dir_of: &str, out: &Path, scratch: &Path, seed: u6
                 );
                 continue;
             };
-            let history: Vec<Op> = std::fs::read_to_string(run_dir.join("history.jsonl"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            let h = history_stats(&history);
+            let h = history_stats(&read_history(&run_dir));
             let stale = h.staleness.iter().filter(|&&x| x > 0).count();
             let _ = writeln!(
                 s,

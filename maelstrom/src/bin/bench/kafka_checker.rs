@@ -13,7 +13,7 @@ use maelstrom::history::OpType;
 use maelstrom::sim::{self, SimConfig};
 use maelstrom::workload::ClientWorkload;
 use murmur::workload::kafka::{Local, LocalConfig};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub fn run(seed: u64, secs: u64, rate: f64, repeats: usize) {
     let cfg = SimConfig {
@@ -55,21 +55,10 @@ pub fn run(seed: u64, secs: u64, rate: f64, repeats: usize) {
         secs,
         made.as_secs_f64()
     );
-    let mut times: Vec<Duration> = Vec::new();
     let mut verdict = String::new();
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
+    let times = super::time_repeats(repeats, || {
         let r = kafka::check(&out.history);
-        times.push(t.elapsed());
         verdict = format!("valid? {:?}, error types {:?}", r.valid, r.error_types);
-    }
-    times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "kafka checker: median {:.1} ms, min {:.1} ms, max {:.1} ms over {} runs; {verdict}",
-        ms(times[times.len() / 2]),
-        ms(times[0]),
-        ms(times[times.len() - 1]),
-        times.len()
-    );
+    });
+    println!("kafka checker: {times}; {verdict}");
 }

@@ -10,13 +10,12 @@
 //! nodes themselves costs in messages, latency and availability.
 
 use super::counters::{quantiles, section_marked, splice_marked};
-use super::{fmt, num, read_results, sibling};
+use super::{fmt, num, read_history, read_results, run_test_command, sibling};
 use maelstrom::history::{Op, OpType, Process};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 /// Where the section starts and ends in `BENCHMARKS.md`.
 pub const BEGIN: &str = "<!-- lin-kv: written by `bench --lin-kv`; `bench` keeps it -->";
@@ -104,14 +103,7 @@ pub fn run(runner: &str, node_dir_of: &str, out: &Path, scratch: &Path, seed: u6
                 format!("{runner} test -w lin-kv --bin {node} {BASE}{nemesis} --seed {seed}");
             let dir = scratch.join(format!("lin-kv-{vi}-{di}"));
             eprintln!("lin-kv: {vname}, {dname}");
-            let exit = Command::new(runner)
-                .arg("test")
-                .args(["--results-dir", &dir.to_string_lossy(), "--no-progress"])
-                .args(command.split_whitespace().skip(2))
-                .stdout(std::process::Stdio::null())
-                .status()
-                .map(|s| s.code().unwrap_or(-1))
-                .unwrap_or(-1);
+            let exit = run_test_command(runner, &command, &dir);
             let run_dir = dir.join("lin-kv").join("latest");
             let Some(v) = read_results(&run_dir.join("results.json")) else {
                 let _ = writeln!(
@@ -120,12 +112,7 @@ pub fn run(runner: &str, node_dir_of: &str, out: &Path, scratch: &Path, seed: u6
                 );
                 continue;
             };
-            let history: Vec<Op> = std::fs::read_to_string(run_dir.join("history.jsonl"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            let h = history_stats(&history);
+            let h = history_stats(&read_history(&run_dir));
             let _ = writeln!(
                 s,
                 "| {vname} | {dname} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | `{command}` |",

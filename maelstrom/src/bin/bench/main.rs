@@ -30,6 +30,9 @@
 //!
 //! - **`bench --kafka-checker [--seed N] [--repeats N]`** ([`kafka_checker`]): the kafka
 //!   checker's time on a 30 s `--rate 1000` history made in the simulator; prints it.
+//! - **`bench --lin-kv-checker [--seed N] [--repeats N]`** ([`lin_kv_checker`]): the
+//!   linearizability checker's time on a 60 s `--rate 100` lin-kv history at 5 nodes made in the
+//!   simulator; prints it.
 //! - **`bench --elle [--txns N]`** ([`elle`]): the txn workloads' checker over a seeded history of N
 //!   transactions (default 10,000); writes the "Elle checker" section of `BENCHMARKS.md`, which
 //!   the settings benchmark keeps.
@@ -42,6 +45,7 @@ mod elle;
 mod faults;
 mod kafka_checker;
 mod lin_kv;
+mod lin_kv_checker;
 mod runner_capacity;
 mod settings;
 mod soak;
@@ -56,7 +60,7 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "elle", "lin_kv"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "lin_kv_checker", "elle", "lin_kv"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -85,6 +89,10 @@ struct Cli {
     /// and `--repeats` apply); prints the times.
     #[arg(long)]
     kafka_checker: bool,
+    /// Time the linearizability checker on a 60 s `--rate 100` lin-kv history at 5 nodes made in
+    /// the simulator (`--seed` and `--repeats` apply); prints the times.
+    #[arg(long)]
+    lin_kv_checker: bool,
     /// Time the txn workloads' checker over a seeded history → the "Elle checker" section of
     /// BENCHMARKS.md.
     #[arg(long)]
@@ -151,6 +159,8 @@ fn main() {
     let scratch = cli.out.join("bench-runs");
     if cli.kafka_checker {
         kafka_checker::run(cli.seed, 30, 1000.0, cli.repeats.max(1));
+    } else if cli.lin_kv_checker {
+        lin_kv_checker::run(cli.seed, 60, 100.0, cli.repeats.max(1));
     } else if cli.elle {
         elle::run(&cli.out, cli.txns);
     } else if cli.runner_capacity {
@@ -229,6 +239,48 @@ fn tempdir_for(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("murmur-bench-{what}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     dir
+}
+
+/// Runs `f` `repeats` times (at least once); "median X ms, min Y ms, max Z ms over N runs".
+fn time_repeats(repeats: usize, mut f: impl FnMut()) -> String {
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    format!(
+        "median {:.1} ms, min {:.1} ms, max {:.1} ms over {} runs",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        times.len()
+    )
+}
+
+/// Runs `command` (`<runner> test <flags>`, as printed in the tables) with its results under
+/// `dir`, quietly; returns its exit code (-1 when it could not run or was killed).
+fn run_test_command(runner: &str, command: &str, dir: &Path) -> i32 {
+    // The runner's own flags go before the `--` that may start the node's arguments.
+    Command::new(runner)
+        .arg("test")
+        .args(["--results-dir", &dir.to_string_lossy(), "--no-progress"])
+        .args(command.split_whitespace().skip(2))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map(|s| s.code().unwrap_or(-1))
+        .unwrap_or(-1)
+}
+
+/// A run folder's `history.jsonl`, its unreadable lines skipped (empty when there is none).
+fn read_history(run_dir: &Path) -> Vec<maelstrom::history::Op> {
+    std::fs::read_to_string(run_dir.join("history.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn read_results(path: &Path) -> Option<Value> {
