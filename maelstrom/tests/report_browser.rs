@@ -11,25 +11,16 @@
 //! so a missing browser cannot pass CI silently. Screenshots of the page are kept in
 //! `target/tmp/report-browser/` for a human to look at; they are not compared.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// The run: 5 nodes, 100 ops/s for 6 s, a partition every ~2 s (Maelstrom's recovery wait adds 10 s).
 const SEED: &str = "11";
-
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
-        .find(|p| p.is_file())
-}
 
 /// Loads `url` in headless Chromium; returns the DOM after the page's scripts ran, and stderr.
 /// With `screenshot`, also saves a PNG of the first `height` pixels.
@@ -90,12 +81,7 @@ fn inner<'a>(dom: &'a str, marker: &str, end: &str) -> &'a str {
 
 #[test]
 fn report_renders_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("MURMUR_TEST_REQUIRE_BROWSER").is_none(),
-            "MURMUR_TEST_REQUIRE_BROWSER is set but no chromium was found (install Debian's `chromium`)"
-        );
-        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium; or set CHROMIUM)");
+    let Some(browser) = browser::chromium_or_skip() else {
         return;
     };
     let results = tempfile::tempdir().unwrap();

@@ -15,13 +15,15 @@
 //! Chromium and `MURMUR_TEST_REQUIRE_BROWSER` as in `report_browser.rs`. Screenshots are kept in
 //! `target/tmp/web-browser/` for a human to look at; they are not compared.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -31,17 +33,6 @@ use tungstenite::{Message, WebSocket};
 /// How long any one wait may take before the test fails as hung (not a speed assertion: the
 /// machine may be slow, so this is generous).
 const HANG: Duration = Duration::from_secs(90);
-
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
-        .find(|p| p.is_file())
-}
 
 /// A child process killed when the test ends, however it ends.
 struct Reaped(Child);
@@ -216,12 +207,7 @@ fn read_jsonl(path: &Path) -> Vec<Value> {
 
 #[test]
 fn live_page_and_serve_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("MURMUR_TEST_REQUIRE_BROWSER").is_none(),
-            "MURMUR_TEST_REQUIRE_BROWSER is set but no chromium was found (install Debian's `chromium`)"
-        );
-        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium; or set CHROMIUM)");
+    let Some(browser) = browser::chromium_or_skip() else {
         return;
     };
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-browser");
