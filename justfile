@@ -129,6 +129,10 @@ runner-capacity: build
 soak secs="600": build
     target/release/bench --soak --soak-secs {{secs}}
 
+# report.html's generation time and size for a 3d/3e run with partitions (`maelstrom analyze`, 5 times; ~1 min).
+report-speed repeats="5" seed="1": build
+    maelstrom/scripts/report-speed.sh {{repeats}} {{seed}}
+
 # Router delivery lag with the live dashboard (--web) off, closed, open in headless Chromium, polled (~6 min).
 web-lag: build
     maelstrom/scripts/web-lag.sh
