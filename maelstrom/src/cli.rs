@@ -57,7 +57,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands: `test` and `analyze` (Maelstrom also has `serve` and `demo`).
+/// The subcommands: `test`, `analyze` and `serve` (Maelstrom also has `demo`).
 // Parsed once per process: the size of the `test` variant costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]

@@ -11,3 +11,30 @@ pub mod kafka;
 pub mod lin_kv;
 pub mod txn;
 pub mod unique_ids;
+
+/// Applies knob arguments given after a node's `--bin` (`--name value` or `--name=value`, in order)
+/// through `set`; anything else is an error naming it. The workloads' configs share this so that
+/// every node takes its knobs the same way.
+pub(crate) fn apply_knob_args(
+    args: impl IntoIterator<Item = String>,
+    mut set: impl FnMut(&str, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let Some(flag) = a.strip_prefix("--") else {
+            return Err(format!(
+                "unexpected argument `{a}`: knobs are given as --name value"
+            ));
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (
+                flag.to_string(),
+                args.next()
+                    .ok_or_else(|| format!("--{flag} needs a value"))?,
+            ),
+        };
+        set(&name, &value)?;
+    }
+    Ok(())
+}

@@ -170,23 +170,7 @@ impl BroadcastConfig {
                 cfg.set(name, &v).map_err(|e| format!("{k}: {e}"))?;
             }
         }
-        let mut args = args.into_iter();
-        while let Some(a) = args.next() {
-            let Some(flag) = a.strip_prefix("--") else {
-                return Err(format!(
-                    "unexpected argument `{a}`: knobs are given as --name value"
-                ));
-            };
-            let (name, value) = match flag.split_once('=') {
-                Some((n, v)) => (n.to_string(), v.to_string()),
-                None => (
-                    flag.to_string(),
-                    args.next()
-                        .ok_or_else(|| format!("--{flag} needs a value"))?,
-                ),
-            };
-            cfg.set(&name, &value)?;
-        }
+        crate::workload::apply_knob_args(args, |name, value| cfg.set(name, value))?;
         Ok(cfg)
     }
 }
