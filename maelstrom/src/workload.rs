@@ -116,9 +116,11 @@ impl Generator {
         }
     }
 
-    /// Sets the txn workloads' flags (before the first op).
+    /// Sets the txn workloads' flags (before the first op); kafka's generator takes
+    /// `--key-count` and `--max-writes-per-key` from them too.
     #[must_use]
     pub fn with_txn(mut self, opts: TxnOpts) -> Generator {
+        self.kafka = kafka::KafkaGen::with_limits(opts.key_count, opts.max_writes_per_key);
         self.txn_opts = opts;
         self.txn = None;
         self

@@ -3,9 +3,10 @@
 //!
 //! **Ops.** Jepsen's list-append transaction generator with transactions of one micro-op: half
 //! reads, which become `poll`s, half appends, which become `send`s of the key's next message
-//! (1, 2, 3, … per key). Keys come from a pool of [`KEY_COUNT`] active keys drawn with an
-//! exponential distribution (key *i* of the pool twice as likely as key *i − 1*); a key that has
-//! had [`MAX_WRITES_PER_KEY`] messages is replaced in the pool by a fresh one (the highest key
+//! (1, 2, 3, … per key). Keys come from a pool of `--key-count` ([`KEY_COUNT`] by default) active
+//! keys drawn with an exponential distribution (key *i* of the pool twice as likely as key
+//! *i − 1*); a key that has had `--max-writes-per-key` ([`MAX_WRITES_PER_KEY`] by default)
+//! messages is replaced in the pool by a fresh one (the highest key
 //! so far plus one), so a run touches many keys, each with a short log. On the wire and in the
 //! history keys are strings (`"3"`). With probability 1/64 the generator emits, instead of its
 //! next op (which stays next), an `assign` of that op's key; a third of those assigns also take
@@ -57,6 +58,9 @@ pub const FINAL_POLL_GAP_NS: u64 = 200_000_000;
 /// The generator's state.
 #[derive(Debug, Default)]
 pub struct KafkaGen {
+    /// `--key-count` and `--max-writes-per-key` (0: the defaults above).
+    key_count: usize,
+    max_writes_per_key: u64,
     active: Vec<u64>,
     next_msg: BTreeMap<u64, u64>,
     /// The op an `assign` was emitted in place of: it is the next one.
@@ -69,6 +73,23 @@ pub struct KafkaGen {
 }
 
 impl KafkaGen {
+    /// A generator for `--key-count` keys in the pool, each retired after `--max-writes-per-key`
+    /// messages (as Maelstrom passes both flags to its kafka generator).
+    pub fn with_limits(key_count: usize, max_writes_per_key: u64) -> KafkaGen {
+        KafkaGen {
+            key_count,
+            max_writes_per_key,
+            ..KafkaGen::default()
+        }
+    }
+
+    fn max_writes(&self) -> u64 {
+        match self.max_writes_per_key {
+            0 => MAX_WRITES_PER_KEY,
+            n => n,
+        }
+    }
+
     /// Key `i` of the pool with probability ∝ 2^i (Elle's exponential key distribution).
     fn rand_key(&mut self, rng: &mut impl Rng) -> usize {
         let base: f64 = 2.0;
@@ -82,7 +103,11 @@ impl KafkaGen {
     /// The next main-phase op (not a crash; see [`crash_gap_ns`]).
     pub fn next_op(&mut self, rng: &mut impl Rng) -> OpSpec {
         if self.active.is_empty() {
-            self.active = (0..KEY_COUNT as u64).collect();
+            let keys = match self.key_count {
+                0 => KEY_COUNT,
+                n => n,
+            };
+            self.active = (0..keys as u64).collect();
         }
         let (op, key) = match self.pending.take() {
             Some(p) => p,
@@ -121,7 +146,7 @@ impl KafkaGen {
                 );
             }
             let v = self.next_msg.get(&k).copied().unwrap_or(1);
-            if v > MAX_WRITES_PER_KEY {
+            if v > self.max_writes() {
                 let fresh = self.active.iter().max().copied().unwrap_or(0) + 1;
                 self.active[i] = fresh;
                 self.next_msg.remove(&k);
@@ -544,6 +569,30 @@ mod tests {
             last.len() > KEY_COUNT,
             "seed {seed}: keys retire and fresh ones come"
         );
+    }
+
+    #[test]
+    fn key_count_and_max_writes_per_key_shape_the_pool() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut g = KafkaGen::with_limits(3, 2);
+        let mut keys = std::collections::BTreeSet::new();
+        let mut per_key: BTreeMap<String, i64> = BTreeMap::new();
+        for _ in 0..2000 {
+            let o = g.next_op(&mut rng);
+            if o.f == "send" {
+                let k = o.value[0][1].as_str().unwrap().to_string();
+                let m = o.value[0][2].as_i64().unwrap();
+                assert!(
+                    m <= 2,
+                    "key {k} got message {m} past --max-writes-per-key 2"
+                );
+                per_key.insert(k.clone(), m);
+                keys.insert(k.parse::<u64>().unwrap());
+            }
+            assert!(g.active.len() == 3, "pool of {}", g.active.len());
+        }
+        // Keys retire after two messages each, so the run goes through many fresh keys.
+        assert!(keys.len() > 100, "{} keys", keys.len());
     }
 
     #[test]
