@@ -26,18 +26,12 @@ const SEED: &str = "11";
 /// With `screenshot`, also saves a PNG of the first `height` pixels.
 fn load(browser: &Path, url: &str, screenshot: Option<(&Path, u32)>) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(browser);
+    let mut cmd = browser::headless(browser, profile.path());
     cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--hide-scrollbars",
         "--enable-logging=stderr",
         "--v=0",
         "--virtual-time-budget=3000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
+    ]);
     match screenshot {
         Some((png, height)) => {
             cmd.arg(format!("--screenshot={}", png.display()))

@@ -80,19 +80,10 @@ struct Tab {
 impl Tab {
     fn open(browser: &Path) -> Tab {
         let profile = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(browser);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--remote-debugging-port=0",
-            "--window-size=1400,1000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stdout(Stdio::null());
+        let mut cmd = browser::headless(browser, profile.path());
+        cmd.args(["--remote-debugging-port=0", "--window-size=1400,1000"])
+            .arg("about:blank")
+            .stdout(Stdio::null());
         let (child, line) = spawn_until(cmd, "DevTools listening on ", false);
         let url = line[line.find("ws://").expect("a ws:// url")..]
             .trim()

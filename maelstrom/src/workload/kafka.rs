@@ -274,15 +274,7 @@ pub fn begin(op: &OpSpec, final_: bool, s: &mut Session) -> Next {
             exception: None,
         }),
         "assign" => {
-            let keys: Vec<String> = op
-                .value
-                .as_array()
-                .map(|ks| {
-                    ks.iter()
-                        .filter_map(|k| k.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let keys = assigned_keys(op);
             if final_ {
                 s.positions = keys.into_iter().map(|k| (k, 0)).collect();
                 return Next::Done(ok(op.value.clone()));
@@ -293,36 +285,43 @@ pub fn begin(op: &OpSpec, final_: bool, s: &mut Session) -> Next {
             )
         }
         "send" => {
-            let m = op.value.get(0);
-            let key = m.and_then(|m| m.get(1)).cloned().unwrap_or(Value::Null);
-            let msg = m.and_then(|m| m.get(2)).cloned().unwrap_or(Value::Null);
+            let (key, msg) = send_key_msg(op);
             Next::Call(Stage::Send, json!({"type": "send", "key": key, "msg": msg}))
         }
         _ => Next::Call(Stage::Poll, json!({"type": "poll", "offsets": s.positions})),
     }
 }
 
+/// An `assign` op's keys (its value is the list of key strings).
+fn assigned_keys(op: &OpSpec) -> Vec<String> {
+    op.value
+        .as_array()
+        .map(|ks| {
+            ks.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `send` op's key and message (its value is `[["send", key, msg]]`).
+fn send_key_msg(op: &OpSpec) -> (Value, Value) {
+    let m = op.value.get(0);
+    let part = |i| m.and_then(|m| m.get(i)).cloned().unwrap_or(Value::Null);
+    (part(1), part(2))
+}
+
 /// Takes a reply body that passed its schema and moves the op on.
 pub fn advance(op: &OpSpec, stage: Stage, body: &Map<String, Value>, s: &mut Session) -> Next {
     match stage {
         Stage::Send => {
-            let m = op.value.get(0);
-            let key = m.and_then(|m| m.get(1)).cloned().unwrap_or(Value::Null);
-            let msg = m.and_then(|m| m.get(2)).cloned().unwrap_or(Value::Null);
+            let (key, msg) = send_key_msg(op);
             let offset = body.get("offset").cloned().unwrap_or(Value::Null);
             Next::Done(ok(json!([["send", key, [offset, msg]]])))
         }
         Stage::ListCommitted => {
             let committed = body.get("offsets").and_then(Value::as_object);
-            let keys: Vec<String> = op
-                .value
-                .as_array()
-                .map(|ks| {
-                    ks.iter()
-                        .filter_map(|k| k.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let keys = assigned_keys(op);
             let old = std::mem::take(&mut s.positions);
             s.positions = keys
                 .into_iter()

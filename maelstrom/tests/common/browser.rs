@@ -1,6 +1,7 @@
 //! Finding the headless browser for the browser tests (`report_browser.rs`, `web_browser.rs`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Debian's `chromium` (or `$CHROMIUM`, or another Chromium on `PATH`). `None` means the test
 /// should skip, which it may only do locally: with `MURMUR_TEST_REQUIRE_BROWSER` set (`.ci/run`
@@ -21,4 +22,19 @@ pub fn chromium_or_skip() -> Option<PathBuf> {
         eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium; or set CHROMIUM)");
     }
     found
+}
+
+/// Headless Chromium with the flags both browser tests use and its own profile folder `profile`;
+/// callers add their own flags and the URL.
+pub fn headless(browser: &Path, profile: &Path) -> Command {
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
 }
