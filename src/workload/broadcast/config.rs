@@ -75,6 +75,9 @@ impl FromStr for Eager {
 /// | `ack_relay` | `true` | overlay `total`: stand-alone acknowledgements leave as one batch per node through a relay node (see "Acknowledgement relay" in the [module docs](super)), where `(rto_ms − ack_delay_ms) / 3` ≥ 4 `sync_ms` |
 /// | `seed` | 0 | mixed with the node id to seed the fan-out choice |
 /// | `persist` | `true` | persist the log and acknowledge only durable values (see the [module docs](super)); `0`/`false` keeps everything in memory, so a killed node loses what it held |
+/// | `silent_peer_ms` | 500 | a peer whose gossip went unacknowledged for `rto_ms`, and that has not been heard from since (cut off, paused, down), gets gossip at most this often instead of every slot, until it answers: a silent peer costs two messages a second instead of ten, and is found again within this long once it can be reached; 0 keeps every slot |
+/// | `detour_ms` | 400 | a successor hub's gossip to the leaves it serves while their hub is away goes at most this often (see `gossip_allowed_at`); `sync_ms` or less keeps every slot |
+/// | `liveness` | `true` | star leaves health-check their hub and route through a successor while it is silent (see the `liveness` module); `0`/`false` keeps the plain star, whose leaves wait for their hub (pings from others are still answered) |
 ///
 /// The tokio shell's own knobs (`MURMUR_DATA_DIR`, `MURMUR_FLUSH_MS`, ...) are listed in
 /// [`crate::host::ShellConfig`]; they are environment variables only.
@@ -90,6 +93,9 @@ pub struct BroadcastConfig {
     pub ack_relay: bool,
     pub seed: u64,
     pub persist: bool,
+    pub silent_peer_ms: Millis,
+    pub detour_ms: Millis,
+    pub liveness: bool,
 }
 
 impl Default for BroadcastConfig {
@@ -105,6 +111,9 @@ impl Default for BroadcastConfig {
             ack_relay: true,
             seed: 0,
             persist: true,
+            silent_peer_ms: 500,
+            detour_ms: 400,
+            liveness: true,
         }
     }
 }
@@ -147,6 +156,9 @@ impl BroadcastConfig {
             "ack_relay" => self.ack_relay = flag(name, value)?,
             "seed" => self.seed = num(name, value)?,
             "persist" => self.persist = flag(name, value)?,
+            "silent_peer_ms" => self.silent_peer_ms = num(name, value)?,
+            "detour_ms" => self.detour_ms = num(name, value)?,
+            "liveness" => self.liveness = flag(name, value)?,
             _ => return Err(format!("unknown knob `{name}`")),
         }
         Ok(())

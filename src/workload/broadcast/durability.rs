@@ -83,7 +83,9 @@ impl Broadcast {
         if eager && (old..durable).any(|i| self.origin[i] == FROM_CLIENT) {
             for i in 0..self.route.len() {
                 let p = self.route[i];
-                self.send_gossip(p, now, ctx);
+                if self.gossip_allowed_at(p) <= now {
+                    self.send_gossip(p, now, ctx);
+                }
             }
         }
     }

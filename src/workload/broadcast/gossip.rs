@@ -68,6 +68,7 @@ impl Broadcast {
         let link = &mut self.links[p];
         if ack > link.acked {
             link.acked = ack;
+            link.silent = false;
             link.sent_upto = link.sent_upto.max(ack);
             // Calls this covers can no longer time out into a retransmission: forget them, so their
             // deadlines wake nobody (acks usually ride on gossip and never resolve a call by id).
@@ -141,6 +142,7 @@ impl Broadcast {
         link.sent_upto = link.sent_upto.max(upto);
         link.scanned = link.scanned.max(upto);
         link.ack_due = None;
+        link.gossip_at = Some(now);
         link.note_direct_ack();
         let id = ctx.send(&self.nodes[p], msg);
         if retry {
@@ -218,6 +220,32 @@ impl Broadcast {
         let durable = self.durable;
         let link = &mut self.links[p];
         link.skip(link.sent_upto, durable);
+    }
+
+    /// From when the tick may gossip to `p`: at once, or, for a silent peer (see `Link::silent`),
+    /// `silent_peer_ms` after the last gossip to it. Gossip every slot to a peer that cannot answer is
+    /// lost: the hub of a star sends ten messages a second to each cut-off leaf for nothing, the
+    /// largest cost of a partition. One every `silent_peer_ms` still finds the peer soon after it can be
+    /// reached again (its answer, or anything else heard from it, ends the silence), and each
+    /// carries everything since `acked` once the timed-out call has asked for a retransmission.
+    ///
+    /// A successor hub's gossip to the leaves it serves off the overlay (see the `liveness`
+    /// module) waits `detour_ms` after the last: that fan-out exists only while a hub is away, and
+    /// under a partition it runs beside the hub's own; batched over a few slots it costs a
+    /// fraction of the messages for a few hundred ms more latency.
+    pub(super) fn gossip_allowed_at(&self, p: usize) -> Millis {
+        let l = &self.links[p];
+        let Some(t) = l.gossip_at else {
+            return 0;
+        };
+        let mut at = 0;
+        if l.silent {
+            at = t.saturating_add(self.cfg.silent_peer_ms);
+        }
+        if self.detour_fanout(p) {
+            at = at.max(t.saturating_add(self.cfg.detour_ms));
+        }
+        at
     }
 
     /// Whether the tick has gossip for neighbour `p`: a retransmission, or durable entries not

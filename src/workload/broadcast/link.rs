@@ -20,6 +20,12 @@ pub(super) struct Link {
     pub(super) scanned: usize,
     /// A gossip call timed out with values unacknowledged: resend from `acked`.
     pub(super) retransmit: bool,
+    /// A gossip call timed out unacknowledged and nothing has been heard from the peer since: it
+    /// is cut off, paused or down. Until it answers, gossip goes to it at most once per
+    /// `silent_peer_ms` rather than every slot (see `Broadcast::gossip_allowed_at`).
+    pub(super) silent: bool,
+    /// When gossip last went to the peer.
+    pub(super) gossip_at: Option<Millis>,
     /// Contiguous prefix of the peer's log held here.
     pub(super) recv_upto: u64,
     /// `recv_upto` values waiting for the local log to be durable, oldest first.

@@ -69,10 +69,13 @@
 //! - A leaf whose successor is another node gossips to it alone (`eager` as to a hub), and pings it
 //!   like a hub. The successor's link cursors are the ordinary ones, so it gets what it lacks.
 //! - The successor **adopts** every non-neighbour above it that gossips to it: it forwards to it as
-//!   a hub would, for `rto_ms` after its last gossip or until a `release`. (Gossip from below is a
+//!   a hub would, but at most every `detour_ms` (default 400) rather than every slot, for `rto_ms`
+//!   after its last gossip or until a `release`. (Under a partition the hub's side still runs its
+//!   own star: a fan-out every slot on the other side would add about as many messages again.) (Gossip from below is a
 //!   successor spreading values; adopting that back would keep both links busy after the
 //!   episode.)
-//! - A leaf that is its own successor gossips to every node but the hub that is alive in its table.
+//! - A leaf that is its own successor gossips to every node but the hub that is alive in its table,
+//!   every `detour_ms` too.
 //!
 //! Nothing about the hub changes meanwhile: the leaf's link to the hub keeps its cursors and every
 //! value stays pending for it. When the hub answers again (a pong, an acknowledgement, its resync
@@ -83,7 +86,8 @@
 //! in a set, so those that arrive by both ways are not duplicated.
 //!
 //! Other overlays keep their neighbours; their nodes keep the table (for the ack relay's choice and
-//! for the logs) but route nothing around.
+//! for the logs) but route nothing around. With the knob `liveness` off a star leaf neither probes
+//! nor routes around its hub (it still answers pings), which is the plain star to compare with.
 
 use super::{Broadcast, Msg, Overlay};
 use crate::node::{Ctx, Millis};
@@ -187,6 +191,7 @@ impl Broadcast {
         }
         h.heard_at = Some(now);
         h.unanswered_since = None;
+        self.links[p].silent = false;
     }
 
     /// A message from `p` was just handled, so `p` can reach us again. If gossip to it is still
@@ -323,13 +328,27 @@ impl Broadcast {
     fn hub_hint(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
         let h = &self.health[0];
         let quiet = h.heard_at.map_or(true, |t| t + 2 * self.sync() <= now);
-        if self.episode_since.is_none() && h.unanswered_since.is_none() && quiet && self.wants(0) {
+        if self.star_leaf()
+            && self.episode_since.is_none()
+            && h.unanswered_since.is_none()
+            && quiet
+            && self.wants(0)
+        {
             self.send_ping(0, now, ctx);
         }
     }
 
+    /// Whether gossip to `p` is a successor's fan-out off the overlay: to a leaf it adopted, or,
+    /// as its own successor, to any node but its neighbours.
+    pub(super) fn detour_fanout(&self, p: usize) -> bool {
+        !self.peers.contains(&p)
+            && (self.successor == Some(self.me) || self.adopted_until[p].is_some())
+    }
+
+    /// A star leaf that routes around its hub (knob `liveness` on): it probes its relays and
+    /// chooses successors. With the knob off it is a plain leaf that waits for its hub.
     fn star_leaf(&self) -> bool {
-        self.cfg.overlay == Overlay::Star && self.me != 0
+        self.cfg.liveness && self.cfg.overlay == Overlay::Star && self.me != 0
     }
 
     /// Whether something is outstanding with `p`: values not yet sent to it, or not acknowledged.

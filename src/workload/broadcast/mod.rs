@@ -15,7 +15,10 @@
 //! times out, so a value is retried until the peer confirms it: nothing acknowledged is lost to a
 //! partition. A resend covers every earlier call to the peer, which is then forgotten (calls sent
 //! a slot apart through a partition would otherwise time out, and resend everything, a slot
-//! apart). Acknowledgements are cumulative (`recv_upto`), ride on gossip already going the other
+//! apart). A peer whose gossip timed out unacknowledged, and that has not been heard from since,
+//! is **silent** (cut off, paused or down): it gets gossip at most every `silent_peer_ms` instead
+//! of every slot until anything is heard from it, since each message to it is lost; a star's hub
+//! would otherwise send ten a second to every cut-off leaf. Acknowledgements are cumulative (`recv_upto`), ride on gossip already going the other
 //! way, and otherwise leave as a `gossip_ok` after `ack_delay_ms` (or, in overlay `total`, through
 //! the ack relay below), or at once for a resend, whose sender has waited long enough. Nothing is
 //! sent when nothing is pending.
@@ -33,8 +36,8 @@
 //! with `resync`, sent directly at the next slot; the peer drops its calls in flight and resends
 //! from `acked`): a **restart** (whatever the peers sent while the node was down is gone; the
 //! request goes to every overlay neighbour and every peer whose log id it recovered, naming no
-//! log id where it knows none), and a **gap** (a trusted gossip whose
-//! `from` lies past `recv_upto`: something in between was lost, typically to a partition that
+//! log id where it knows none), and a **gap** (a gossip whose `from` lies past `recv_upto`, from
+//! a peer that names our log id or knows none yet: something in between was lost, typically to a partition that
 //! has just healed; asked once per gap). A restarted node thus catches up within a slot and a
 //! round trip of reaching its peers instead of up to `rto_ms` later. The sender needs no request
 //! when it can tell for itself: any message from a peer with gossip to it long **overdue** (still
@@ -114,7 +117,9 @@
 //! everyone (origin-push, no forwarding). See [`BroadcastConfig`] for the knobs and their defaults.
 //! In the star, a leaf whose hub stops answering routes through a successor hub until it answers
 //! again (the `liveness` submodule); gossip goes to the current route, the overlay neighbours
-//! otherwise.
+//! otherwise. The successor's gossip to the leaves it serves leaves every `detour_ms` rather than
+//! every slot: under a partition it runs beside the hub's own fan-out, and batching it keeps the
+//! partition's message cost near the plain star's.
 //!
 //! # Acknowledgement relay (overlay `total`)
 //! In overlay `total` every node gossips with every other, so when traffic stops every directed
@@ -481,7 +486,12 @@ impl Workload for Broadcast {
                 let mut due = self.ack_due_at(p, now);
                 self.adopt(p, now, ctx);
                 let link = &mut self.links[p];
-                if trusted && from > link.recv_upto && link.resync_asked_at != Some(link.recv_upto)
+                // A peer that does not know our log id yet (`to_log` 0: say, cut off from us since
+                // the start) sends contiguous ranges (see `Link::skip`), so a gap is a gap there too.
+                let gap_is_loss = trusted || to_log == 0;
+                if gap_is_loss
+                    && from > link.recv_upto
+                    && link.resync_asked_at != Some(link.recv_upto)
                 {
                     // A gap: gossip between `recv_upto` and `from` was lost (to a partition, or
                     // to our restart). Ask for it now rather than wait for the peer's timeout.
@@ -580,6 +590,7 @@ impl Workload for Broadcast {
             let link = &mut self.links[call.peer];
             if link.acked < call.upto {
                 link.retransmit = true;
+                link.silent = true;
             }
         }
         self.liveness_tick(now, ctx);
@@ -589,7 +600,7 @@ impl Workload for Broadcast {
             .route
             .iter()
             .copied()
-            .filter(|&p| self.gossip_pending(p))
+            .filter(|&p| self.gossip_pending(p) && self.gossip_allowed_at(p) <= now)
             .collect();
         if self.cfg.fanout > 0 && candidates.len() > self.cfg.fanout {
             candidates.partial_shuffle(&mut self.rng, self.cfg.fanout);
@@ -615,7 +626,19 @@ impl Workload for Broadcast {
         for i in 0..self.route.len() {
             self.skip_unforwardable(self.route[i]);
         }
-        let pending = self.route.iter().any(|&p| self.gossip_pending(p));
+        // Gossip pending for a silent peer is due when its `silent_peer_ms` is up, not every slot.
+        let mut pending = false;
+        let mut silent_due: Option<Millis> = None;
+        for &p in &self.route {
+            if self.gossip_pending(p) {
+                let at = self.gossip_allowed_at(p);
+                if at <= now {
+                    pending = true;
+                } else {
+                    silent_due = Some(silent_due.map_or(at, |d| d.min(at)));
+                }
+            }
+        }
         let cursors_due = self.cursors_due(now);
         // Pending work is due at the first slot boundary after it became pending (remembered, so a
         // timer firing just after that boundary finds it due); deadlines at the first boundary at
@@ -630,6 +653,7 @@ impl Workload for Broadcast {
             self.links.iter().filter_map(|l| l.ack_due).min(),
             self.relay_due.iter().flatten().min().copied(),
             self.calls.next_deadline(),
+            silent_due,
             self.liveness_due(now),
         ]
         .into_iter()

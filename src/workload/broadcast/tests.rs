@@ -2184,3 +2184,142 @@ fn pongs_with_a_wrong_or_stale_nonce_are_ignored() {
     c.receive(1, pong(&latest));
     assert_eq!(c.node(1).health_of("n0", c.now), Some(PeerState::Alive));
 }
+
+/// Knob `liveness` off: the plain star. With the hub cut off, leaves neither probe it nor route
+/// around it (a value given to n1 stays off n2 until the heal), and after the heal every value
+/// reaches every node through the hub.
+#[test]
+fn liveness_off_keeps_the_plain_star() {
+    let off = BroadcastConfig {
+        liveness: false,
+        ..cfg(Overlay::Star)
+    };
+    let mut c = Cluster::new(5, &off);
+    c.partition(&[0]);
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    c.client(2, 2, Msg::Broadcast { message: json!(2) });
+    c.run_for(6000, 100);
+    assert_eq!(c.sent_by_type.get("ping"), None, "no health checks");
+    for i in 1..5 {
+        assert_eq!(c.node(i).successor(), None, "n{i} routes around nothing");
+    }
+    let sets = c.sets();
+    assert!(!sets[2].contains(&1) && !sets[1].contains(&2), "{sets:?}");
+    c.cut.clear();
+    c.run_for(8000, 100);
+    let want: BTreeSet<i64> = [1, 2].into();
+    for (i, set) in c.sets().iter().enumerate() {
+        assert_eq!(set, &want, "n{i} after heal");
+    }
+    // The same schedule with the knob on routes n1's value to n2 before the heal.
+    let mut c = Cluster::new(5, &cfg(Overlay::Star));
+    c.partition(&[0]);
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    c.run_for(6000, 100);
+    assert!(c.sets()[2].contains(&1));
+}
+
+/// A silent peer (gossip to it unacknowledged for `rto_ms`, nothing heard since) gets gossip once per
+/// `silent_peer_ms` instead of every slot, and the cut-off peer still catches up within `silent_peer_ms` and
+/// a few slots of the heal, though it says nothing itself. `silent_peer_ms` 0 keeps every slot.
+#[test]
+fn a_silent_peer_gets_gossip_once_per_silent_peer_ms_and_catches_up_after_heal() {
+    let run = |silent_peer_ms: Millis| {
+        let cfg = BroadcastConfig {
+            silent_peer_ms,
+            liveness: false,
+            ..cfg(Overlay::Star)
+        };
+        let mut c = Cluster::new(3, &cfg);
+        c.partition(&[2]);
+        let mut to_cut = 0;
+        for v in 0..100i64 {
+            c.client(1, v as u64, Msg::Broadcast { message: json!(v) });
+            c.now += 100;
+            for i in 0..3 {
+                c.tick(i, c.now);
+                c.collect(i);
+            }
+            to_cut += c
+                .in_flight
+                .iter()
+                .filter(|m| (m.src.as_str(), m.dest.as_str()) == ("n0", "n2"))
+                .count();
+            c.deliver_all();
+        }
+        c.cut.clear();
+        let healed = c.now;
+        let all: BTreeSet<i64> = (0..100).collect();
+        // Clients go on: the hub's next gossip to n2 shows it a gap, and it asks for a resend.
+        let mut v = 100i64;
+        while !c.sets()[2].is_superset(&all) && c.now < healed + 10_000 {
+            c.client(1, v as u64, Msg::Broadcast { message: json!(v) });
+            v += 1;
+            c.run_for(100, 100);
+        }
+        (to_cut, c.now - healed)
+    };
+    let (every_slot, _) = run(0);
+    let (silent, caught_up_ms) = run(500);
+    assert!(
+        every_slot >= 90,
+        "silent_peer_ms 0: {every_slot} gossips in 10 s"
+    );
+    // Every slot until the first call times out (rto_ms 2500), then one per 500 ms.
+    assert!(
+        silent <= 25 + 7500 / 500 + 2,
+        "silent_peer_ms 500: {silent} gossips in 10 s"
+    );
+    assert!(
+        caught_up_ms <= 500 + 300,
+        "caught up {caught_up_ms} ms after the heal"
+    );
+}
+
+/// A successor hub's fan-out to the leaves it serves goes every `detour_ms`, not every slot, and
+/// still brings every leaf every value while the hub is away.
+#[test]
+fn a_successor_fans_out_every_detour_ms() {
+    let run = |detour_ms: Millis| {
+        let cfg = BroadcastConfig {
+            detour_ms,
+            ..cfg(Overlay::Star)
+        };
+        let mut c = Cluster::new(6, &cfg);
+        c.partition(&[0]);
+        // (gossips from n1 to n2..n5 between 3 s and 8 s, when the episode has settled)
+        let mut fanout = 0;
+        for v in 0..80i64 {
+            c.client(
+                2 + v as usize % 4,
+                v as u64,
+                Msg::Broadcast { message: json!(v) },
+            );
+            c.now += 100;
+            for i in 0..6 {
+                c.tick(i, c.now);
+                c.collect(i);
+            }
+            if (3000..8000).contains(&c.now) {
+                fanout += c
+                    .in_flight
+                    .iter()
+                    .filter(|m| m.src == "n1" && m.dest != "n0")
+                    .filter(|m| matches!(m.body.payload, Msg::Gossip { .. }))
+                    .count();
+            }
+            c.deliver_all();
+        }
+        c.run_for(2000, 100);
+        let all: BTreeSet<i64> = (0..80).collect();
+        for i in 1..6 {
+            assert_eq!(c.sets()[i], all, "detour_ms {detour_ms}: n{i}");
+        }
+        fanout
+    };
+    let every_slot = run(100);
+    let batched = run(400);
+    // 5 s to 4 leaves: 200 gossips every slot, 50 every 400 ms.
+    assert!(every_slot >= 150, "detour_ms 100: {every_slot}");
+    assert!(batched <= 4 * (5000 / 400 + 1), "detour_ms 400: {batched}");
+}
