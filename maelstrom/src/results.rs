@@ -14,10 +14,13 @@
 //! - [`html`]: `report.html`, the run's self-contained page (verdict, checker tables, latency
 //!   plot, message diagram, per-node table), written at the end of every run and by
 //!   `maelstrom analyze`.
+//! - [`node_logs`]: murmur nodes' liveness events (suspicions, successor hubs) from
+//!   `node-logs/`, on the run's clock, for the report's per-node table.
 //! - [`Progress`]: an indicatif bar on stderr for the main phase, fed by atomic
 //!   [`ProgressCounters`]; hidden when stderr is not a terminal or when asked.
 
 pub mod html;
+pub mod node_logs;
 mod progress;
 mod report;
 mod run_dir;

@@ -205,6 +205,32 @@ fn report_renders_in_headless_chromium() {
     assert_eq!(inner(&dom, "id=\"seed\"", "</code>"), SEED);
     // Faults are drawn into the node table: every partition shades some node's bar.
     assert!(dom.contains("class=\"st-partition\""));
+    // What the nodes logged about their peers (suspicions, successor hubs): one event per info or
+    // warn line of the liveness module in `node-logs/`, in the row of the node that logged it.
+    let mut logged = 0;
+    for k in 0..5 {
+        let log = std::fs::read_to_string(run.join(format!("node-logs/n{k}.log"))).unwrap();
+        let lines = log
+            .lines()
+            .filter(|l| l.contains("broadcast::liveness:"))
+            .filter(|l| l.contains(" INFO ") || l.contains(" WARN "))
+            .count();
+        let shown = attr(
+            inner(&dom, &format!("data-node=\"n{k}\""), "</tr>"),
+            "class=\"l ev\"",
+            "data-events",
+        );
+        if logged + lines > 0 || shown.is_some() {
+            assert_eq!(shown, Some(lines.to_string()), "n{k}'s liveness events");
+        }
+        logged += lines;
+    }
+    eprintln!("{logged} liveness events logged by the nodes");
+    assert_eq!(
+        nodes_table.contains("its peers, as it saw them"),
+        logged > 0,
+        "the column is there exactly when a node logged something"
+    );
 
     // A gossip message, picked through the page's link, shows its journaled body.
     let gossip = sends

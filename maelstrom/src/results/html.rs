@@ -14,6 +14,7 @@
 //! reads ([`broadcast_last_reads`], from the journal's bodies) are computed here, where they can be
 //! unit-tested, rather than in the page's script.
 
+use super::node_logs::NodeEvent;
 use super::run_dir::ResultsError;
 use crate::history::{JournalEvent, JournalKind, Op, OpType, Process};
 use serde::Serialize;
@@ -308,6 +309,8 @@ struct Data<'a> {
     faults: Vec<FaultInterval>,
     /// Broadcast runs only: each node's last read (see [`broadcast_last_reads`]).
     last_reads: Option<Vec<LastRead>>,
+    /// What murmur nodes logged about their peers (see [`super::node_logs`]), in time order.
+    node_events: &'a [NodeEvent],
     end_us: u64,
     body_limit: usize,
 }
@@ -336,6 +339,17 @@ pub fn render(
     history: &[Op],
     journal: &[JournalEvent],
     meta: &ReportMeta,
+) -> String {
+    render_with_events(results, history, journal, meta, &[])
+}
+
+/// [`render`], with the nodes' logged liveness events for the per-node table.
+pub fn render_with_events(
+    results: &Value,
+    history: &[Op],
+    journal: &[JournalEvent],
+    meta: &ReportMeta,
+    node_events: &[NodeEvent],
 ) -> String {
     let end_ns = history
         .iter()
@@ -484,6 +498,7 @@ pub fn render(
         ops,
         faults: fault_intervals(history, end_us),
         last_reads: (meta.workload == "broadcast").then(|| broadcast_last_reads(journal)),
+        node_events,
         end_us,
         body_limit: BODY_LIMIT,
     };
@@ -511,7 +526,8 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Renders the page and writes it to `<dir>/report.html`.
+/// Renders the page, with the liveness events in `<dir>/node-logs`, and writes it to
+/// `<dir>/report.html`.
 pub fn write(
     dir: &Path,
     results: &Value,
@@ -520,7 +536,8 @@ pub fn write(
     meta: &ReportMeta,
 ) -> Result<PathBuf, ResultsError> {
     let path = dir.join("report.html");
-    let page = render(results, history, journal, meta);
+    let events = super::node_logs::liveness_events(&dir.join("node-logs"), journal);
+    let page = render_with_events(results, history, journal, meta, &events);
     std::fs::write(&path, page).map_err(|source| ResultsError {
         action: "writing",
         path: path.clone(),
