@@ -25,7 +25,8 @@ test:
 # seq-kv design. kafka: `kafka` (or `kafka-5a`) is challenge 5a (one node), `kafka-5b` and `kafka-5c`
 # are 5b and 5c (two nodes, the same configuration; 5c's goal is efficiency, see README); the node runs
 # its local design, `MURMUR_DESIGN=lin-kv` runs the lin-kv design. txn-rw-register's challenges are 6a,
-# 6b (its partitioned run) and 6c; the plain name runs 6c.
+# 6b (its partitioned run) and 6c; the plain name runs 6c; the node runs its batched design,
+# `MURMUR_DESIGN=per-txn` the straightforward one (see `just bench-txn`).
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
