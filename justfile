@@ -104,6 +104,12 @@ bench-counters seed="1": build
 bench-lin-kv seed="1": build
     target/release/bench --lin-kv --seed {{seed}}
 
+# txn-rw-register: murmur's node in its batched and per-txn designs, durable and in memory, on the
+# Gossip Glomers 6a-6c configurations, seeds 1..N with the designs of a seed back to back → the
+# "txn-rw-register" section of results/BENCHMARKS.md (~5 min per seed).
+bench-txn seeds="3": build
+    target/release/bench --txn --seeds {{seeds}}
+
 # Durability matrix: 20 seeds of kill,pause,partition at 5 and 25 nodes → results/FAULTS.md (~25 min).
 faults seeds="20": build
     target/release/bench --faults --seeds {{seeds}}
