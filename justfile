@@ -25,7 +25,8 @@ test:
 # seq-kv design. kafka: `kafka` (or `kafka-5a`) is challenge 5a (one node), `kafka-5b` and `kafka-5c`
 # are 5b and 5c (two nodes, the same configuration; 5c's goal is efficiency, see README); the node runs
 # its local design, `MURMUR_DESIGN=lin-kv` runs the lin-kv design. txn-rw-register's challenges are 6a,
-# 6b (its partitioned run) and 6c; the plain name runs 6c.
+# 6b (its partitioned run) and 6c; the plain name runs 6c; the node runs its batched design,
+# `MURMUR_DESIGN=per-txn` the straightforward one (see `just bench-txn`).
 maelstrom-run workload="broadcast" *flags="": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -102,6 +103,12 @@ bench-counters seed="1": build
 # results/BENCHMARKS.md (~4 min).
 bench-lin-kv seed="1": build
     target/release/bench --lin-kv --seed {{seed}}
+
+# txn-rw-register: murmur's node in its batched and per-txn designs, durable and in memory, on the
+# Gossip Glomers 6a-6c configurations, seeds 1..N with the designs of a seed back to back → the
+# "txn-rw-register" section of results/BENCHMARKS.md (~5 min per seed).
+bench-txn seeds="3": build
+    target/release/bench --txn --seeds {{seeds}}
 
 # Durability matrix: 20 seeds of kill,pause,partition at 5 and 25 nodes → results/FAULTS.md (~25 min).
 faults seeds="20": build

@@ -1,5 +1,7 @@
 //! The `txn-rw-register` node (Maelstrom workload `txn-rw-register`): totally available,
-//! read-committed. Design and why it cannot promise more: `murmur::workload::txn`.
+//! read-committed, durable. Knobs (`MURMUR_DESIGN` batched or per-txn, `MURMUR_PERSIST`, or
+//! `--name value` after the binary): `murmur::workload::txn::TxnConfig`; design, and why it
+//! cannot promise more: `murmur::workload::txn`.
 fn main() -> std::process::ExitCode {
-    murmur::runtime::main::<murmur::workload::txn::TxnRwRegister>(())
+    murmur::workload::txn::main()
 }

@@ -21,6 +21,11 @@
 //!   node beside `kv-proxy` (every op passed to the runner's `lin-kv` service) at 5 nodes,
 //!   without faults, with partitions, with kills, pauses and partitions: msgs-per-op, latencies,
 //!   op outcomes, node CPU; writes the "lin-kv" section of `BENCHMARKS.md` (kept by `bench`).
+//! - **`bench --txn [--seeds N]`** ([`txn`], `just bench-txn`): murmur's txn-rw-register node
+//!   in its batched and per-txn designs, durable and in memory, on the Gossip Glomers 6a–6c
+//!   configurations, seeds 1 to N (default 3) with the designs of a seed back to back:
+//!   validity, msgs-per-op, latencies, node CPU; writes the "txn-rw-register" section of
+//!   `BENCHMARKS.md` (kept by `bench`).
 //! - **`bench --runner-capacity [--fixture PATH]`** ([`runner_capacity`], `just runner-capacity`):
 //!   the runner's own throughput under flooding fixture nodes; writes `RUNNER.md`.
 //! - **`bench --startup [--values N] [--repeats N]`** ([`startup`], `just startup`): a node's
@@ -50,6 +55,7 @@ mod runner_capacity;
 mod settings;
 mod soak;
 mod startup;
+mod txn;
 
 use clap::{ArgGroup, Parser};
 use serde_json::Value;
@@ -60,7 +66,8 @@ use std::process::Command;
 /// Without a mode flag, runs the broadcast settings benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
-#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "lin_kv_checker", "elle", "lin_kv"])))]
+#[command(group(ArgGroup::new("mode").args(["faults", "soak", "capacity", "runner_capacity", "startup", "counters", "kafka_checker", "lin_kv_checker", "elle", "lin_kv", "txn"])))]
+#[command(group(ArgGroup::new("seeded").args(["faults", "txn"])))]
 struct Cli {
     /// Run the durability matrix (kill, pause and partition at 5 and 25 nodes) → FAULTS.md.
     #[arg(long)]
@@ -105,20 +112,26 @@ struct Cli {
     /// BENCHMARKS.md (`--seed` applies).
     #[arg(long)]
     lin_kv: bool,
+    /// murmur's txn-rw-register node, batched against per-txn design, durable and in memory, on
+    /// the Gossip Glomers 6a–6c configurations → the "txn-rw-register" section of BENCHMARKS.md
+    /// (`--seeds` applies: seeds 1 to N, default 3).
+    #[arg(long)]
+    txn: bool,
 
     /// Settings benchmark: run only the fault-free variant.
     #[arg(long, conflicts_with = "mode")]
     quick: bool,
     /// Settings, counter and soak benchmarks: the runner's `--seed` for every run.
-    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["faults", "capacity", "runner_capacity", "startup"])]
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["faults", "capacity", "runner_capacity", "startup", "txn"])]
     seed: u64,
     /// Settings benchmark: also run this broadcast binary (the solution the efficiency issue cites
     /// for its CPU target) as a fault-free row, and scale murmur's CPU to the issue's machine by it.
     #[arg(long, value_name = "PATH", conflicts_with = "mode")]
     cited: Option<String>,
-    /// Durability matrix: seeds 1 to N for each configuration.
-    #[arg(long, value_name = "N", default_value_t = 20, requires = "faults")]
-    seeds: u64,
+    /// Durability matrix: seeds 1 to N for each configuration (default 20); txn benchmark: seeds
+    /// 1 to N (default 3).
+    #[arg(long, value_name = "N", requires = "seeded")]
+    seeds: Option<u64>,
     /// Durability matrix: re-render from the run folders already under `<out>/bench-runs`, running
     /// only the missing ones.
     #[arg(long, requires = "faults")]
@@ -180,6 +193,14 @@ fn main() {
         );
     } else if cli.counters {
         counters::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
+    } else if cli.txn {
+        txn::run(
+            &cli.runner,
+            &cli.node,
+            &cli.out,
+            &scratch,
+            cli.seeds.unwrap_or(3),
+        );
     } else if cli.lin_kv {
         lin_kv::run(&cli.runner, &cli.node, &cli.out, &scratch, cli.seed);
     } else if cli.faults {
@@ -188,7 +209,7 @@ fn main() {
             &cli.node,
             &cli.out,
             &scratch,
-            cli.seeds,
+            cli.seeds.unwrap_or(20),
             cli.reuse,
         );
     } else {
@@ -336,13 +357,15 @@ mod tests {
         assert!(!c.quick && !c.faults && !c.capacity && !c.runner_capacity);
         assert_eq!(
             (c.seed, c.seeds, c.out.as_path()),
-            (1, 20, Path::new("results"))
+            (1, None, Path::new("results"))
         );
         assert!(parse(&["--quick"]).unwrap().quick);
         let c = parse(&["--cited", "/x/broadcast", "--seed", "3"]).unwrap();
         assert_eq!((c.cited.as_deref(), c.seed), (Some("/x/broadcast"), 3));
         let c = parse(&["--faults", "--seeds", "5"]).unwrap();
-        assert!(c.faults && c.seeds == 5 && !c.reuse);
+        assert!(c.faults && c.seeds == Some(5) && !c.reuse);
+        let c = parse(&["--txn", "--seeds", "4"]).unwrap();
+        assert!(c.txn && c.seeds == Some(4));
         assert!(parse(&["--faults", "--reuse"]).unwrap().reuse);
         assert!(parse(&["--capacity"]).unwrap().capacity);
         let c = parse(&["--soak", "--soak-secs", "60", "--seed", "2"]).unwrap();
@@ -408,6 +431,8 @@ mod tests {
             &["--values", "5"],
             &["--startup", "--capacity"],
             &["--kafka-checker", "--faults"],
+            &["--txn", "--seed", "2"],
+            &["--txn", "--lin-kv"],
         ] {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }

@@ -242,7 +242,7 @@ pub fn run(
         std::process::exit(1);
     }
     // The sections of other modes are kept as they were: `bench --startup`'s,
-    // `bench --counters`'s, `bench --elle`'s and `bench --lin-kv`'s.
+    // `bench --counters`'s, `bench --elle`'s, `bench --lin-kv`'s and `bench --txn`'s.
     let kept = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap_or_default();
     let (_, startup) = super::startup::take_section(&kept);
     let mut md = markdown(&rows, &settings, seed, cost);
@@ -257,6 +257,9 @@ pub fn run(
     }
     if let Some(section) = super::lin_kv::section(&kept) {
         md = super::lin_kv::splice(&md, section);
+    }
+    if let Some(section) = super::txn::section(&kept) {
+        md = super::txn::splice(&md, section);
     }
     let svg = frontier::frontier_svg(&rows);
     for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {
