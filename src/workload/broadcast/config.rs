@@ -140,11 +140,7 @@ impl BroadcastConfig {
             v.parse()
                 .map_err(|_| format!("knob `{name}`: `{v}` is not a valid number"))
         }
-        fn flag(name: &str, v: &str) -> Result<bool, String> {
-            crate::host::parse_bool(v).ok_or_else(|| {
-                format!("knob `{name}`: `{v}` is not a boolean (1/0, true/false, on/off)")
-            })
-        }
+        let flag = crate::workload::flag_knob;
         match name.replace('-', "_").to_ascii_lowercase().as_str() {
             "overlay" => self.overlay = value.parse()?,
             "sync_ms" => self.sync_ms = num(name, value)?,

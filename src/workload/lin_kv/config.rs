@@ -96,11 +96,7 @@ impl LinKvConfig {
             "pending_timeout_ms" => self.pending_timeout_ms = num(name, value)?,
             "reply_deadline_ms" => self.reply_deadline_ms = num::<Millis>(name, value)?.max(1),
             "max_batch" => self.max_batch = num::<usize>(name, value)?.max(1),
-            "persist" => {
-                self.persist = crate::host::parse_bool(value).ok_or_else(|| {
-                    format!("knob `{name}`: `{value}` is not a boolean (1/0, true/false, on/off)")
-                })?
-            }
+            "persist" => self.persist = crate::workload::flag_knob(name, value)?,
             "mutant" => self.mutant = Some(value.parse()?),
             _ => return Err(format!("unknown knob `{name}`")),
         }
@@ -114,17 +110,7 @@ impl LinKvConfig {
         args: impl IntoIterator<Item = String>,
     ) -> Result<Self, String> {
         let mut cfg = LinKvConfig::default();
-        for (k, v) in env {
-            let Some(name) = k.strip_prefix("MURMUR_") else {
-                continue;
-            };
-            let mut probe = cfg.clone();
-            match probe.set(name, &v) {
-                Ok(()) => cfg = probe,
-                Err(e) if e.starts_with("unknown knob") => {}
-                Err(e) => return Err(format!("{k}: {e}")),
-            }
-        }
+        crate::workload::apply_known_env(&mut cfg, env, LinKvConfig::set)?;
         crate::workload::apply_knob_args(args, |name, value| cfg.set(name, value))?;
         Ok(cfg)
     }

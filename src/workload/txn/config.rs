@@ -50,11 +50,7 @@ impl TxnConfig {
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
         match name.replace('-', "_").to_ascii_lowercase().as_str() {
             "design" => self.design = value.parse()?,
-            "persist" => {
-                self.persist = crate::host::parse_bool(value).ok_or_else(|| {
-                    format!("knob `{name}`: `{value}` is not a boolean (1/0, true/false, on/off)")
-                })?
-            }
+            "persist" => self.persist = crate::workload::flag_knob(name, value)?,
             _ => return Err(format!("unknown knob `{name}`")),
         }
         Ok(())
@@ -67,17 +63,7 @@ impl TxnConfig {
         args: impl IntoIterator<Item = String>,
     ) -> Result<Self, String> {
         let mut cfg = TxnConfig::default();
-        for (k, v) in env {
-            let Some(name) = k.strip_prefix("MURMUR_") else {
-                continue;
-            };
-            let mut probe = cfg.clone();
-            match probe.set(name, &v) {
-                Ok(()) => cfg = probe,
-                Err(e) if e.starts_with("unknown knob") => {}
-                Err(e) => return Err(format!("{k}: {e}")),
-            }
-        }
+        crate::workload::apply_known_env(&mut cfg, env, TxnConfig::set)?;
         crate::workload::apply_knob_args(args, |name, value| cfg.set(name, value))?;
         Ok(cfg)
     }
