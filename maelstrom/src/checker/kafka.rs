@@ -26,14 +26,35 @@
 //! - `nonmonotonic-send`: the same for one process's sends (`ok` and `info` ones);
 //! - `int-poll-skip`, `int-nonmonotonic-poll`, `int-send-skip`, `int-nonmonotonic-send`: the
 //!   same within one op's messages of a key;
-//! - `G1c-realtime`: Jepsen also hands a dependency graph to Elle's cycle search. Maelstrom does
-//!   not ask for write-write edges, so the graph has write-read edges (sender → poller) and
-//!   strict-serializable's realtime edges. In a kafka history an op either sends or polls, so a
-//!   cycle needs a realtime edge, and a cycle exists exactly when some poll completed before the
-//!   send of a message it returned was invoked: every write-read edge `s → p` otherwise has
-//!   `p` completing after `s` began, and around a cycle with a realtime edge (`a` completes
-//!   before `b` begins) those inequalities contradict each other. The checker therefore reports
-//!   that pair, as the two-op cycle Elle would find, instead of searching.
+//! - `G1c`, `G1c-realtime`: cycles in the dependency graph that Jepsen's `cycles!` hands to Elle
+//!   ([`jepsen/tests/kafka.clj`](https://github.com/jepsen-io/jepsen/blob/main/jepsen/src/jepsen/tests/kafka.clj),
+//!   called by Maelstrom's
+//!   [`workload/kafka.clj`](https://github.com/jepsen-io/maelstrom/blob/main/src/maelstrom/workload/kafka.clj)
+//!   with `:sub-via #{:assign}` and no `:ww-deps`). Its vertices are the `send`, `poll` and `txn`
+//!   ops; its edges:
+//!   - `wr`: from the writer of each polled message (the last op that sent it) to every other
+//!     op that polled it;
+//!   - `realtime`, the one extra graph Elle adds for `strict-serializable` (no `process` edges):
+//!     from each `ok` op to the ops invoked after it completed, kept only from the latest
+//!     completions ([`graph::add_realtime_edges`]). An `info` op was invoked, so it gets edges in,
+//!     but never completed, so none out; its sends still give `wr` edges, as in Jepsen.
+//!   - no `ww` edges: Jepsen infers them from offsets only under `:ww-deps`, which Maelstrom never
+//!     sets (and with which Jepsen allows G1c, since Kafka's sends are not isolated);
+//!   - no `rw` edges: Jepsen's call to its `rw-graph` is commented out.
+//!
+//!   Here, unlike Jepsen, a `fail`ed op is no vertex: as a writer it gives no edge (an `ok` op
+//!   reading what it sent is `G1a`), and with no edge out it could close no cycle anyway. The
+//!   search is Elle's txn checker's ([`graph::search`]): exact, one cycle per strongly connected
+//!   component, a pure `wr` one named `G1c`, else one needing a `realtime` edge
+//!   `G1c-realtime`. With only single `send`s and `poll`s (what Maelstrom generates) a cycle
+//!   needs a `realtime` edge, and is found exactly when a poll completed before the send of a
+//!   message it returned began; `txn` ops that both poll and send can chain `wr` edges into
+//!   longer cycles. A case is `{cycle: [op…], steps: [{type, key, value}…]}`, step i the edge from
+//!   op i to the next (the last back to the first), beginning after a `realtime` step. The
+//!   search has Elle's txn checker's step budget; components it leaves unsearched are reported as
+//!   Elle's `cycle-search-timeout`, which Jepsen's kafka checker does not allow. A history with
+//!   no cycle costs one pass of Tarjan's algorithm, and finding a cycle a few passes over its
+//!   component.
 //!
 //! `valid?` is false when any type but the allowed ones (`int-send-skip`, `G0` and its variants,
 //! which need write-write edges and never occur here) is present. The result has Jepsen's keys:
@@ -48,6 +69,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::elle::graph::{self, Graph, REALTIME, WR};
+use super::elle::SEARCH_STEPS;
 use super::{in_index_order, CheckResult, Validity};
 use crate::history::{Op, OpType, Process};
 
@@ -300,8 +323,8 @@ fn show(op: &Op) -> Value {
     })
 }
 
-/// How many examples of each type are kept, and whether the highest `delta`s are the
-/// interesting ones (Jepsen's `condense-error`).
+/// How many examples of each type are kept, and whether the highest sort keys (`delta`s) are
+/// the interesting ones (Jepsen's `condense-error`; a cycle's key is its length, shortest first).
 fn condense(kind: &str, mut errs: Vec<(i64, Value)>) -> Value {
     let count = errs.len();
     let (take, from_top) = match kind {
@@ -311,6 +334,7 @@ fn condense(kind: &str, mut errs: Vec<(i64, Value)>) -> Value {
         | "int-nonmonotonic-send"
         | "nonmonotonic-poll"
         | "nonmonotonic-send"
+        | "G1c"
         | "G1c-realtime" => (8, false),
         _ => (usize::MAX, false),
     };
@@ -325,6 +349,12 @@ fn condense(kind: &str, mut errs: Vec<(i64, Value)>) -> Value {
 /// Checks a kafka history.
 #[must_use]
 pub fn check(history: &[Op]) -> KafkaResult {
+    check_within(history, SEARCH_STEPS)
+}
+
+/// [`check`] with the cycle search bounded by `budget` graph steps (Elle's txn checker's
+/// [`SEARCH_STEPS`] in [`check`]); the tests shrink it to reach the timeout.
+fn check_within(history: &[Op], budget: u64) -> KafkaResult {
     let history = in_index_order(history);
     // Invocation times per process, to give each completion its start.
     let mut invoked_at: HashMap<u64, u64> = HashMap::new();
@@ -682,30 +712,17 @@ pub fn check(history: &[Op]) -> KafkaResult {
         }
     }
 
-    // G1c-realtime: a poll that completed before the send of a message it returned began.
-    for t in &txns {
-        if t.op.kind != OpType::Ok {
-            continue;
-        }
-        for (k, m) in t.reads() {
-            let Some(&w) = writer_of.get(&(k, m)) else {
-                continue;
-            };
-            let writer = &txns[w];
-            if std::ptr::eq(writer, t) || writer.op.kind == OpType::Fail {
-                continue;
-            }
-            if t.op.time < writer.invoked {
-                push(
-                    "G1c-realtime",
-                    0,
-                    json!({"key": k, "value": m.to_json(),
-                           "cycle": [show(writer.op), show(t.op)],
-                           "steps": [{"type": "wr", "key": k, "value": m.to_json()},
-                                     {"type": "realtime"}]}),
-                );
-            }
-        }
+    // G1c and G1c-realtime: Elle's cycle search over Jepsen's graph (module docs).
+    let (cycles, unsearched) = cycle_cases(&txns, &writer_of, budget);
+    for (name, len, case) in cycles {
+        push(name, len, case);
+    }
+    if unsearched > 0 {
+        push(
+            "cycle-search-timeout",
+            0,
+            json!({"components-not-searched": unsearched}),
+        );
     }
 
     // unseen: acknowledged, never polled.
@@ -770,6 +787,83 @@ pub fn check(history: &[Op]) -> KafkaResult {
         worst_realtime_lag: worst_realtime_lag(&txns, &assigns),
         errors: out,
     }
+}
+
+/// Jepsen's cycle analysis (module docs): Elle's search over the `wr` and `realtime` edges
+/// between the `ok` and `info` ops, at most `budget` steps. Returns (name, number of steps,
+/// case) per cycle found, one per strongly connected component as Elle reports them, and how
+/// many components the budget left unsearched. A case's `cycle` lists the ops and `steps` the
+/// edge from each to the next, the last one back to the first.
+fn cycle_cases(
+    txns: &[Txn<'_>],
+    writer_of: &HashMap<(&str, &Msg), usize>,
+    budget: u64,
+) -> (Vec<(&'static str, i64, Value)>, usize) {
+    // A failed writer is no vertex: it has no edge out (reading it is G1a, reported above), so
+    // it could close no cycle, as a failed reader could not either.
+    let vertex = |t: &Txn<'_>| matches!(t.op.kind, OpType::Ok | OpType::Info);
+    let mut g = Graph::new(txns.len());
+    for (r, t) in txns.iter().enumerate().filter(|(_, t)| vertex(t)) {
+        for (k, m) in t.reads() {
+            if let Some(&w) = writer_of.get(&(k, m)) {
+                if vertex(&txns[w]) {
+                    g.add(w, r, WR, None);
+                }
+            }
+        }
+    }
+    graph::add_realtime_edges(
+        &mut g,
+        txns.iter()
+            .enumerate()
+            .filter(|(_, t)| vertex(t))
+            .map(|(i, t)| {
+                let done = (t.op.kind == OpType::Ok).then_some(t.op.time);
+                (i, t.invoked, done)
+            }),
+    );
+    let g = g.freeze();
+    // Without ww edges no G0 can form, and without rw edges nothing past G1c; Elle's
+    // strict-serializable adds realtime edges but no process ones.
+    let wanted = |name: &str| name == "G1c" || name == "G1c-realtime";
+    let found = graph::search(&g, true, &wanted, budget);
+    let mut cases = Vec::new();
+    for cycle in found.cycles {
+        let name = match cycle.name.as_str() {
+            "G1c" => "G1c",
+            "G1c-realtime" => "G1c-realtime",
+            _ => continue,
+        };
+        // Begin after the first realtime edge, so a two-op cycle reads "the writer, then the
+        // poll that ended before it began".
+        let mut steps = cycle.steps;
+        if let Some(i) = steps.iter().position(|s| s.kind == REALTIME) {
+            steps.rotate_left(i + 1);
+        }
+        let ops: Vec<Value> = steps.iter().map(|s| show(txns[s.from].op)).collect();
+        let explained: Vec<Value> = steps
+            .iter()
+            .map(|s| {
+                if s.kind != WR {
+                    return json!({"type": graph::kind_name(s.kind)});
+                }
+                // The first message `to` polled that `from` sent.
+                let why = txns[s.to]
+                    .reads()
+                    .find(|&(k, m)| writer_of.get(&(k, m)) == Some(&s.from));
+                match why {
+                    Some((k, m)) => json!({"type": "wr", "key": k, "value": m.to_json()}),
+                    None => json!({"type": "wr"}),
+                }
+            })
+            .collect();
+        cases.push((
+            name,
+            steps.len() as i64,
+            json!({"cycle": ops, "steps": explained}),
+        ));
+    }
+    (cases, found.timed_out)
 }
 
 /// One process's ops, in order, for the cross-op checks.

@@ -97,6 +97,49 @@ impl Graph {
     }
 }
 
+/// Adds Elle's `realtime` edges to `g`: `a → b` when `a` completed before `b` was invoked.
+/// `spans` gives each vertex's invocation time and, when it completed, its completion time. A
+/// vertex that never completed (an `info` op: it may take effect at any later time) can follow
+/// others but precedes nothing, as in Elle's realtime graph, which links each `ok` completion to
+/// the ops invoked after it whatever they end as.
+///
+/// Only the edges from the completions no later completion has covered are kept (Elle's
+/// transitive reduction), which preserves every path: events are taken in time order; the
+/// frontier holds the completed vertices no later completion has an edge from; each invocation
+/// gets an edge from every one of them; a completion replaces in the frontier those it has an
+/// edge from. At equal times invocations come first: an op invoked at the instant another
+/// completed is concurrent with it.
+pub fn add_realtime_edges(
+    g: &mut Graph,
+    spans: impl IntoIterator<Item = (usize, u64, Option<u64>)>,
+) {
+    // (time, is an invocation, vertex, whether it completes).
+    let mut events: Vec<(u64, bool, usize, bool)> = Vec::new();
+    for (v, invoked, completed) in spans {
+        events.push((invoked, true, v, completed.is_some()));
+        if let Some(done) = completed {
+            events.push((done, false, v, true));
+        }
+    }
+    events.sort_by_key(|&(time, invoke, v, _)| (time, !invoke, v));
+    let mut frontier: Vec<usize> = Vec::new();
+    let mut preds: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (_, invoke, v, completes) in events {
+        if invoke {
+            for &p in &frontier {
+                g.add(p, v, REALTIME, None);
+            }
+            if completes {
+                preds.insert(v, frontier.clone());
+            }
+        } else {
+            let covered = preds.remove(&v).unwrap_or_default();
+            frontier.retain(|p| !covered.contains(p));
+            frontier.push(v);
+        }
+    }
+}
+
 /// A finished graph in compressed adjacency form.
 pub struct Frozen {
     n: usize,

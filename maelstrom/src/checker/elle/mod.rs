@@ -58,7 +58,7 @@ use serde_json::{json, Map, Value};
 use super::pairing::Pairing;
 use super::{in_index_order, CheckResult, Validity};
 use crate::history::{Op, OpType, Process};
-use graph::{Graph, PROCESS, REALTIME};
+use graph::{Graph, PROCESS};
 
 /// At most this many cases are kept per anomaly type.
 pub const MAX_CASES: usize = 64;
@@ -315,7 +315,9 @@ impl<'h> Txns<'h> {
         serde_json::to_value(&self.ops[self.txns[t].op]).unwrap_or(Value::Null)
     }
 
-    /// Adds the `process` and `realtime` edges between `ok` transactions to `g`.
+    /// Adds the `process` and `realtime` edges between `ok` transactions to `g`. An `info` one
+    /// gets none here, though Elle's realtime graph also has edges into it (the kafka checker
+    /// follows Elle there; `graph::add_realtime_edges` takes both kinds).
     pub fn add_order_edges(&self, g: &mut Graph) {
         let mut last_of: HashMap<u64, usize> = HashMap::new();
         for (t, txn) in self.txns.iter().enumerate() {
@@ -327,35 +329,13 @@ impl<'h> Txns<'h> {
             }
             last_of.insert(txn.process, t);
         }
-        // Realtime: events in time order (completions before invocations at the same instant is
-        // not assumed: a completion at t precedes only invocations after t). The frontier holds
-        // the completed transactions no later completion has covered; each invocation gets an
-        // edge from every one of them, and a completion replaces in the frontier those it has an
-        // edge from.
-        let mut events: Vec<(u64, bool, usize)> = Vec::new();
-        for (t, txn) in self.txns.iter().enumerate() {
-            if let Some(done) = txn.completed {
-                events.push((txn.invoked, true, t));
-                events.push((done, false, t));
-            }
-        }
-        // At equal times invocations first: an op invoked at the instant another completed is
-        // concurrent with it.
-        events.sort_by_key(|&(time, invoke, t)| (time, !invoke, t));
-        let mut frontier: Vec<usize> = Vec::new();
-        let mut preds: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (_, invoke, t) in events {
-            if invoke {
-                for &p in &frontier {
-                    g.add(p, t, REALTIME, None);
-                }
-                preds.insert(t, frontier.clone());
-            } else {
-                let covered = preds.remove(&t).unwrap_or_default();
-                frontier.retain(|p| !covered.contains(p));
-                frontier.push(t);
-            }
-        }
+        graph::add_realtime_edges(
+            g,
+            self.txns
+                .iter()
+                .enumerate()
+                .filter_map(|(t, txn)| txn.completed.map(|done| (t, txn.invoked, Some(done)))),
+        );
     }
 }
 

@@ -254,6 +254,138 @@ fn a_poll_that_ended_before_its_message_was_sent_is_a_realtime_cycle() {
 }
 
 #[test]
+fn a_poll_that_ended_before_an_info_send_of_its_message_began_is_a_realtime_cycle() {
+    // Elle's realtime graph has edges into `info` ops too (they were invoked; they may have
+    // taken effect), so the indeterminate send closes the cycle as an `ok` one would.
+    let mut b = B::new();
+    b.poll(1, json!({"1": [[0, 1]]}));
+    b.send(0, "1", 1, 0, Info);
+    flags(&b.check(), "G1c-realtime", true);
+}
+
+/// A `txn` op by `p`: invoked now, completed (`ok`) at the matching [`done_txn`].
+fn begin_txn(b: &mut B, p: u64) {
+    b.invoke(p, "txn", json!([]));
+}
+
+fn done_txn(b: &mut B, p: u64, mops: Value) {
+    b.done(p, Ok, "txn", mops);
+}
+
+/// The steps' types of the only case of `kind`, sorted.
+fn step_types(r: &KafkaResult, kind: &str) -> Vec<String> {
+    let errs = &r.errors[kind]["errs"];
+    assert_eq!(r.errors[kind]["count"], json!(1), "{errs}");
+    let mut types: Vec<String> = errs[0]["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["type"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    types.sort();
+    types
+}
+
+#[test]
+fn a_chain_of_reads_through_a_txn_closed_by_realtime_is_a_realtime_cycle() {
+    // A sends a:1; B (a txn) polls it and sends b:2; C polls b:2. C completed before A began,
+    // so A -wr-> B -wr-> C -realtime-> A. No single poll ended before the send it read began
+    // (B ended after A began, C after B began), so the two-op shortcut saw nothing here.
+    let mut b = B::new();
+    begin_txn(&mut b, 1); // B
+    b.invoke(2, "poll", json!([["poll"]])); // C
+    b.done(2, Ok, "poll", json!([["poll", {"b": [[0, 2]]}]]));
+    b.send(0, "a", 1, 0, Ok); // A
+    done_txn(
+        &mut b,
+        1,
+        json!([["poll", {"a": [[0, 1]]}], ["send", "b", [0, 2]]]),
+    );
+    let r = b.check();
+    flags(&r, "G1c-realtime", true);
+    assert_eq!(r.error_types, ["G1c-realtime"], "{r:?}");
+    assert_eq!(step_types(&r, "G1c-realtime"), ["realtime", "wr", "wr"]);
+    let case = &r.errors["G1c-realtime"]["errs"][0];
+    assert_eq!(case["cycle"].as_array().map(Vec::len), Some(3), "{case}");
+}
+
+#[test]
+fn two_txns_reading_each_others_sends_are_g1c() {
+    // Concurrent, so no realtime edge: T1 -wr-> T2 -wr-> T1 through the data alone.
+    let mut b = B::new();
+    begin_txn(&mut b, 0);
+    begin_txn(&mut b, 1);
+    done_txn(
+        &mut b,
+        0,
+        json!([["send", "a", [0, 1]], ["poll", {"b": [[0, 2]]}]]),
+    );
+    done_txn(
+        &mut b,
+        1,
+        json!([["send", "b", [0, 2]], ["poll", {"a": [[0, 1]]}]]),
+    );
+    let r = b.check();
+    flags(&r, "G1c", true);
+    assert_eq!(r.error_types, ["G1c"], "{r:?}");
+    assert_eq!(step_types(&r, "G1c"), ["wr", "wr"]);
+    // Each step names the message behind it.
+    let case = &r.errors["G1c"]["errs"][0];
+    let mut why: Vec<String> = case["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| format!("{}={}", s["key"], s["value"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    why.sort();
+    assert_eq!(why, ["\"a\"=1", "\"b\"=2"], "{case}");
+}
+
+#[test]
+fn a_cycle_the_budget_cannot_reach_is_a_search_timeout() {
+    let mut b = B::new();
+    b.poll(1, json!({"1": [[0, 1]]}));
+    b.send(0, "1", 1, 0, Ok);
+    let r = check_within(&b.h.ops, 1);
+    flags(&r, "cycle-search-timeout", true);
+    assert!(!r.error_types.iter().any(|k| k.starts_with("G1c")), "{r:?}");
+    assert_eq!(
+        r.errors["cycle-search-timeout"]["errs"][0]["components-not-searched"],
+        json!(1)
+    );
+}
+
+#[test]
+fn concurrent_txns_whose_reads_follow_their_sends_are_valid() {
+    // T1 sends a:1; T2, overlapping T1, polls it and sends b:2; T3 begins after T1 ended and
+    // before T2 did, polls b:2 and sends c:3; a last poll reads c:3. Edges T1 -wr-> T2 -wr-> T3,
+    // T1 -realtime-> T3, T3 -> the last poll: no cycle.
+    let mut b = B::new();
+    begin_txn(&mut b, 0);
+    begin_txn(&mut b, 1);
+    done_txn(&mut b, 0, json!([["send", "a", [0, 1]]]));
+    begin_txn(&mut b, 2);
+    done_txn(
+        &mut b,
+        1,
+        json!([["poll", {"a": [[0, 1]]}], ["send", "b", [0, 2]]]),
+    );
+    done_txn(
+        &mut b,
+        2,
+        json!([["poll", {"b": [[0, 2]]}], ["send", "c", [0, 3]]]),
+    );
+    b.poll(3, json!({"c": [[0, 3]]}));
+    let r = b.check();
+    assert_eq!(r.valid, Validity::True, "{r:?}");
+    assert!(r.error_types.is_empty(), "{r:?}");
+}
+
+#[test]
 fn crashes_and_assigns_alone_are_valid_and_a_lagging_poll_is_measured() {
     let mut b = B::new();
     b.invoke(0, "crash", Value::Null);
