@@ -54,7 +54,8 @@
 //!   search has Elle's txn checker's step budget; components it leaves unsearched are reported as
 //!   Elle's `cycle-search-timeout`, which Jepsen's kafka checker does not allow. A history with
 //!   no cycle costs one pass of Tarjan's algorithm, and finding a cycle a few passes over its
-//!   component.
+//!   component. A graph without a single edge is Elle's `empty-transaction-graph`, which Jepsen's
+//!   kafka checker does not allow either.
 //!
 //! `valid?` is false when any type but the allowed ones (`int-send-skip`, `G0` and its variants,
 //! which need write-write edges and never occur here) is present. The result has Jepsen's keys:
@@ -713,9 +714,20 @@ fn check_within(history: &[Op], budget: u64) -> KafkaResult {
     }
 
     // G1c and G1c-realtime: Elle's cycle search over Jepsen's graph (module docs).
-    let (cycles, unsearched) = cycle_cases(&txns, &writer_of, budget);
+    let (cycles, unsearched, empty) = cycle_cases(&txns, &writer_of, budget);
     for (name, len, case) in cycles {
         push(name, len, case);
+    }
+    if empty
+        && history
+            .iter()
+            .any(|o| matches!(o.process, Process::Client(_)))
+    {
+        // Elle's verdict on a graph without a single dependency (at most one op that sent or
+        // polled, or none that completed before another began and none that read another's
+        // message): something went wrong. Jepsen's kafka checker does not allow it. (Jepsen
+        // skips the cycle search for a history without client ops.)
+        push("empty-transaction-graph", 0, Value::Bool(true));
     }
     if unsearched > 0 {
         push(
@@ -798,7 +810,7 @@ fn cycle_cases(
     txns: &[Txn<'_>],
     writer_of: &HashMap<(&str, &Msg), usize>,
     budget: u64,
-) -> (Vec<(&'static str, i64, Value)>, usize) {
+) -> (Vec<(&'static str, i64, Value)>, usize, bool) {
     // A failed writer is no vertex: it has no edge out (reading it is G1a, reported above), so
     // it could close no cycle, as a failed reader could not either.
     let vertex = |t: &Txn<'_>| matches!(t.op.kind, OpType::Ok | OpType::Info);
@@ -822,6 +834,7 @@ fn cycle_cases(
                 (i, t.invoked, done)
             }),
     );
+    let empty = g.edge_count() == 0;
     let g = g.freeze();
     // Without ww edges no G0 can form, and without rw edges nothing past G1c; Elle's
     // strict-serializable adds realtime edges but no process ones.
@@ -863,7 +876,7 @@ fn cycle_cases(
             json!({"cycle": ops, "steps": explained}),
         ));
     }
-    (cases, found.timed_out)
+    (cases, found.timed_out, empty)
 }
 
 /// One process's ops, in order, for the cross-op checks.

@@ -12,8 +12,9 @@
 //! T1's; `wr` when T2 read what T1 wrote; `rw` when T1 read a version that T2 overwrote (the next
 //! one). How versions are ordered is each workload's business ([`rw_register`],
 //! [`list_append`]). With `strict-serializable`, two more kinds join: `process` (a process's
-//! successive `ok` transactions) and `realtime` (T1 completed before T2 was invoked; only the
-//! edges from the transactions completed most recently are kept, which preserves every path).
+//! successive `ok` transactions) and `realtime` (`ok` T1 completed before T2, `ok` or `info`, was
+//! invoked; only the edges from the transactions completed most recently are kept, which
+//! preserves every path).
 //!
 //! **Cycles** ([`graph`]): Tarjan's algorithm splits the graph into strongly connected
 //! components; each component is searched for a cycle of each kind, the most severe first, by
@@ -315,9 +316,9 @@ impl<'h> Txns<'h> {
         serde_json::to_value(&self.ops[self.txns[t].op]).unwrap_or(Value::Null)
     }
 
-    /// Adds the `process` and `realtime` edges between `ok` transactions to `g`. An `info` one
-    /// gets none here, though Elle's realtime graph also has edges into it (the kafka checker
-    /// follows Elle there; `graph::add_realtime_edges` takes both kinds).
+    /// Adds the `process` edges between a process's `ok` transactions, and the `realtime` edges,
+    /// to `g`. As in Elle's realtime graph, an `ok` transaction precedes every later invocation,
+    /// `ok` or `info`: an `info` one never completed, so it gets edges in and none out.
     pub fn add_order_edges(&self, g: &mut Graph) {
         let mut last_of: HashMap<u64, usize> = HashMap::new();
         for (t, txn) in self.txns.iter().enumerate() {
@@ -334,7 +335,8 @@ impl<'h> Txns<'h> {
             self.txns
                 .iter()
                 .enumerate()
-                .filter_map(|(t, txn)| txn.completed.map(|done| (t, txn.invoked, Some(done)))),
+                .filter(|(_, txn)| txn.outcome != Outcome::Fail)
+                .map(|(t, txn)| (t, txn.invoked, txn.completed)),
         );
     }
 }

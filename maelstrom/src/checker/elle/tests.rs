@@ -227,6 +227,31 @@ fn rw_register_stale_read_is_a_realtime_anomaly() {
     passes(&rw(&h, "strict-serializable"));
 }
 
+/// An `info` transaction (its client never heard back) that wrote what an earlier, completed
+/// transaction read: that read came from the future. Elle's realtime graph has edges into `info`
+/// transactions, so the cycle (wr, then realtime) is found.
+#[test]
+fn rw_register_read_from_a_later_info_write_is_a_realtime_cycle() {
+    let h = [
+        t(0, (0, 1), json!([["r", "x", 1]])),
+        T {
+            outcome: OpType::Info,
+            ..t(1, (2, 3), json!([["w", "x", 1]]))
+        },
+    ];
+    passes(&rw(&h, "serializable"));
+    flags(&rw(&h, "strict-serializable"), "G1c-realtime");
+    // Concurrent: the write may well have happened first.
+    let h = [
+        t(0, (1, 3), json!([["r", "x", 1]])),
+        T {
+            outcome: OpType::Info,
+            ..t(1, (0, 2), json!([["w", "x", 1]]))
+        },
+    ];
+    passes(&rw(&h, "strict-serializable"));
+}
+
 #[test]
 fn rw_register_process_order() {
     // One process reads x=1, then (later txn) reads null: its own order forbids that.
