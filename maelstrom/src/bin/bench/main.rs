@@ -410,6 +410,20 @@ mod tests {
         assert_eq!(startup::take_section(&kept).1, "## Start-up\n\nold");
     }
 
+    /// Every mode writes through `write_or_exit`, which keeps the sections measured by hand.
+    #[test]
+    fn a_rewrite_keeps_what_was_measured_by_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = format!("# B\n\nold rows\n\n{KEPT_MARKER}\n\n## by hand\n");
+        std::fs::write(dir.path().join("BENCHMARKS.md"), old).unwrap();
+        write_or_exit(dir.path(), "BENCHMARKS.md", "# B\n\nnew rows\n".into());
+        let new = std::fs::read_to_string(dir.path().join("BENCHMARKS.md")).unwrap();
+        assert_eq!(
+            new,
+            format!("# B\n\nnew rows\n\n{KEPT_MARKER}\n\n## by hand\n")
+        );
+    }
+
     #[test]
     fn bad_arguments_are_errors() {
         for args in [

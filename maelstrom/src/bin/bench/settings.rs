@@ -261,15 +261,9 @@ pub fn run(
     if let Some(section) = super::txn::section(&kept) {
         md = super::txn::splice(&md, section);
     }
-    let svg = frontier::frontier_svg(&rows);
-    for (name, text) in [("BENCHMARKS.md", md), ("frontier.svg", svg)] {
-        let path = out.join(name);
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("bench: cannot write {}: {e}", path.display());
-            std::process::exit(1);
-        }
-        eprintln!("bench: wrote {}", path.display());
-    }
+    // The sections measured by hand (from the marker on) are kept too.
+    super::write_or_exit(out, "BENCHMARKS.md", md);
+    super::write_or_exit(out, "frontier.svg", frontier::frontier_svg(&rows));
 }
 
 /// The reference for [`request_cost`]: a program that only copies each line back, so its cost per
