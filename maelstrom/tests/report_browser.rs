@@ -226,11 +226,9 @@ fn report_renders_in_headless_chromium() {
         logged += lines;
     }
     eprintln!("{logged} liveness events logged by the nodes");
-    assert_eq!(
-        nodes_table.contains("its peers, as it saw them"),
-        logged > 0,
-        "the column is there exactly when a node logged something"
-    );
+    // This seed's partitions cut the hub off from leaves with values outstanding.
+    assert!(logged > 0, "no node logged a suspicion or a successor");
+    assert!(nodes_table.contains("its peers, as it saw them"));
 
     // A gossip message, picked through the page's link, shows its journaled body.
     let gossip = sends

@@ -309,7 +309,7 @@ struct Data<'a> {
     faults: Vec<FaultInterval>,
     /// Broadcast runs only: each node's last read (see [`broadcast_last_reads`]).
     last_reads: Option<Vec<LastRead>>,
-    /// What murmur nodes logged about their peers (see [`super::node_logs`]), in time order.
+    /// What murmur nodes logged about their peers (see [`super::node_logs`]), by node, each node's in time order.
     node_events: &'a [NodeEvent],
     end_us: u64,
     body_limit: usize,

@@ -111,7 +111,10 @@ pub fn events_in_log(node: &str, log: &str, inits_us: &[u64]) -> Vec<NodeEvent> 
 }
 
 /// Every node's events from `<logs>/<id>.log`, for the nodes the journal shows receiving
-/// `init`. A missing folder or unreadable file gives no events for it.
+/// `init`. A missing or unreadable file gives no events for its node; bytes that are not UTF-8
+/// are replaced, line by line, rather than costing the node its events. A log whose `init` lines
+/// do not match the journal's deliveries one for one (an `init` refused, or a kill before the
+/// node logged it) gives none either: the events could not be placed with certainty.
 pub fn liveness_events(logs: &Path, journal: &[JournalEvent]) -> Vec<NodeEvent> {
     let mut inits: HashMap<&str, Vec<u64>> = HashMap::new();
     for e in journal {
@@ -126,14 +129,41 @@ pub fn liveness_events(logs: &Path, journal: &[JournalEvent]) -> Vec<NodeEvent> 
     nodes.sort();
     let mut out = Vec::new();
     for node in nodes {
-        let Ok(log) = std::fs::read_to_string(logs.join(format!("{node}.log"))) else {
+        let Some(log) = read_lossy(&logs.join(format!("{node}.log"))) else {
             continue;
         };
         let mut times = inits[*node].clone();
         times.sort_unstable();
+        if log.lines().filter(|l| l.contains(INIT_MARK)).count() != times.len() {
+            continue;
+        }
         out.extend(events_in_log(node, &log, &times));
     }
     out
+}
+
+/// The lines of `path` that matter here (init lines and the liveness module's), each decoded
+/// lossily; `None` if the file cannot be read. Other lines (a debug log can be large) are
+/// dropped as they are read.
+fn read_lossy(path: &Path) -> Option<String> {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    let mut out = String::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                if text.contains(INIT_MARK) || text.contains(LIVENESS_TARGET) {
+                    out.push_str(text.trim_end_matches(['\n', '\r']));
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -167,6 +197,29 @@ not a log line at all �
                 (11_000_000, "hub answers: star re-formed"),
             ]
         );
+    }
+
+    #[test]
+    fn logs_are_read_lossily_and_a_mismatched_log_gives_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LOG.as_bytes().to_vec();
+        // A line that is not UTF-8 does not cost the node its events.
+        log.extend_from_slice(b"\xff\xfe binary junk\n");
+        std::fs::write(dir.path().join("n3.log"), &log).unwrap();
+        let init = |t: u64| JournalEvent {
+            kind: JournalKind::Recv,
+            time: t * 1_000,
+            id: 0,
+            src: "c0".into(),
+            dest: "n3".into(),
+            body_type: "init".into(),
+            body: None,
+        };
+        let two = [init(50_000), init(9_000_000)];
+        assert_eq!(liveness_events(dir.path(), &two).len(), 5);
+        // Three deliveries for two logged inits: which one each line follows is unknown.
+        let three = [init(50_000), init(4_000_000), init(9_000_000)];
+        assert!(liveness_events(dir.path(), &three).is_empty());
     }
 
     #[test]

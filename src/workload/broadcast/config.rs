@@ -34,7 +34,8 @@ impl FromStr for Overlay {
     }
 }
 
-/// When a client's value leaves its origin.
+/// When a client's value leaves its origin. "At once" means once it is durable, and not to a peer
+/// whose gossip is held back (a silent one, or a successor's fan-out): that waits for its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Eager {
     /// Only on the next sync tick.
@@ -129,7 +130,7 @@ impl Default for BroadcastConfig {
 /// - a knob given twice takes the later value, and arguments come after the environment.
 ///
 /// Doing that with clap would take an alias list per knob and a pass of our own over the
-/// environment anyway, and would add clap to the node's dependencies, for ten knobs.
+/// environment anyway, and would add clap to the node's dependencies, for a dozen knobs.
 /// `MURMUR_TEST_*` variables are the test suite's (e.g. `MURMUR_TEST_FUZZ_CASES`), never knobs.
 pub const TEST_ENV_PREFIX: &str = "TEST_";
 

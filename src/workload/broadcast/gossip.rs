@@ -142,7 +142,9 @@ impl Broadcast {
         link.sent_upto = link.sent_upto.max(upto);
         link.scanned = link.scanned.max(upto);
         link.ack_due = None;
-        link.gossip_at = Some(now);
+        // On the slot grid (a tick may run a little late), so that a wait of whole slots ends on
+        // a slot boundary.
+        link.gossip_at = Some(now - now % self.cfg.sync_ms.max(1));
         link.note_direct_ack();
         let id = ctx.send(&self.nodes[p], msg);
         if retry {
@@ -176,7 +178,7 @@ impl Broadcast {
 
     /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for a peer
     /// gossip goes to (gossip going back may carry it first), and in the star for every peer (a
-    /// successor hub gossips every slot during an episode, and an ack per gossip would double its
+    /// successor hub gossips every `detour_ms` during an episode, and an ack per gossip would double its
     /// traffic; this leaf may route through it soon), at once otherwise; and at once after the
     /// peer resent (`direct_ack`): it has waited `rto_ms` for this acknowledgement already.
     pub(super) fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
@@ -222,7 +224,7 @@ impl Broadcast {
         link.skip(link.sent_upto, durable);
     }
 
-    /// From when the tick may gossip to `p`: at once, or, for a silent peer (see `Link::silent`),
+    /// From when the tick may gossip to `p`: at once (0: not held back), or, for a silent peer (see `Link::silent`),
     /// `silent_peer_ms` after the last gossip to it. Gossip every slot to a peer that cannot answer is
     /// lost: the hub of a star sends ten messages a second to each cut-off leaf for nothing, the
     /// largest cost of a partition. One every `silent_peer_ms` still finds the peer soon after it can be

@@ -587,10 +587,15 @@ impl Workload for Broadcast {
         self.last_slot = Some(now - now % s);
         self.pending_slot = None;
         for (_, call) in self.calls.expire(now) {
+            // Silent: nothing heard from the peer since the call left (a peer that spoke since
+            // can be reached; its acknowledgement was lost or is slow).
+            let heard_since = self.health[call.peer]
+                .heard_at
+                .is_some_and(|h| h > call.sent_at);
             let link = &mut self.links[call.peer];
             if link.acked < call.upto {
                 link.retransmit = true;
-                link.silent = true;
+                link.silent |= !heard_since;
             }
         }
         self.liveness_tick(now, ctx);
@@ -626,16 +631,15 @@ impl Workload for Broadcast {
         for i in 0..self.route.len() {
             self.skip_unforwardable(self.route[i]);
         }
-        // Gossip pending for a silent peer is due when its `silent_peer_ms` is up, not every slot.
+        // Gossip held back for a peer (silent, or a successor's fan-out) is due when its wait is
+        // up, as a deadline; other pending gossip at the next slot.
         let mut pending = false;
-        let mut silent_due: Option<Millis> = None;
+        let mut held_due: Option<Millis> = None;
         for &p in &self.route {
             if self.gossip_pending(p) {
-                let at = self.gossip_allowed_at(p);
-                if at <= now {
-                    pending = true;
-                } else {
-                    silent_due = Some(silent_due.map_or(at, |d| d.min(at)));
+                match self.gossip_allowed_at(p) {
+                    0 => pending = true,
+                    at => held_due = Some(held_due.map_or(at, |d| d.min(at))),
                 }
             }
         }
@@ -653,14 +657,17 @@ impl Workload for Broadcast {
             self.links.iter().filter_map(|l| l.ack_due).min(),
             self.relay_due.iter().flatten().min().copied(),
             self.calls.next_deadline(),
-            silent_due,
+            held_due,
             self.liveness_due(now),
         ]
         .into_iter()
         .flatten()
         .min()?;
-        let slot = due.div_ceil(s) * s;
-        Some(self.last_slot.map_or(slot, |last| slot.max(last + s)))
+        let slot = due.div_ceil(s).saturating_mul(s);
+        Some(
+            self.last_slot
+                .map_or(slot, |last| slot.max(last.saturating_add(s))),
+        )
     }
 
     fn persistent(cfg: &BroadcastConfig) -> bool {

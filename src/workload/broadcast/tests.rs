@@ -2323,3 +2323,31 @@ fn a_successor_fans_out_every_detour_ms() {
     assert!(every_slot >= 150, "detour_ms 100: {every_slot}");
     assert!(batched <= 4 * (5000 / 400 + 1), "detour_ms 400: {batched}");
 }
+
+/// A leaf cut off from the start never told its hub its log id, so the hub's gossip names none
+/// (`to_log` 0). After the heal, the first delta shows the leaf a gap; it asks for a resend at
+/// once instead of waiting for the hub's calls to time out (`rto_ms` after the first was lost).
+#[test]
+fn a_gap_in_gossip_naming_no_log_id_asks_for_a_resend() {
+    let cfg = BroadcastConfig {
+        liveness: false,
+        ..cfg(Overlay::Star)
+    };
+    let mut c = Cluster::new(3, &cfg);
+    c.partition(&[2]);
+    let mut v = 0i64;
+    while c.now < 1000 {
+        c.client(1, v as u64, Msg::Broadcast { message: json!(v) });
+        v += 1;
+        c.run_for(100, 100);
+    }
+    c.cut.clear();
+    let lost: BTreeSet<i64> = (0..5).collect();
+    while !c.sets()[2].is_superset(&lost) && c.now < 5000 {
+        c.client(1, v as u64, Msg::Broadcast { message: json!(v) });
+        v += 1;
+        c.run_for(100, 100);
+    }
+    // The first lost call times out at 2600 ms; the resync brings everything well before.
+    assert!(c.now <= 1500, "n2 caught up only at {} ms", c.now);
+}
