@@ -12,13 +12,22 @@
 //! - A read holding an element of a failed append is `G1a`; a read ending in an element that its
 //!   transaction followed with another append to the key is `G1b`; a read that disagrees with
 //!   the transaction's own earlier read and appends is `internal`.
+//! - A read holding an element that its own transaction appends later is `future-read`
+//!   ([Elle's `op-future-read-case`](https://github.com/jepsen-io/elle/blob/v0.2.2/src/elle/list_append.clj)):
+//!   `internal` does not catch it (the read comes before the append), and the `wr` edge it
+//!   stands for would be a self-edge, which the graph has none of.
+//! - Along each key's longest read (every key's, consistent or not), a committed append right
+//!   after a failed one, with only `info` ones between, is `dirty-update` (Elle's
+//!   `dirty-update-cases`): the committed transaction built on a state that was rolled back.
+//! - Two `ok` transactions that read the same value of a key and then append to it are
+//!   `lost-update` ([`super::lost_update`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 
 use super::graph::{Graph, RW, WR, WW};
-use super::{Anomalies, Atom, Outcome, Txns};
+use super::{Anomalies, Atom, Outcome, Txn, Txns};
 
 /// A read's list (a `null` read is the empty list).
 fn list(v: &Value) -> Vec<Atom> {
@@ -55,6 +64,17 @@ pub fn analyse(txns: &Txns<'_>) -> (Graph, Anomalies) {
         }
     }
 
+    // Who appended each element, whatever the outcome (the last in history order, as in Elle's
+    // write index): for dirty updates.
+    let mut by_op: Vec<usize> = (0..txns.txns.len()).collect();
+    by_op.sort_by_key(|&t| txns.txns[t].op);
+    let mut written: HashMap<(Atom, Atom), usize> = HashMap::new();
+    for t in by_op {
+        for m in txns.txns[t].mops.iter().filter(|m| !m.read) {
+            written.insert((m.key.clone(), Atom::of(&m.value)), t);
+        }
+    }
+
     // Every ok read, per key; the external ones kept for the edges.
     let mut reads: HashMap<Atom, Vec<Vec<Atom>>> = HashMap::new();
     let mut external: Vec<(usize, usize, Vec<Atom>)> = Vec::new();
@@ -62,6 +82,12 @@ pub fn analyse(txns: &Txns<'_>) -> (Graph, Anomalies) {
     for (t, txn) in txns.txns.iter().enumerate() {
         if txn.outcome != Outcome::Ok {
             continue;
+        }
+        if let Some((i, e)) = future_read(txn) {
+            anomalies.add(
+                "future-read",
+                json!({"op": txns.op_json(t), "mop": txn.mops[i].to_json("append"), "element": e.to_json()}),
+            );
         }
         let mut known: HashMap<&Atom, Known> = HashMap::new();
         for (i, m) in txn.mops.iter().enumerate() {
@@ -142,6 +168,7 @@ pub fn analyse(txns: &Txns<'_>) -> (Graph, Anomalies) {
         let Some(longest) = rs.iter().max_by_key(|r| r.len()) else {
             continue;
         };
+        dirty_update(txns, &written, k, longest, &mut anomalies);
         if let Some(bad) = rs.iter().find(|r| !longest.starts_with(r)) {
             anomalies.add(
                 "incompatible-order",
@@ -183,4 +210,72 @@ pub fn analyse(txns: &Txns<'_>) -> (Graph, Anomalies) {
         }
     }
     (g, anomalies)
+}
+
+/// Elle's `future-read` (`op-future-read-case`): the first read of the transaction that holds
+/// an element the transaction itself appends later (the mop's index, and the element).
+fn future_read(txn: &Txn) -> Option<(usize, Atom)> {
+    let mut seen: HashMap<(&Atom, Atom), usize> = HashMap::new();
+    for (i, m) in txn.mops.iter().enumerate() {
+        if m.read {
+            for e in list(&m.value) {
+                seen.entry((&m.key, e)).or_insert(i);
+            }
+        } else {
+            let e = Atom::of(&m.value);
+            if let Some(&r) = seen.get(&(&m.key, e.clone())) {
+                return Some((r, e));
+            }
+        }
+    }
+    None
+}
+
+/// Elle's `dirty-update` (`dirty-update-cases`) on key `k`, whose longest read is `longest`:
+/// along the elements (first occurrences), each with the transaction that appended it (of any
+/// outcome), a committed append that follows a failed one, with only `info` appends between
+/// them, is a case: the elements from the failed one to the committed one, and
+/// `[failed, "...", committed]`. The state before the first element counts as committed. An
+/// element no transaction appended tells nothing, like an `info` one (Elle's check throws
+/// on it).
+fn dirty_update(
+    txns: &Txns<'_>,
+    written: &HashMap<(Atom, Atom), usize>,
+    k: &Atom,
+    longest: &[Atom],
+    anomalies: &mut Anomalies,
+) {
+    // The last transaction that mattered (`None`: the initial state) and the elements since.
+    let mut last: Option<usize> = None;
+    let mut since: Vec<&Atom> = Vec::new();
+    let mut seen: HashSet<&Atom> = HashSet::new();
+    for e in longest {
+        if !seen.insert(e) {
+            continue;
+        }
+        since.push(e);
+        let Some(&t) = written.get(&(k.clone(), e.clone())) else {
+            continue;
+        };
+        let before = last.map(|l| (l, txns.txns[l].outcome));
+        match (before, txns.txns[t].outcome) {
+            (_, Outcome::Info) | (Some((_, Outcome::Fail)), Outcome::Fail) => {}
+            (Some((failed, Outcome::Fail)), Outcome::Ok) => {
+                anomalies.add(
+                    "dirty-update",
+                    json!({
+                        "key": k.to_json(),
+                        "values": since.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+                        "txns": [txns.op_json(failed), "...", txns.op_json(t)],
+                    }),
+                );
+                last = Some(t);
+                since = vec![e];
+            }
+            _ => {
+                last = Some(t);
+                since = vec![e];
+            }
+        }
+    }
 }

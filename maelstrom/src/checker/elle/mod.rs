@@ -27,12 +27,28 @@
 //! A kind implied by one found already in the same component is not searched for (Elle's rule:
 //! a G0 is also a G1c; a G-single also a G2; a data cycle also its process and realtime forms).
 //!
+//! **Anomalies without a cycle**, as Elle 0.2.2 (the version Maelstrom's Jepsen pins) finds them:
+//! `G1a` (a read of a failed transaction's write), `G1b` (of a transaction's intermediate
+//! write), `internal` (a read at odds with the transaction's own earlier reads and writes), and
+//! for list-append `duplicate-elements`, `incompatible-order`; for rw-register
+//! `cyclic-versions`. Then three that need neither a cycle nor a complete version order:
+//! - `lost-update`, both workloads ([`lost_update`], after
+//!   [`elle.txn/lost-update-cases`](https://github.com/jepsen-io/elle/blob/v0.2.2/src/elle/txn.clj)):
+//!   two `ok` transactions read the same value of a key, and both then write the key;
+//! - `dirty-update`, list-append
+//!   ([`elle.list-append/dirty-update-cases`](https://github.com/jepsen-io/elle/blob/v0.2.2/src/elle/list_append.clj)):
+//!   in a key's order, a committed append right after a failed one (only `info` ones between);
+//! - `future-read`, list-append (`op-future-read-case`, same file): a transaction reads an
+//!   element it appends later itself.
+//!
 //! **Models** ([`Models`]): `--consistency-models` decides which anomalies make the history
-//! invalid, with Elle's implication rules (`consistency_model.clj`): each model prohibits what the
-//! weaker ones do, and every anomaly that implies a prohibited one.
+//! invalid, with Elle's implication rules
+//! ([`consistency_model.clj`](https://github.com/jepsen-io/elle/blob/v0.2.2/src/elle/consistency_model.clj)):
+//! each model prohibits what the weaker ones do, and every anomaly that implies a prohibited one
+//! (dirty-update implies G1a, future-read G1c, lost-update G2-item).
 //! - `read-uncommitted`: G0, duplicate-elements, cyclic-versions;
-//! - `read-committed`: also G1a, G1b, G1c, incompatible-order;
-//! - `serializable`: also internal, G-single-item, G-nonadjacent-item, G2-item;
+//! - `read-committed`: also G1a, G1b, G1c, incompatible-order, dirty-update, future-read;
+//! - `serializable`: also internal, lost-update, G-single-item, G-nonadjacent-item, G2-item;
 //! - `strict-serializable`: also the `-process` and `-realtime` forms of the cycles.
 //!
 //! Only the prohibited anomalies are reported, plus `empty-transaction-graph` (no dependency
@@ -49,7 +65,7 @@ pub mod graph;
 pub mod list_append;
 pub mod rw_register;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -98,8 +114,31 @@ impl Model {
     /// checker finds; see the module docs).
     pub fn prohibits(self, anomaly: &str) -> bool {
         const RU: [&str; 3] = ["G0", "duplicate-elements", "cyclic-versions"];
-        const RC: [&str; 4] = ["G1a", "G1b", "G1c", "incompatible-order"];
-        const SER: [&str; 4] = ["internal", "G-single-item", "G-nonadjacent-item", "G2-item"];
+        // dirty-update implies G1a, future-read G1c (Elle's `implied-anomalies`).
+        const RC: [&str; 6] = [
+            "G1a",
+            "G1b",
+            "G1c",
+            "incompatible-order",
+            "dirty-update",
+            "future-read",
+        ];
+        // lost-update implies write-skew and G2-item, write-skew G2.
+        const SER: [&str; 5] = [
+            "internal",
+            "lost-update",
+            "G-single-item",
+            "G-nonadjacent-item",
+            "G2-item",
+        ];
+        // The cycles, whose `-process` and `-realtime` forms strict-serializable prohibits.
+        const CYCLES: [&str; 5] = [
+            "G0",
+            "G1c",
+            "G-single-item",
+            "G-nonadjacent-item",
+            "G2-item",
+        ];
         if RU.contains(&anomaly) {
             return true;
         }
@@ -113,9 +152,7 @@ impl Model {
             .strip_suffix("-realtime")
             .or_else(|| anomaly.strip_suffix("-process"));
         match base {
-            Some(b) if b == "G0" || b == "G1c" || SER.contains(&b) => {
-                self == Model::StrictSerializable
-            }
+            Some(b) if CYCLES.contains(&b) => self == Model::StrictSerializable,
             _ => false,
         }
     }
@@ -355,6 +392,53 @@ fn parse_mop(m: &Value, write_f: &str) -> Option<Mop> {
     })
 }
 
+/// Elle's `lost-update` (`elle.txn/lost-update-cases`), for both workloads: in each `ok`
+/// transaction, the value of a key's first read, if the transaction writes the key after it,
+/// puts the transaction under (key, value); two or more transactions under one (key, value) are
+/// a case. Values compare as a whole (a register's value, a list-append read's list; `null` is
+/// a value). As in Elle, the first read counts even when the transaction wrote the key before
+/// it, and only the first write after it.
+pub fn lost_update(txns: &Txns<'_>, anomalies: &mut Anomalies) {
+    // (key, value read) → (the value as JSON, the transactions).
+    let mut under: BTreeMap<(Atom, Atom), (Value, Vec<usize>)> = BTreeMap::new();
+    for (t, txn) in txns.txns.iter().enumerate() {
+        if txn.outcome != Outcome::Ok {
+            continue;
+        }
+        let mut first_read: HashMap<&Atom, &Value> = HashMap::new();
+        let mut counted: HashSet<&Atom> = HashSet::new();
+        for m in &txn.mops {
+            if m.read {
+                first_read.entry(&m.key).or_insert(&m.value);
+            } else if !counted.contains(&m.key) {
+                if let Some(v) = first_read.get(&m.key) {
+                    counted.insert(&m.key);
+                    under
+                        .entry((m.key.clone(), Atom::of(v)))
+                        .or_insert_with(|| ((*v).clone(), Vec::new()))
+                        .1
+                        .push(t);
+                }
+            }
+        }
+    }
+    for ((k, _), (v, mut ts)) in under {
+        if ts.len() < 2 {
+            continue;
+        }
+        // History order, as Elle lists them.
+        ts.sort_by_key(|&t| txns.txns[t].op);
+        anomalies.add(
+            "lost-update",
+            json!({
+                "key": k.to_json(),
+                "value": v,
+                "txns": ts.iter().map(|&t| txns.op_json(t)).collect::<Vec<_>>(),
+            }),
+        );
+    }
+}
+
 /// The anomalies found, by type, before the models decide which matter.
 #[derive(Default)]
 pub struct Anomalies {
@@ -498,7 +582,8 @@ fn finish(txns: &Txns<'_>, mut g: Graph, models: Models, mut anomalies: Anomalie
 /// `cycle-search-timeout` is dropped, and the result is valid exactly when no type remains.
 pub fn check_rw_register(history: &[Op], models: Models) -> ElleResult {
     let txns = Txns::new(history, "w");
-    let (g, anomalies) = rw_register::analyse(&txns);
+    let (g, mut anomalies) = rw_register::analyse(&txns);
+    lost_update(&txns, &mut anomalies);
     let mut res = finish(&txns, g, models, anomalies);
     if let Some(Value::Object(a)) = res.map.get_mut("anomalies") {
         a.remove("cycle-search-timeout");
@@ -521,7 +606,8 @@ pub fn check_rw_register(history: &[Op], models: Models) -> ElleResult {
 /// longest read), with Elle's verdict.
 pub fn check_list_append(history: &[Op], models: Models) -> ElleResult {
     let txns = Txns::new(history, "append");
-    let (g, anomalies) = list_append::analyse(&txns);
+    let (g, mut anomalies) = list_append::analyse(&txns);
+    lost_update(&txns, &mut anomalies);
     finish(&txns, g, models, anomalies)
 }
 

@@ -12,7 +12,9 @@
 //! transaction that read `v1` to the writer of each `v2` right after it. Only a transaction's
 //! last write to a key is a version others can see; reading one of its earlier writes is `G1b`,
 //! reading a failed transaction's write `G1a`, and a read inside a transaction that disagrees
-//! with what the transaction itself read or wrote before is `internal`.
+//! with what the transaction itself read or wrote before is `internal`. Two `ok` transactions
+//! that read the same value of a key and then write it are `lost-update`
+//! ([`super::lost_update`]).
 
 use std::collections::{HashMap, HashSet};
 

@@ -408,6 +408,176 @@ fn list_append_non_cycle_anomalies() {
     flags(&la(&internal, "serializable"), "internal");
 }
 
+fn info(p: u64, at: (u64, u64), mops: Value) -> T {
+    T {
+        outcome: OpType::Info,
+        ..t(p, at, mops)
+    }
+}
+
+#[test]
+fn new_anomalies_are_judged_by_elles_implications() {
+    for m in Model::ALL {
+        let rc = m >= Model::ReadCommitted;
+        assert_eq!(m.prohibits("dirty-update"), rc, "{m:?}");
+        assert_eq!(m.prohibits("future-read"), rc, "{m:?}");
+        assert_eq!(
+            m.prohibits("lost-update"),
+            m >= Model::Serializable,
+            "{m:?}"
+        );
+        assert!(!m.prohibits("lost-update-realtime"));
+    }
+}
+
+#[test]
+fn rw_register_lost_update() {
+    // Both read x = 1 (T0's) and overwrote it.
+    let h = [
+        t(0, (0, 1), json!([["w", "x", 1]])),
+        t(1, (2, 10), json!([["r", "x", 1], ["w", "x", 2]])),
+        t(2, (2, 10), json!([["r", "x", 1], ["w", "x", 3]])),
+    ];
+    let r = rw(&h, "read-committed");
+    allows(&r, "lost-update");
+    let r = rw(&h, "serializable");
+    flags(&r, "lost-update");
+    let json = serde_json::to_value(&r).unwrap();
+    let case = &json["anomalies"]["lost-update"][0];
+    assert_eq!(case["key"], json!("x"));
+    assert_eq!(case["value"], json!(1));
+    assert_eq!(case["txns"].as_array().map(Vec::len), Some(2), "{case}");
+    assert_eq!(json["not"], json!(["serializable"]));
+    assert_eq!(json["also-not"], json!(["strict-serializable"]));
+    // Near misses: both read x = 1 but only one writes x; and both read and wrote x, but one
+    // of them did not commit.
+    let one_writer = [
+        t(0, (0, 1), json!([["w", "x", 1]])),
+        t(1, (2, 10), json!([["r", "x", 1], ["w", "x", 2]])),
+        t(2, (2, 10), json!([["r", "x", 1], ["w", "y", 1]])),
+    ];
+    passes(&rw(&one_writer, "strict-serializable"));
+    let one_failed = [
+        t(0, (0, 1), json!([["w", "x", 1]])),
+        t(1, (2, 10), json!([["r", "x", 1], ["w", "x", 2]])),
+        failed(2, (2, 10), json!([["r", "x", 1], ["w", "x", 3]])),
+    ];
+    passes(&rw(&one_failed, "strict-serializable"));
+}
+
+#[test]
+fn list_append_lost_update() {
+    // Both read [1] and appended to x; nothing read x after, so no order says which came first
+    // and the graph has no cycle: lost-update alone makes it invalid.
+    let h = [
+        t(0, (0, 1), json!([["append", "x", 1]])),
+        t(1, (2, 10), json!([["r", "x", [1]], ["append", "x", 2]])),
+        t(2, (2, 10), json!([["r", "x", [1]], ["append", "x", 3]])),
+    ];
+    passes(&la(&h, "read-committed"));
+    let r = la(&h, "serializable");
+    flags(&r, "lost-update");
+    assert_eq!(r.anomaly_types(), ["lost-update"]);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["anomalies"]["lost-update"][0]["value"], json!([1]));
+    // Both saw the empty list (`null`): the same.
+    let h = [
+        t(0, (0, 10), json!([["r", "x", null], ["append", "x", 1]])),
+        t(1, (0, 10), json!([["r", "x", null], ["append", "x", 2]])),
+    ];
+    flags(&la(&h, "serializable"), "lost-update");
+    // Near misses: the same read, one appender; and a second appender left `info`.
+    let one_appender = [
+        t(0, (0, 1), json!([["append", "x", 1]])),
+        t(1, (2, 10), json!([["r", "x", [1]], ["append", "x", 2]])),
+        t(2, (2, 10), json!([["r", "x", [1]], ["append", "y", 1]])),
+    ];
+    passes(&la(&one_appender, "strict-serializable"));
+    let one_info = [
+        t(0, (0, 1), json!([["append", "x", 1]])),
+        t(1, (2, 10), json!([["r", "x", [1]], ["append", "x", 2]])),
+        info(2, (2, 10), json!([["r", "x", [1]], ["append", "x", 3]])),
+    ];
+    passes(&la(&one_info, "strict-serializable"));
+}
+
+#[test]
+fn list_append_dirty_update() {
+    // T1's append of 2 landed after T0's failed append of 1.
+    let h = [
+        failed(0, (0, 1), json!([["append", "x", 1]])),
+        t(1, (2, 3), json!([["append", "x", 2]])),
+        t(2, (4, 5), json!([["r", "x", [1, 2]]])),
+    ];
+    allows(&la(&h, "read-uncommitted"), "dirty-update");
+    let r = la(&h, "read-committed");
+    flags(&r, "dirty-update");
+    let json = serde_json::to_value(&r).unwrap();
+    let case = &json["anomalies"]["dirty-update"][0];
+    assert_eq!(case["key"], json!("x"));
+    assert_eq!(case["values"], json!([1, 2]));
+    assert_eq!(case["txns"][1], json!("..."));
+    assert_eq!(case["txns"][0]["type"], json!("fail"), "{case}");
+    assert_eq!(case["txns"][2]["type"], json!("ok"), "{case}");
+    // Failed, failed, info, then ok: one case covering all four elements, from the first failed.
+    let h = [
+        failed(0, (0, 1), json!([["append", "x", 1]])),
+        failed(1, (0, 1), json!([["append", "x", 2]])),
+        info(2, (0, 3), json!([["append", "x", 3]])),
+        t(3, (4, 5), json!([["append", "x", 4]])),
+        t(4, (6, 7), json!([["r", "x", [1, 2, 3, 4]]])),
+    ];
+    let json = serde_json::to_value(la(&h, "read-committed")).unwrap();
+    let cases = &json["anomalies"]["dirty-update"];
+    assert_eq!(cases.as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(cases[0]["values"], json!([1, 2, 3, 4]));
+    assert_eq!(cases[0]["txns"][0]["value"], json!([["append", "x", 1]]));
+    // Near misses: a failed append followed by an info one, or by nothing; an ok one followed
+    // by an info one and then an ok one. (The read of the failed element is G1a all the same.)
+    let h = [
+        failed(0, (0, 1), json!([["append", "x", 1]])),
+        info(1, (2, 3), json!([["append", "x", 2]])),
+        t(2, (4, 5), json!([["r", "x", [1, 2]]])),
+    ];
+    let r = la(&h, "read-committed");
+    flags(&r, "G1a");
+    allows(&r, "dirty-update");
+    let h = [
+        t(0, (0, 1), json!([["append", "x", 1]])),
+        info(1, (2, 3), json!([["append", "x", 2]])),
+        t(2, (4, 5), json!([["append", "x", 3]])),
+        t(3, (6, 7), json!([["r", "x", [1, 2, 3]]])),
+    ];
+    passes(&la(&h, "strict-serializable"));
+}
+
+#[test]
+fn list_append_future_read() {
+    // T0 saw its own append before making it. `internal` has nothing to say (no earlier read or
+    // append of x in T0), and the wr edge would be a self-edge: only future-read catches it.
+    let h = [
+        t(0, (0, 1), json!([["r", "x", [1]], ["append", "x", 1]])),
+        t(1, (2, 3), json!([["r", "x", [1]]])),
+    ];
+    passes(&la(&h, "read-uncommitted"));
+    let r = la(&h, "read-committed");
+    flags(&r, "future-read");
+    allows(&r, "internal");
+    let json = serde_json::to_value(&r).unwrap();
+    let case = &json["anomalies"]["future-read"][0];
+    assert_eq!(case["mop"], json!(["r", "x", [1]]));
+    assert_eq!(case["element"], json!(1));
+    assert_eq!(json["not"], json!(["read-committed"]));
+    // Near misses: reading one's own append after making it; reading another's element, then
+    // appending a different one.
+    let h = [
+        t(0, (0, 1), json!([["append", "x", 1], ["r", "x", [1]]])),
+        t(1, (2, 3), json!([["r", "x", [1]], ["append", "x", 2]])),
+        t(2, (4, 5), json!([["r", "x", [1, 2]]])),
+    ];
+    passes(&la(&h, "strict-serializable"));
+}
+
 /// A history from `clients` concurrent processes against one map behind one lock: each
 /// transaction takes effect at one instant between its invocation and its completion, so the
 /// history is strict-serializable. Some transactions fail (not applied), some are left `info`
