@@ -27,10 +27,13 @@
 //!
 //! **Thresholds**, per peer, from the node's config and the peer's RTT estimate `rtt`:
 //! - *silence* before a health check: `max(3 × sync_ms, 2 × rtt)` on a busy link (the peer's
-//!   messages came on average at most `2 × sync_ms` apart, as a hub's gossip does under load), and
-//!   `ack_delay_ms` more on a quiet one, where the peer may rightly hold its acknowledgement that
-//!   long. Silence counts from the later of the last message heard and the moment something became
-//!   outstanding with the peer;
+//!   messages came on average at most `2 × sync_ms` apart, as a hub's gossip does under load, or
+//!   fewer than two messages came, so nothing says it is quiet), and `ack_delay_ms` more on a quiet
+//!   one, where the peer may rightly hold its acknowledgement that long. (A link without history
+//!   counts as busy: a hub paused or killed from the start, or before a leaf's restart, would
+//!   otherwise go unasked for `ack_delay_ms` more, while a live hub under load is heard within a
+//!   slot or two anyway.) Silence counts from the later of the last message heard and the moment
+//!   something became outstanding with the peer;
 //! - *suspect*: a ping unanswered for `max(2 × sync_ms, 2 × rtt + sync_ms / 2)`;
 //! - *dead*: unanswered for `rto_ms` (at least the suspect threshold);
 //! - *re-check*: a suspect peer is pinged again every silence threshold, a dead one every `rto_ms`
@@ -155,7 +158,7 @@ impl Broadcast {
     fn silence_ms(&self, p: usize) -> Millis {
         let s = self.sync();
         let base = (3 * s).max(2 * self.rtt(p));
-        if self.health[p].gap.is_some_and(|g| g <= 2 * s) {
+        if self.health[p].gap.is_none_or(|g| g <= 2 * s) {
             base
         } else {
             base + self.cfg.ack_delay_ms

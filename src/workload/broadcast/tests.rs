@@ -2351,3 +2351,32 @@ fn a_gap_in_gossip_naming_no_log_id_asks_for_a_resend() {
     // The first lost call times out at 2600 ms; the resync brings everything well before.
     assert!(c.now <= 1500, "n2 caught up only at {} ms", c.now);
 }
+
+/// A leaf that never heard its hub (paused or cut off from the start) asks it after the busy
+/// silence threshold (here 400 ms), not `ack_delay_ms` later: a link without history is not
+/// known to be quiet.
+#[test]
+fn a_hub_never_heard_is_asked_without_waiting_for_a_held_ack() {
+    let mut c = Cluster::new(3, &cfg(Overlay::Star));
+    c.partition(&[0]);
+    c.client(1, 1, Msg::Broadcast { message: json!(1) });
+    let mut first_ping = None;
+    while first_ping.is_none() && c.now < 5000 {
+        c.now += 100;
+        for i in 0..3 {
+            c.tick(i, c.now);
+            c.collect(i);
+        }
+        if c.in_flight.iter().any(|m| {
+            (m.src.as_str(), m.dest.as_str()) == ("n1", "n0")
+                && matches!(m.body.payload, Msg::Ping { .. })
+        }) {
+            first_ping = Some(c.now);
+        }
+        c.deliver_all();
+    }
+    assert!(
+        first_ping.is_some_and(|t| t <= 600),
+        "first ping to the silent hub at {first_ping:?} ms"
+    );
+}
