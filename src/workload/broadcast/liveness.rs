@@ -158,7 +158,7 @@ impl Broadcast {
     fn silence_ms(&self, p: usize) -> Millis {
         let s = self.sync();
         let base = (3 * s).max(2 * self.rtt(p));
-        if self.health[p].gap.is_none_or(|g| g <= 2 * s) {
+        if self.health[p].gap.map_or(true, |g| g <= 2 * s) {
             base
         } else {
             base + self.cfg.ack_delay_ms
