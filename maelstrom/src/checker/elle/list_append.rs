@@ -236,8 +236,9 @@ fn future_read(txn: &Txn) -> Option<(usize, Atom)> {
 /// outcome), a committed append that follows a failed one, with only `info` appends between
 /// them, is a case: the elements from the failed one to the committed one, and
 /// `[failed, "...", committed]`. The state before the first element counts as committed. An
-/// element no transaction appended tells nothing, like an `info` one (Elle's check throws
-/// on it).
+/// element no transaction appended tells nothing here, like an `info` one; it is reported as
+/// `unwritten-element` (Elle's check stops on an assertion there, and Jepsen then judges the
+/// history `:unknown`).
 fn dirty_update(
     txns: &Txns<'_>,
     written: &HashMap<(Atom, Atom), usize>,
@@ -255,6 +256,10 @@ fn dirty_update(
         }
         since.push(e);
         let Some(&t) = written.get(&(k.clone(), e.clone())) else {
+            anomalies.add(
+                "unwritten-element",
+                json!({"key": k.to_json(), "element": e.to_json()}),
+            );
             continue;
         };
         let before = last.map(|l| (l, txns.txns[l].outcome));

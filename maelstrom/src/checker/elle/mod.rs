@@ -52,7 +52,9 @@
 //! - `strict-serializable`: also the `-process` and `-realtime` forms of the cycles.
 //!
 //! Only the prohibited anomalies are reported, plus `empty-transaction-graph` (no dependency
-//! at all) and `cycle-search-timeout` (the search ran out of its step budget, [`SEARCH_STEPS`]).
+//! at all), `cycle-search-timeout` (the search ran out of its step budget, [`SEARCH_STEPS`]) and,
+//! for list-append, `unwritten-element` (a read of an element nobody appended, on which Elle's
+//! check fails; Jepsen then judges the history unknown).
 //! **Result keys** (Elle's): `valid?`, and when something is reported, `anomaly-types` (sorted),
 //! `anomalies` (type → cases, at most [`MAX_CASES`] each), `not` and `also-not` (the weakest of
 //! the four models the anomalies rule out, and the stronger ones). `valid?` is false when a
@@ -503,7 +505,14 @@ fn boundary<'a>(
 /// Elle's result map from the anomalies found: only the types the models prohibit, plus
 /// `empty-transaction-graph` and `cycle-search-timeout`, are reported.
 pub fn result_map(models: Models, anomalies: Anomalies) -> ElleResult {
-    const UNKNOWN: [&str; 2] = ["empty-transaction-graph", "cycle-search-timeout"];
+    // Types that make the verdict unknown rather than invalid: Elle's two, and a list-append
+    // read of an element no transaction appended, on which Elle's check fails (Jepsen then
+    // reports `:valid? :unknown`; here the anomalies found besides still count).
+    const UNKNOWN: [&str; 3] = [
+        "empty-transaction-graph",
+        "cycle-search-timeout",
+        "unwritten-element",
+    ];
     let (not, also_not) = boundary(anomalies.cases.keys());
     let reportable: BTreeMap<String, Vec<Value>> = anomalies
         .cases

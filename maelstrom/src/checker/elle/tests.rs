@@ -501,6 +501,24 @@ fn list_append_lost_update() {
     passes(&la(&one_info, "strict-serializable"));
 }
 
+/// A read of an element no transaction appended: Elle's check fails on it and Jepsen reports the
+/// history unknown, so it is reported and the verdict is unknown, not valid.
+#[test]
+fn list_append_read_of_an_unwritten_element_is_unknown() {
+    let h = [
+        t(0, (0, 1), json!([["append", "x", 1]])),
+        t(1, (2, 3), json!([["r", "x", [1, 7]]])),
+    ];
+    let r = la(&h, "strict-serializable");
+    assert_eq!(r.validity, Validity::Unknown);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        json["anomalies"]["unwritten-element"],
+        json!([{"key": "x", "element": 7}]),
+        "{json}"
+    );
+}
+
 #[test]
 fn list_append_dirty_update() {
     // T1's append of 2 landed after T0's failed append of 1.
