@@ -66,16 +66,43 @@ fn ok_sends(out: &SimOutcome) -> usize {
         .count()
 }
 
-/// Every seed passes; returns the acknowledged sends over all seeds.
+/// Every seed passes; returns the acknowledged sends over all seeds. A schedule that keeps the
+/// nodes down from the start can leave no op depending on another (at most a couple answered):
+/// the checker then reports an empty dependency graph, as Jepsen's does, and the run is invalid
+/// though nothing was wrong, and nothing was tested either (before the checker reported it, such
+/// seeds passed without checking anything). They are skipped and counted, and may be at most a
+/// quarter of the seeds (11 of 60 for the local design on several nodes, whose one owner these
+/// schedules often keep down).
 fn sweep(count: u64, run: impl Fn(u64) -> SimOutcome) -> usize {
-    let mut sent = 0;
-    for seed in seeds(count) {
+    let (mut sent, mut idle) = (0, 0);
+    let mut idle_seeds = Vec::new();
+    let seeds = seeds(count);
+    for &seed in &seeds {
         let out = run(seed);
+        let empty = !out.violations.is_empty()
+            && out
+                .violations
+                .iter()
+                .all(|v| v.to_string().contains("[\"empty-transaction-graph\"]"));
+        if empty {
+            idle += 1;
+            idle_seeds.push(seed);
+            continue;
+        }
         if let Some(report) = out.failure_report() {
             panic!("{report}");
         }
         sent += ok_sends(&out);
     }
+    eprintln!(
+        "{idle} of {} seeds left nothing to check: {idle_seeds:?}",
+        seeds.len()
+    );
+    assert!(
+        idle * 4 <= seeds.len(),
+        "{idle} of {} seeds left nothing to check",
+        seeds.len()
+    );
     sent
 }
 
