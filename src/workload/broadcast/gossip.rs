@@ -178,9 +178,10 @@ impl Broadcast {
 
     /// When an acknowledgement owed to `p` from `now` is due: after `ack_delay_ms` for a peer
     /// gossip goes to (gossip going back may carry it first), and in the star for every peer (a
-    /// successor hub gossips every `detour_ms` during an episode, and an ack per gossip would double its
-    /// traffic; this leaf may route through it soon), at once otherwise; and at once after the
-    /// peer resent (`direct_ack`): it has waited `rto_ms` for this acknowledgement already.
+    /// successor hub gossips every `detour_ms` during an episode, and an ack per gossip would
+    /// double its traffic; this leaf may route through it soon), at once otherwise; and at once
+    /// after the peer resent (`direct_ack`): it has waited `rto_ms` for this acknowledgement
+    /// already.
     pub(super) fn ack_due_at(&self, p: usize, now: Millis) -> Millis {
         let star = self.cfg.overlay == Overlay::Star;
         if self.cfg.ack_delay_ms == 0
@@ -224,12 +225,13 @@ impl Broadcast {
         link.skip(link.sent_upto, durable);
     }
 
-    /// From when the tick may gossip to `p`: at once (0: not held back), or, for a silent peer (see `Link::silent`),
-    /// `silent_peer_ms` after the last gossip to it. Gossip every slot to a peer that cannot answer is
-    /// lost: the hub of a star sends ten messages a second to each cut-off leaf for nothing, the
-    /// largest cost of a partition. One every `silent_peer_ms` still finds the peer soon after it can be
-    /// reached again (its answer, or anything else heard from it, ends the silence), and each
-    /// carries everything since `acked` once the timed-out call has asked for a retransmission.
+    /// From when the tick may gossip to `p`: at once (0: not held back), or, for a silent peer
+    /// (see `Link::silent`), `silent_peer_ms` after the last gossip to it. Gossip every slot to a
+    /// peer that cannot answer is lost: the hub of a star sends ten messages a second to each
+    /// cut-off leaf for nothing, the largest cost of a partition. One every `silent_peer_ms` still
+    /// finds the peer soon after it can be reached again (its answer, or anything else heard from
+    /// it, ends the silence), and each carries everything since `acked` once the timed-out call
+    /// has asked for a retransmission.
     ///
     /// A successor hub's gossip to the leaves it serves off the overlay (see the `liveness`
     /// module) waits `detour_ms` after the last: that fan-out exists only while a hub is away, and

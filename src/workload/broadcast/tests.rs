@@ -2219,9 +2219,10 @@ fn liveness_off_keeps_the_plain_star() {
     assert!(c.sets()[2].contains(&1));
 }
 
-/// A silent peer (gossip to it unacknowledged for `rto_ms`, nothing heard since) gets gossip once per
-/// `silent_peer_ms` instead of every slot, and the cut-off peer still catches up within `silent_peer_ms` and
-/// a few slots of the heal, though it says nothing itself. `silent_peer_ms` 0 keeps every slot.
+/// A silent peer (gossip to it unacknowledged for `rto_ms`, nothing heard since) gets gossip once
+/// per `silent_peer_ms` instead of every slot, and the cut-off peer still catches up within
+/// `silent_peer_ms` and a few slots of the heal while values keep coming, though it says nothing
+/// itself. `silent_peer_ms` 0 keeps every slot.
 #[test]
 fn a_silent_peer_gets_gossip_once_per_silent_peer_ms_and_catches_up_after_heal() {
     let run = |silent_peer_ms: Millis| {
