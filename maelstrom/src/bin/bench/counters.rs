@@ -174,20 +174,13 @@ pub fn run(runner: &str, node_dir_of: &str, out: &Path, scratch: &Path, seed: u6
         }
     }
     let _ = writeln!(s, "{END}");
-    let path = out.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    super::write_or_exit(out, "BENCHMARKS.md", splice(&old, &s));
+    super::write_marked_section(out, BEGIN, END, &s);
 }
 
 impl HistoryStats {
     fn staleness_f64(&self) -> Vec<f64> {
         self.staleness.iter().map(|&x| x as f64).collect()
     }
-}
-
-/// `text` with its counters section replaced by `section` (appended if it has none).
-pub fn splice(text: &str, section: &str) -> String {
-    splice_marked(text, BEGIN, END, section)
 }
 
 /// `text` with the section between the markers `begin` and `end` replaced by `section`
@@ -205,11 +198,6 @@ pub fn splice_marked(text: &str, begin: &str, end: &str, section: &str) -> Strin
             None => format!("{}\n\n{section}\n", text.trim_end()),
         },
     }
-}
-
-/// The counters section of `text`, if it has one (the settings benchmark keeps it).
-pub fn section(text: &str) -> Option<&str> {
-    section_marked(text, BEGIN, END)
 }
 
 /// The section of `text` between the markers `begin` and `end`, markers included.
@@ -262,17 +250,20 @@ mod tests {
     #[test]
     fn the_section_is_replaced_or_appended_and_the_rest_kept() {
         let sec = format!("{BEGIN}\nnew\n{END}\n");
-        assert_eq!(splice("", &sec), sec);
+        assert_eq!(splice_marked("", BEGIN, END, &sec), sec);
         let text = format!("# Broadcast\nrows\n\n{BEGIN}\nold\n{END}\ntail\n");
         assert_eq!(
-            splice(&text, &sec),
+            splice_marked(&text, BEGIN, END, &sec),
             format!("# Broadcast\nrows\n\n{BEGIN}\nnew\n{END}\ntail\n")
         );
         assert_eq!(
-            splice("# Broadcast\nrows\n", &sec),
+            splice_marked("# Broadcast\nrows\n", BEGIN, END, &sec),
             format!("# Broadcast\nrows\n\n{BEGIN}\nnew\n{END}\n")
         );
-        assert_eq!(section(&text), Some(&*format!("{BEGIN}\nold\n{END}")));
-        assert_eq!(section("# Broadcast"), None);
+        assert_eq!(
+            section_marked(&text, BEGIN, END),
+            Some(&*format!("{BEGIN}\nold\n{END}"))
+        );
+        assert_eq!(section_marked("# Broadcast", BEGIN, END), None);
     }
 }

@@ -157,37 +157,13 @@ pub fn run(out: &Path, txns: usize) {
         "\nLoad average when the table was written: {load} (on {} cores).\n{END}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let path = out.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    super::write_or_exit(out, "BENCHMARKS.md", splice(&old, &s));
-}
-
-/// `text` with its elle section replaced by `section` (appended before the hand-measured part if
-/// it has none).
-pub fn splice(text: &str, section: &str) -> String {
-    let section = section.trim_end();
-    match (text.find(BEGIN), text.find(END)) {
-        (Some(b), Some(e)) if e > b => {
-            format!("{}{section}{}", &text[..b], &text[e + END.len()..])
-        }
-        _ if text.trim().is_empty() => format!("{section}\n"),
-        _ => match text.find(super::KEPT_MARKER) {
-            Some(k) => format!("{}\n\n{section}\n\n{}", text[..k].trim_end(), &text[k..]),
-            None => format!("{}\n\n{section}\n", text.trim_end()),
-        },
-    }
-}
-
-/// The elle section of `text`, if it has one (the settings benchmark keeps it).
-pub fn section(text: &str) -> Option<&str> {
-    let b = text.find(BEGIN)?;
-    let e = text[b..].find(END)? + b;
-    Some(&text[b..e + END.len()])
+    super::write_marked_section(out, BEGIN, END, &s);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::{section_marked, splice_marked};
 
     #[test]
     fn reference_histories_are_valid_and_the_section_splices() {
@@ -201,10 +177,13 @@ mod tests {
             assert_eq!(v, Validity::True, "{kind:?}");
         }
         let doc = format!("# B\n\n{}\nhand\n", super::super::KEPT_MARKER);
-        let with = splice(&doc, &format!("{BEGIN}\nold\n{END}"));
+        let with = splice_marked(&doc, BEGIN, END, &format!("{BEGIN}\nold\n{END}"));
         assert!(with.find(BEGIN) < with.find(super::super::KEPT_MARKER));
-        let again = splice(&with, &format!("{BEGIN}\nnew\n{END}"));
-        assert_eq!(section(&again), Some(&*format!("{BEGIN}\nnew\n{END}")));
+        let again = splice_marked(&with, BEGIN, END, &format!("{BEGIN}\nnew\n{END}"));
+        assert_eq!(
+            section_marked(&again, BEGIN, END),
+            Some(&*format!("{BEGIN}\nnew\n{END}"))
+        );
         assert!(!again.contains("old") && again.ends_with("hand\n"));
     }
 }

@@ -9,7 +9,7 @@
 //! (its nemesis acts on nodes only), so the comparison shows what running consensus among the
 //! nodes themselves costs in messages, latency and availability.
 
-use super::counters::{quantiles, section_marked, splice_marked};
+use super::counters::quantiles;
 use super::{fmt, num, read_history, read_results, run_test_command, sibling};
 use maelstrom::history::{Op, OpType, Process};
 use serde_json::Value;
@@ -130,24 +130,13 @@ pub fn run(runner: &str, node_dir_of: &str, out: &Path, scratch: &Path, seed: u6
         }
     }
     let _ = writeln!(s, "{END}");
-    let path = out.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    super::write_or_exit(out, "BENCHMARKS.md", splice(&old, &s));
-}
-
-/// `text` with its lin-kv section replaced by `section` (appended if it has none).
-pub fn splice(text: &str, section: &str) -> String {
-    splice_marked(text, BEGIN, END, section)
-}
-
-/// The lin-kv section of `text`, if it has one (the settings benchmark keeps it).
-pub fn section(text: &str) -> Option<&str> {
-    section_marked(text, BEGIN, END)
+    super::write_marked_section(out, BEGIN, END, &s);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::{section_marked, splice_marked};
 
     fn op(time: u64, kind: OpType, process: u64, f: &str) -> Op {
         Op::new(
@@ -192,10 +181,16 @@ mod tests {
         );
         let text = format!("# B\n\n{counters}\n\n{BEGIN}\nold\n{END}\n");
         assert_eq!(
-            splice(&text, &sec),
+            splice_marked(&text, BEGIN, END, &sec),
             format!("# B\n\n{counters}\n\n{BEGIN}\nnew\n{END}\n")
         );
-        assert_eq!(section(&text), Some(&*format!("{BEGIN}\nold\n{END}")));
-        assert_eq!(super::super::counters::section(&text), Some(&*counters));
+        assert_eq!(
+            section_marked(&text, BEGIN, END),
+            Some(&*format!("{BEGIN}\nold\n{END}"))
+        );
+        assert_eq!(
+            crate::counters::section_marked(&text, crate::counters::BEGIN, crate::counters::END),
+            Some(&*counters)
+        );
     }
 }

@@ -229,6 +229,14 @@ fn main() {
 /// the file again keeps everything from it on, so the bench does not erase them.
 const KEPT_MARKER: &str = "<!-- measured by hand, kept when the bench rewrites this file -->";
 
+/// Writes `section` (from its `begin` marker to its `end` marker) into `out/BENCHMARKS.md`, in
+/// place of the old one (appended if there is none), keeping the rest of the file.
+fn write_marked_section(out: &Path, begin: &str, end: &str, section: &str) {
+    let old = std::fs::read_to_string(out.join("BENCHMARKS.md")).unwrap_or_default();
+    let text = counters::splice_marked(&old, begin, end, section);
+    write_or_exit(out, "BENCHMARKS.md", text);
+}
+
 /// Writes `text` to `out/name` (creating `out`), or exits with status 1. The old file's part from
 /// [`KEPT_MARKER`] on is appended, unless `text` already has it (rewritten from the old file).
 fn write_or_exit(out: &Path, name: &str, mut text: String) {

@@ -249,17 +249,16 @@ pub fn run(
     if !startup.is_empty() {
         md = super::startup::with_section(&md, &startup);
     }
-    if let Some(section) = super::counters::section(&kept) {
-        md = super::counters::splice(&md, section);
-    }
-    if let Some(section) = super::elle::section(&kept) {
-        md = super::elle::splice(&md, section);
-    }
-    if let Some(section) = super::lin_kv::section(&kept) {
-        md = super::lin_kv::splice(&md, section);
-    }
-    if let Some(section) = super::txn::section(&kept) {
-        md = super::txn::splice(&md, section);
+    use super::{counters, elle, lin_kv, txn};
+    for (begin, end) in [
+        (counters::BEGIN, counters::END),
+        (elle::BEGIN, elle::END),
+        (lin_kv::BEGIN, lin_kv::END),
+        (txn::BEGIN, txn::END),
+    ] {
+        if let Some(section) = counters::section_marked(&kept, begin, end) {
+            md = counters::splice_marked(&md, begin, end, section);
+        }
     }
     // The sections measured by hand (from the marker on) are kept too.
     super::write_or_exit(out, "BENCHMARKS.md", md);

@@ -9,7 +9,7 @@
 //! 6a has one node: nothing is replicated, so only persistence differs and the per-txn rows are
 //! left out.
 
-use super::counters::{quantile, section_marked, splice_marked};
+use super::counters::quantile;
 use super::{fmt, num, read_history, read_results, run_test_command, sibling};
 use maelstrom::history::{Op, OpType, Process};
 use serde_json::Value;
@@ -201,24 +201,13 @@ pub fn run(runner: &str, node_dir_of: &str, out: &Path, scratch: &Path, seeds: u
         }
     }
     let _ = writeln!(s, "{END}");
-    let path = out.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    super::write_or_exit(out, "BENCHMARKS.md", splice(&old, &s));
-}
-
-/// `text` with its txn section replaced by `section` (appended if it has none).
-pub fn splice(text: &str, section: &str) -> String {
-    splice_marked(text, BEGIN, END, section)
-}
-
-/// The txn section of `text`, if it has one (the settings benchmark keeps it).
-pub fn section(text: &str) -> Option<&str> {
-    section_marked(text, BEGIN, END)
+    super::write_marked_section(out, BEGIN, END, &s);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::{section_marked, splice_marked};
 
     fn op(time: u64, kind: OpType, process: u64) -> Op {
         Op::new(
@@ -267,9 +256,12 @@ mod tests {
         );
         let text = format!("# B\n\n{lin}\n\n{BEGIN}\nold\n{END}\n");
         assert_eq!(
-            splice(&text, &sec),
+            splice_marked(&text, BEGIN, END, &sec),
             format!("# B\n\n{lin}\n\n{BEGIN}\nnew\n{END}\n")
         );
-        assert_eq!(section(&text), Some(&*format!("{BEGIN}\nold\n{END}")));
+        assert_eq!(
+            section_marked(&text, BEGIN, END),
+            Some(&*format!("{BEGIN}\nold\n{END}"))
+        );
     }
 }
