@@ -69,9 +69,8 @@ fn ok_sends(out: &SimOutcome) -> usize {
 /// Every seed passes; returns the acknowledged sends over all seeds. A schedule that keeps the
 /// nodes down from the start can leave no op depending on another (at most a couple answered):
 /// the checker then reports an empty dependency graph, as Jepsen's does, and the run is invalid
-/// though nothing was wrong, and nothing was tested either (before the checker reported it, such
-/// seeds passed without checking anything). They are skipped and counted, and may be at most a
-/// quarter of the seeds (11 of 60 for the local design on several nodes, whose one owner these
+/// though nothing was wrong, and nothing was tested either. They are skipped and counted, and
+/// may be at most a quarter of the seeds (11 of 60 for the local design on several nodes, whose one owner these
 /// schedules often keep down).
 fn sweep(count: u64, run: impl Fn(u64) -> SimOutcome) -> usize {
     let (mut sent, mut idle) = (0, 0);
