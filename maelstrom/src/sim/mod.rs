@@ -38,8 +38,8 @@
 //!   [`ClientGuard`](murmur::host::ClientGuard) (configured by [`ShellModel`], told of each resume
 //!   as the shell's SIGCONT flag tells it), which drops requests that waited out a pause and
 //!   replies too late to be read. As in the shell, the sync timer is armed at the host's next tick
-//!   after every call into it (re-armed only if sooner), and when it fires the host ticks the
-//!   workload if it still says it is due. Outputs are serialised to JSON and sent through the
+//!   after every call into it (re-armed only if sooner), fires a seeded fraction of a millisecond
+//!   late (`timer_late_us`), and then the host ticks the workload if it still says it is due. Outputs are serialised to JSON and sent through the
 //!   [`Net`] at once.
 //! - **Services** ([`crate::services`]) are registered before the nodes and answer every
 //!   delivery addressed to them at once, through the network, as in the real-time runner.
@@ -249,6 +249,10 @@ pub struct SimConfig {
     pub compact_ms: (u64, u64),
     /// A (re)started process gets `init` after a delay uniform in this inclusive range.
     pub restart_delay_ms: (u64, u64),
+    /// A sync timer fires late by a delay uniform in this inclusive range (µs), as a real one
+    /// does: the node's clock is then off its slot grid when it ticks, as in the shell, where a
+    /// timer armed for a slot fires a fraction of a millisecond after it.
+    pub timer_late_us: (u64, u64),
     /// A kill during a flush leaves a seeded prefix of the flushed batch on disk.
     pub torn_flushes: bool,
     /// The node shell's own behaviour around the workload.
@@ -293,6 +297,7 @@ impl SimConfig {
             flush_ms: (1, 10),
             compact_ms: (10, 300),
             restart_delay_ms: (1, 20),
+            timer_late_us: (0, 1_500),
             torn_flushes: true,
             shell: ShellModel::default(),
             trace: TraceLevel::Off,

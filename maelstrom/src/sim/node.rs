@@ -40,8 +40,9 @@ pub(super) struct SimNode<W: Workload> {
     /// The pipe is full: the network receiver is down until resume.
     pub(super) pipe_full: bool,
     pub(super) tick_overdue: bool,
-    /// When the sync timer is armed (virtual time), if it is.
-    pub(super) tick_at: Option<u64>,
+    /// The sync timer, if armed: the time it was armed for and the time it fires (a little
+    /// later, `timer_late_us`), in virtual time.
+    pub(super) tick_at: Option<(u64, u64)>,
     pub(super) flush_overdue: bool,
     /// Durable records, across incarnations.
     pub(super) disk: Vec<Vec<u8>>,
@@ -74,13 +75,14 @@ impl<W: Workload> Sim<'_, W> {
         let out = host.drain();
         let dropped = host.stats();
         node.dirty = true;
-        if let Some(t) = host.next_tick(now_ms) {
-            let at = (t * MS).max(self.now);
-            if node.tick_at.map_or(true, |armed| at < armed) {
-                node.tick_at = Some(at);
-                let inc = node.inc;
-                self.at(at, Event::Tick { node: i, inc });
-            }
+        let due = host.next_tick(now_ms).map(|t| (t * MS).max(self.now));
+        if let Some(due) = due.filter(|&d| node.tick_at.map_or(true, |(armed, _)| d < armed)) {
+            let (lo, hi) = self.cfg.timer_late_us;
+            let fires = due + self.sched_rng.random_range(lo..=hi.max(lo)) * 1_000;
+            let node = &mut self.nodes[i];
+            node.tick_at = Some((due, fires));
+            let inc = node.inc;
+            self.at(fires, Event::Tick { node: i, inc });
         }
         if dropped != before {
             self.note(TraceLevel::Events, || {
@@ -139,7 +141,10 @@ impl<W: Workload> Sim<'_, W> {
     /// The sync timer fired: the shell's sync task wakes and ticks if the workload says it is due.
     pub(super) fn timer(&mut self, i: usize, inc: u64) {
         let node = &mut self.nodes[i];
-        if node.inc != inc || matches!(node.proc, Proc::Down) || node.tick_at != Some(self.now) {
+        if node.inc != inc
+            || matches!(node.proc, Proc::Down)
+            || node.tick_at.map(|(_, fires)| fires) != Some(self.now)
+        {
             return;
         }
         node.tick_at = None;

@@ -397,13 +397,14 @@ impl Broadcast {
             };
             due = Some(due.map_or(t, |d| d.min(t)));
             if let Some(since) = self.health[p].unanswered_since {
-                // A threshold already crossed but not yet acted on (a message, not the tick, came
-                // first since) is due now: dropping it would leave the change to the next ping.
-                if self.peer_state(p, now) != self.health[p].logged {
-                    due = Some(now);
-                }
+                // A threshold ahead is due when it falls; one already crossed but not yet acted on
+                // (a message, not the tick, came first since) is due at once. Either is given as
+                // the threshold's own time, never as `now`: `next_tick` rounds up to the slot grid,
+                // and a `now` between two slots would round to the next one at every call, so a
+                // driver whose clock is not on the grid (any real one) would never find it due.
+                let unacted = self.peer_state(p, now) != self.health[p].logged;
                 for t in [since + self.suspect_ms(p), since + self.dead_ms(p)] {
-                    if t > now {
+                    if t > now || unacted {
                         due = Some(due.map_or(t, |d| d.min(t)));
                     }
                 }

@@ -2381,3 +2381,64 @@ fn a_hub_never_heard_is_asked_without_waiting_for_a_held_ack() {
         "first ping to the silent hub at {first_ping:?} ms"
     );
 }
+
+/// Drives the cluster as the shell does: time jumps to the earliest tick any node asked for, plus
+/// `late_ms` (a real timer fires a little late, so the clock is never on the slot grid), and only
+/// that node ticks; `events` (time, node, value) are client broadcasts on the way. Returns when
+/// `until` says so or at `end`.
+fn run_like_a_shell(
+    c: &mut Cluster,
+    late_ms: Millis,
+    mut events: VecDeque<(Millis, usize, i64)>,
+    end: Millis,
+    mut until: impl FnMut(&Cluster) -> bool,
+) {
+    let n = c.hosts.len();
+    let mut id = 1_000;
+    while c.now < end && !until(c) {
+        let tick = (0..n)
+            .filter_map(|i| c.hosts[i].next_tick(c.now).map(|t| (t + late_ms, i)))
+            .min();
+        let event_first = match (events.front(), tick) {
+            (Some(e), Some((t, _))) => e.0 <= t,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if event_first {
+            let (at, node, v) = events.pop_front().expect("an event is waiting");
+            c.now = c.now.max(at);
+            id += 1;
+            c.client(node, id, Msg::Broadcast { message: json!(v) });
+        } else if let Some((t, i)) = tick {
+            c.now = c.now.max(t);
+            c.tick(i, c.now);
+            c.collect(i);
+        } else {
+            c.now = end;
+        }
+        c.deliver_all();
+    }
+}
+
+#[test]
+fn a_leaf_routes_around_a_silent_hub_on_time_with_a_clock_off_the_slot_grid() {
+    // The leaf's ticks come 1 ms after the times it asks for, as a real timer's do. A crossed
+    // suspicion threshold used to be reported as due "now", which the slot rounding pushed to the
+    // next slot at every call, so the leaf noticed only when its gossip call timed out (`rto_ms`).
+    let cfg = cfg(Overlay::Star);
+    let mut c = Cluster::new(3, &cfg);
+    c.partition(&[0]);
+    let events: VecDeque<_> = (0..40).map(|k| (601 + 150 * k, 1, k as i64)).collect();
+    // The table's state is computed from the clock; what the leaf acted on is its route.
+    run_like_a_shell(&mut c, 1, events, 5_000, |c| {
+        c.node(1).successor().is_some()
+    });
+    // First value at 601: ping after the 400 ms silence threshold (at the next slot), suspect
+    // 450 ms later, acted on at the next slot.
+    assert!(
+        c.now <= 601 + 400 + 450 + 2 * cfg.sync_ms + 2,
+        "routed around the hub at {} ms",
+        c.now
+    );
+    assert!(c.now < 601 + cfg.rto_ms, "not by the call's timeout");
+}
