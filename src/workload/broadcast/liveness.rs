@@ -58,17 +58,22 @@
 //! - after the silence threshold, or at once when a node below this leaf gossips to it as a
 //!   successor (its hub went silent for it: a hint that ours did too);
 //!
-//! and, during an episode, to the candidates for successor (below), once. An idle
-//! cluster has nothing outstanding and sends none.
+//! and to the candidates for successor (below), once per episode. An idle cluster has nothing
+//! outstanding and sends none.
 //!
 //! # Routing (overlay `star`)
 //! A leaf whose hub is suspect or dead starts an **episode**: its successor is the lowest-id node
 //! other than the hub that is alive in its own table, itself included. Every leaf applies the same
 //! rule to the same facts, so leaves that can reach the same nodes pick the same one. A leaf pings
-//! the lowest three candidates alive in its table (below itself) at once, once per episode unless
-//! heard from since it began; one that does not answer becomes suspect and the next takes its
-//! place, whose answer is usually in by then. So a leaf finds a live successor one suspect
-//! threshold after the first failed candidate, not one per dead candidate.
+//! the lowest three candidates alive in its table (below itself) along with its hub's first
+//! health check since it was last heard, so their answers are in when the hub becomes suspect
+//! (if the hub answers after all, what those probes suspected is forgotten: a false alarm leaves
+//! no trace in the table), and at the episode's start any not asked since; one that does not
+//! answer becomes suspect and the next takes its place, whose answer is usually in by then. So a
+//! leaf whose hub and lowest candidates went down together finds a live successor as soon as it
+//! suspects the hub, and one suspect threshold after the first failed candidate otherwise, not
+//! one per dead candidate. (Hub health checks are rare outside faults, since a live hub under
+//! load is heard every slot or two, so the early probes cost little.)
 //! - A leaf whose successor is another node gossips to it alone (`eager` as to a hub), and pings it
 //!   like a hub. The successor's link cursors are the ordinary ones, so it gets what it lacks.
 //! - The successor **adopts** every non-neighbour above it that gossips to it: it forwards to it as
@@ -419,6 +424,12 @@ impl Broadcast {
         for p in relays {
             if self.ping_due(p, now).is_some_and(|t| t <= now) {
                 self.send_ping(p, now, ctx);
+                if p == 0 && self.episode_since.is_none() {
+                    // Ask the candidates for successor along with the hub, so that if the hub
+                    // is down, whether they are too is known by the time it is suspected.
+                    self.probe_candidates(now, ctx);
+                    self.probed_early_at.get_or_insert(now);
+                }
             }
         }
         self.refresh_route(now, ctx);
@@ -442,13 +453,22 @@ impl Broadcast {
         let mut route = if !self.star_leaf() {
             self.peers.clone()
         } else if self.peer_state(0, now) == PeerState::Alive {
-            if let Some(since) = self.episode_since.take() {
+            let ended = self.episode_since.take();
+            if let Some(since) = ended {
                 tracing::info!(
                     after_ms = now.saturating_sub(since),
                     "hub answers again: the star re-forms"
                 );
                 self.set_successor(None, now, ctx);
-                // Suspicions of other leaves belonged to this episode; the next starts afresh.
+            }
+            let heard = self.health[0].heard_at;
+            let false_alarm = self
+                .probed_early_at
+                .is_some_and(|t| heard.is_some_and(|h| h >= t));
+            if ended.is_some() || false_alarm {
+                // Suspicions of other leaves belonged to this episode (or to the probes that
+                // went with a hub that answered after all); the next starts afresh.
+                self.probed_early_at = None;
                 for p in 1..n {
                     let h = &mut self.health[p];
                     h.unanswered_since = None;
@@ -502,12 +522,14 @@ impl Broadcast {
         }
     }
 
-    /// During an episode, makes sure the [`SUCCESSOR_PROBES`] lowest candidates for successor
-    /// below this node that are still alive in the table have been asked since it began (heard
-    /// from, or pinged once), so that when the first does not answer, the next one's answer is
-    /// already in: the successor moves on after one suspect threshold, not one per dead candidate.
+    /// With the hub's first health check since it was last heard, and during an episode, makes
+    /// sure the [`SUCCESSOR_PROBES`] lowest candidates for successor below this node that are
+    /// still alive in the table have been asked since then (heard from, or pinged once), so that
+    /// when the first does not answer, the next one's answer is already in: the successor moves on
+    /// after one suspect threshold, not one per dead candidate.
     fn probe_candidates(&mut self, now: Millis, ctx: &mut Ctx<Msg>) {
-        let since = self.episode_since.unwrap_or(now);
+        // Asked since the episode began, or with the hub just before it.
+        let since = self.probed_early_at.or(self.episode_since).unwrap_or(now);
         let mut asked = 0;
         for c in 1..self.me {
             if asked == SUCCESSOR_PROBES {

@@ -240,6 +240,9 @@ pub struct Broadcast {
     health: Vec<liveness::Health>,
     /// A star leaf whose hub is not alive: since when.
     episode_since: Option<Millis>,
+    /// A star leaf that asked the candidates for successor along with a silent hub, before any
+    /// episode: when (their answers are forgotten once the hub is heard from again).
+    probed_early_at: Option<Millis>,
     /// A star leaf's successor hub during an episode (possibly itself).
     successor: Option<usize>,
     successor_changes: u64,
@@ -355,6 +358,7 @@ impl Workload for Broadcast {
             peers,
             health: vec![liveness::Health::default(); n],
             episode_since: None,
+            probed_early_at: None,
             successor: None,
             successor_changes: 0,
             adopted_until: vec![None; n],

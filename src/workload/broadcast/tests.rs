@@ -2442,3 +2442,60 @@ fn a_leaf_routes_around_a_silent_hub_on_time_with_a_clock_off_the_slot_grid() {
     );
     assert!(c.now < 601 + cfg.rto_ms, "not by the call's timeout");
 }
+
+#[test]
+fn a_leaf_whose_hub_and_first_candidate_are_down_picks_the_next_as_it_suspects_the_hub() {
+    // n0 (the hub) and n1 (the first candidate for successor) are cut off from the start. The
+    // candidates were asked along with the hub, so when the hub becomes suspect n1's silence is
+    // already known: the first successor is n2, with no detour through n1 and its own threshold.
+    let cfg = cfg(Overlay::Star);
+    let mut c = Cluster::new(6, &cfg);
+    c.partition(&[0]);
+    c.partition(&[1]);
+    let events: VecDeque<_> = (0..40).map(|k| (601 + 150 * k, 5, k as i64)).collect();
+    run_like_a_shell(&mut c, 1, events, 5_000, |c| {
+        c.node(5).successor().is_some()
+    });
+    assert_eq!(c.node(5).successor(), Some("n2"), "at {} ms", c.now);
+    assert_eq!(c.node(5).successor_changes(), 1);
+    assert!(
+        c.now <= 601 + 400 + 450 + 2 * cfg.sync_ms + 2,
+        "routed around the hub at {} ms",
+        c.now
+    );
+}
+
+#[test]
+fn candidates_probed_with_a_hub_that_answers_after_all_are_not_held_suspect() {
+    // The hub is silent long enough to be asked, then answers; n1, asked along with it, never
+    // does. Nothing of that early probe may stay in the table: a leaf that did not probe would
+    // still count n1 alive, and at the next episode the two would pick different successors.
+    let cfg = cfg(Overlay::Star);
+    let mut c = Cluster::new(6, &cfg);
+    c.partition(&[1]);
+    c.cut.insert((0, 5));
+    c.client(5, 1, Msg::Broadcast { message: json!(1) });
+    let mut healed = false;
+    while c.now < 3_000 {
+        c.now += 10;
+        for i in 0..6 {
+            c.tick(i, c.now);
+            c.collect(i);
+        }
+        let pinged = |c: &Cluster, dest: &str| {
+            c.in_flight.iter().any(|m| {
+                m.src == "n5" && m.dest == dest && matches!(m.body.payload, Msg::Ping { .. })
+            })
+        };
+        if !healed && pinged(&c, "n0") {
+            assert!(pinged(&c, "n1"), "n1 is asked along with the hub");
+            c.cut.remove(&(0, 5));
+            healed = true;
+        }
+        c.deliver_all();
+    }
+    assert!(healed, "the leaf never asked its hub");
+    assert_eq!(c.node(5).successor(), None);
+    assert_eq!(c.node(5).successor_changes(), 0);
+    assert_eq!(c.node(5).health_of("n1", c.now), Some(PeerState::Alive));
+}
