@@ -7,7 +7,7 @@
 //!  stdin ─► reader ─mpsc(4096)─► listen ────────┐                  ┌─► writer ─► stdout
 //!                                               │                  │
 //!   sleep until next_tick ─► sync ──────────────┼── Mutex<Host> ───┤ mpsc(64) lines
-//!        ▲ (poked when it moves sooner)         │        │         │
+//!        ▲ (poked when it moves)                │        │         │
 //!   poke (records queued) ─► flusher ───────────┘        │         │
 //!        queued records │ ▲ durable(n) ─► outputs ───────┼─────────┘
 //!                       ▼ │                             │
@@ -31,7 +31,7 @@
 //!   acknowledge writes it cannot keep. After `init`, for each burst of messages already waiting
 //!   (at most 64, `BURST`): lock, [`Host::receive`] each, then hand off the records the burst
 //!   emitted ([`Host::persist_with`]), drain outputs, ask [`Host::next_tick`], unlock, send, and
-//!   poke the sync task if the next tick moved sooner. The hand-off appends the records to the log
+//!   poke the sync task if the next tick moved. The hand-off appends the records to the log
 //!   at once and reports them with [`Host::durable`] when it can (the default: no fsync, no
 //!   batching window, nothing queued ahead), so an acknowledgement leaves with the rest of the
 //!   handler's output; otherwise it queues them for the flusher and pokes it.
@@ -212,8 +212,8 @@ struct Shared<W: Workload> {
     /// [`Workload::next_tick`] as of the last handler ([`NO_TICK`] for none): the sync task sleeps
     /// until then.
     tick_at: AtomicU64,
-    /// Poked when `tick_at` moved earlier than what the sync task sleeps for.
-    tick_sooner: Notify,
+    /// Poked when `tick_at` moved: the sync task sleeps until the new time.
+    tick_moved: Notify,
 }
 
 /// `tick_at` when the workload needs no tick.
@@ -332,7 +332,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<W: Workload> Shared<W> {
     /// Runs `f` on the host, hands off the records it emitted, sends its outputs (waiting if the
-    /// writer is behind: back-pressure), and pokes the sync task if the next tick moved sooner.
+    /// writer is behind: back-pressure), and pokes the sync task if the next tick moved.
     /// Returns false if the writer is gone.
     async fn with_host(&self, f: impl FnOnce(&mut Host<W>, Millis)) -> bool {
         let lines = self.run_host(f);
@@ -372,8 +372,12 @@ impl<W: Workload> Shared<W> {
             let lines: Vec<Line> = host.drain().into_iter().map(boxed).collect();
             (lines, host.next_tick(now).unwrap_or(NO_TICK))
         };
-        if self.tick_at.swap(next, Ordering::Relaxed) > next {
-            self.tick_sooner.notify_one();
+        // Any move re-arms the sync task's sleep: sooner, so the tick is not late; later too, so
+        // the process is not woken for a deadline that has gone (a leaf's liveness deadline moves
+        // with every message from its hub). Re-arming is a poll of a task on this same thread; a
+        // stale wake-up is a sleep and a wake of the whole process.
+        if self.tick_at.swap(next, Ordering::Relaxed) != next {
+            self.tick_moved.notify_one();
         }
         lines
     }
@@ -537,7 +541,7 @@ where
         clock,
         records: store.map(|store| Records::new(store, shell.flush_ms)),
         tick_at: AtomicU64::new(NO_TICK),
-        tick_sooner: Notify::new(),
+        tick_moved: Notify::new(),
     });
 
     // Phase 2: the sync and flush tasks. A first empty pass asks the workload when it wants its
@@ -552,10 +556,10 @@ where
         tokio::spawn(async move {
             loop {
                 let at = shared.tick_at.load(Ordering::Relaxed);
-                let sooner = shared.tick_sooner.notified();
+                let moved = shared.tick_moved.notified();
                 if at == NO_TICK {
                     tokio::select! {
-                        _ = sooner => continue,
+                        _ = moved => continue,
                         _ = next_signal(&mut sigcont) => {
                             if !shared.with_host(|_, _| {}).await {
                                 break;
@@ -569,7 +573,7 @@ where
                     let deadline = shared.clock.0 + Duration::from_millis(at);
                     tokio::select! {
                         _ = tokio::time::sleep_until(deadline.into()) => {}
-                        _ = sooner => continue,
+                        _ = moved => continue,
                         _ = next_signal(&mut sigcont) => {
                             if !shared.with_host(|_, _| {}).await {
                                 break;

@@ -38,7 +38,7 @@
 //!   [`ClientGuard`](murmur::host::ClientGuard) (configured by [`ShellModel`], told of each resume
 //!   as the shell's SIGCONT flag tells it), which drops requests that waited out a pause and
 //!   replies too late to be read. As in the shell, the sync timer is armed at the host's next tick
-//!   after every call into it (re-armed only if sooner), fires a seeded fraction of a millisecond
+//!   after every call into it (re-armed if it moved), fires a seeded fraction of a millisecond
 //!   late (`timer_late_us`), and then the host ticks the workload if it still says it is due.
 //!   Outputs are serialised to JSON and sent through the [`Net`] at once.
 //! - **Services** ([`crate::services`]) are registered before the nodes and answer every

@@ -60,9 +60,9 @@ pub(super) struct SimNode<W: Workload> {
 }
 
 impl<W: Workload> Sim<'_, W> {
-    /// Runs `f` on node `i`'s host (if its process runs), then sends its outputs, arms its sync
-    /// timer sooner if [`Workload::next_tick`] moved sooner, and pokes its flusher: what the
-    /// shell does around every call into the host.
+    /// Runs `f` on node `i`'s host (if its process runs), then sends its outputs, re-arms its
+    /// sync timer if [`Workload::next_tick`] moved, and pokes its flusher: what the shell does
+    /// around every call into the host.
     pub(super) fn step(&mut self, i: usize, f: impl FnOnce(&mut Host<W>, Millis)) {
         let now_ms = self.now_ms();
         let node = &mut self.nodes[i];
@@ -76,7 +76,7 @@ impl<W: Workload> Sim<'_, W> {
         let dropped = host.stats();
         node.dirty = true;
         let due = host.next_tick(now_ms).map(|t| (t * MS).max(self.now));
-        if let Some(due) = due.filter(|&d| node.tick_at.map_or(true, |(armed, _)| d < armed)) {
+        if let Some(due) = due.filter(|&d| node.tick_at.map_or(true, |(armed, _)| d != armed)) {
             let (lo, hi) = self.cfg.timer_late_us;
             let fires = due + self.sched_rng.random_range(lo..=hi.max(lo)) * 1_000;
             let node = &mut self.nodes[i];

@@ -17,7 +17,7 @@ use crate::workload::{OpSpec, Reply};
 #[derive(Debug)]
 pub(super) enum Event {
     /// A node's sync timer, set to the workload's [`Workload::next_tick`] (stale if the
-    /// incarnation changed, or if the timer was re-armed sooner).
+    /// incarnation changed, or if the timer was re-armed since).
     Tick { node: usize, inc: u64 },
     /// A node's flush in flight completes.
     FlushDone { node: usize, inc: u64 },
