@@ -2423,8 +2423,8 @@ fn run_like_a_shell(
 #[test]
 fn a_leaf_routes_around_a_silent_hub_on_time_with_a_clock_off_the_slot_grid() {
     // The leaf's ticks come 1 ms after the times it asks for, as a real timer's do. A crossed
-    // suspicion threshold used to be reported as due "now", which the slot rounding pushed to the
-    // next slot at every call, so the leaf noticed only when its gossip call timed out (`rto_ms`).
+    // suspicion threshold reported as due "now" would be pushed to the next slot by the slot
+    // rounding at every call, and the leaf would notice only when its gossip call timed out.
     let cfg = cfg(Overlay::Star);
     let mut c = Cluster::new(3, &cfg);
     c.partition(&[0]);
